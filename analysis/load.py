@@ -1,0 +1,206 @@
+"""Read a sweep's Parquet tables (runs, curves, layers) into pandas DataFrames.
+
+A sweep directory `<storage>/<name>/` holds one subdirectory per table, each a set of
+`part-*.parquet` files written atomically (temp name, then rename). Only visible `*.parquet`
+files are read: temp files start with "." or "_" and are skipped, the same rule as
+pyarrow.dataset's default `ignore_prefixes`, so `pandas.read_parquet(<table dir>)` agrees.
+Every part must hold all schema columns; values are cast to the schema's types.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+
+from analysis.schema import get_schema
+
+# Stable sort keys; trailing columns only break ties so the order never depends on file order.
+SORT_KEYS: dict[str, tuple[str, ...]] = {
+    "runs": ("model", "dataset", "method", "lr", "target_sparsity", "seed", "sweep", "trial_id"),
+    "curves": ("trial_id", "level", "epoch", "method", "target_sparsity", "sweep"),
+    "layers": ("model", "dataset", "method", "lr", "target_sparsity", "seed", "layer", "sweep"),
+}
+
+# Writers' in-progress temp files (pyarrow.dataset's default ignore_prefixes).
+_TEMP_PREFIXES = (".", "_")
+
+# Float filters match within this tolerance, so lr=0.3 finds a stored 0.1 + 0.2.
+_REL_TOL = 1e-9
+_ABS_TOL = 1e-12
+
+
+def load_runs(path: str | os.PathLike[str], **filters: Any) -> pd.DataFrame:
+    """Load the runs table (one row per grid point); see `analysis.schema.RUNS`.
+
+    Args:
+        path: Sweep directory `<storage>/<name>` or its `runs/` directory; a local path or a
+            URI understood by `pyarrow.fs.FileSystem.from_uri` (file://, s3://, ...).
+        **filters: Column name -> allowed value (scalar) or values (list, tuple or set).
+            Float columns match within a relative tolerance of 1e-9.
+    Returns:
+        DataFrame with the schema's columns in contract order, sorted by (model, dataset,
+        method, lr, target_sparsity, seed), index 0..n-1. Empty (same columns) when the table
+        directory is missing or holds no parts.
+    Raises:
+        FileNotFoundError: `path` does not exist (NotADirectoryError: it is a file).
+        ValueError: a filter names an unknown column, or a part lacks schema columns.
+    """
+    return load_table(path, "runs", **filters)
+
+
+def load_curves(path: str | os.PathLike[str], **filters: Any) -> pd.DataFrame:
+    """Load the curves table (one row per trial, level and epoch); see `analysis.schema.CURVES`.
+
+    Args:
+        path: Sweep directory or its `curves/` directory (local path or URI).
+        **filters: Column name -> allowed value or values, as in `load_runs`.
+    Returns:
+        DataFrame sorted by (trial_id, level, epoch), index 0..n-1; empty when no parts.
+    Raises:
+        FileNotFoundError: `path` does not exist (NotADirectoryError: it is a file).
+        ValueError: a filter names an unknown column, or a part lacks schema columns.
+    """
+    return load_table(path, "curves", **filters)
+
+
+def load_layers(path: str | os.PathLike[str], **filters: Any) -> pd.DataFrame:
+    """Load the layers table (one row per grid point and layer); see `analysis.schema.LAYERS`.
+
+    Args:
+        path: Sweep directory or its `layers/` directory (local path or URI).
+        **filters: Column name -> allowed value or values, as in `load_runs`.
+    Returns:
+        DataFrame sorted by (model, dataset, method, lr, target_sparsity, seed, layer), index
+        0..n-1; empty when no parts.
+    Raises:
+        FileNotFoundError: `path` does not exist (NotADirectoryError: it is a file).
+        ValueError: a filter names an unknown column, or a part lacks schema columns.
+    """
+    return load_table(path, "layers", **filters)
+
+
+def load_table(path: str | os.PathLike[str], table: str, **filters: Any) -> pd.DataFrame:
+    """Load one table of a sweep; the shared body of `load_runs`/`load_curves`/`load_layers`.
+
+    Args:
+        path: Sweep directory or the table directory itself (local path or URI).
+        table: One of "runs", "curves", "layers".
+        **filters: Column name -> allowed value or values, as in `load_runs`.
+    Returns:
+        The filtered, sorted DataFrame (empty with the schema's columns when there are no parts).
+    Raises:
+        FileNotFoundError: `path` does not exist (NotADirectoryError: it is a file).
+        ValueError: unknown table or filter column, or a part lacks schema columns.
+    """
+    schema = get_schema(table)
+    expression = _filter_expression(schema, filters)
+    fs, parts = _find_parts(path, table)
+    if not parts:
+        return schema.empty_table().to_pandas()
+    dataset = ds.dataset(parts, schema=schema, format="parquet", filesystem=fs)
+    _check_parts(dataset, schema)
+    frame = dataset.to_table(filter=expression).to_pandas()
+    return frame.sort_values(list(SORT_KEYS[table]), kind="stable", ignore_index=True)
+
+
+def _find_parts(path: str | os.PathLike[str], table: str) -> tuple[pafs.FileSystem, list[str]]:
+    """Locate `table`'s part files under a sweep directory or a table directory.
+
+    `<path>/<table>/` is preferred; `path` itself counts when it directly holds parts (the
+    order flips when `path` is named like the table, so a sweep called "runs" still works).
+    """
+    fs, root = _filesystem(path)
+    info = fs.get_file_info(root)
+    if info.type == pafs.FileType.NotFound:
+        raise FileNotFoundError(f"no such sweep or table directory: {_redact(path)!r}")
+    if info.type != pafs.FileType.Directory:
+        raise NotADirectoryError(f"expected a sweep or table directory: {_redact(path)!r}")
+    candidates = [f"{root.rstrip('/')}/{table}", root]
+    if root.rstrip("/").rsplit("/", 1)[-1] == table:
+        candidates.reverse()
+    for candidate in candidates:
+        parts = _list_parts(fs, candidate)
+        if parts:
+            return fs, parts
+    return fs, []
+
+
+def _filesystem(path: str | os.PathLike[str]) -> tuple[pafs.FileSystem, str]:
+    """Split a local path or URI into (filesystem, path inside it)."""
+    text = os.fspath(path)
+    if "://" in text:
+        return pafs.FileSystem.from_uri(text)
+    return pafs.LocalFileSystem(), os.path.abspath(text).replace(os.sep, "/")
+
+
+def _redact(path: str | os.PathLike[str]) -> str:
+    """The path for error messages, without credentials embedded in a URI (s3://key:secret@)."""
+    return re.sub(r"://[^/@]*@", "://***@", os.fspath(path))
+
+
+def _list_parts(fs: pafs.FileSystem, directory: str) -> list[str]:
+    """Sorted visible `*.parquet` files directly in `directory` ([] if it does not exist).
+
+    Names starting with "." or "_" are writers' in-progress temp files (pyarrow.dataset's
+    default `ignore_prefixes`, so `pandas.read_parquet(<table dir>)` skips them too).
+    """
+    selector = pafs.FileSelector(directory, allow_not_found=True)
+    return sorted(
+        info.path
+        for info in fs.get_file_info(selector)
+        if info.type == pafs.FileType.File
+        and not info.base_name.startswith(_TEMP_PREFIXES)
+        and info.base_name.endswith(".parquet")
+    )
+
+
+def _check_parts(dataset: ds.FileSystemDataset, schema: pa.Schema) -> None:
+    """Raise if a part lacks schema columns (pyarrow would silently fill them with nulls)."""
+    for fragment in dataset.get_fragments():
+        missing = [name for name in schema.names if name not in fragment.physical_schema.names]
+        if missing:
+            raise ValueError(
+                f"{fragment.path}: missing columns {missing}; was it written by "
+                "analysis.schema.to_table?"
+            )
+
+
+def _filter_expression(schema: pa.Schema, filters: dict[str, Any]) -> ds.Expression | None:
+    """AND of one membership test per filter; None when there are no filters."""
+    unknown = sorted(set(filters) - set(schema.names))
+    if unknown:
+        raise ValueError(f"unknown filter column(s) {unknown}; known: {schema.names}")
+    expression = None
+    for name, value in filters.items():
+        values = list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
+        try:
+            term = _column_in(name, schema.field(name).type, values)
+        except (TypeError, ValueError, pa.ArrowException) as exc:
+            raise ValueError(f"filter {name}={value!r} does not fit the column: {exc}") from exc
+        expression = term if expression is None else expression & term
+    return expression
+
+
+def _column_in(name: str, dtype: pa.DataType, values: Iterable[Any]) -> ds.Expression:
+    """Expression: column `name` equals one of `values` (floats within tolerance)."""
+    values = list(values)
+    if not pa.types.is_floating(dtype):
+        return pc.field(name).isin(pa.array(values, type=dtype))
+    term = pc.scalar(False)
+    for value in values:
+        tol = max(_ABS_TOL, _REL_TOL * abs(float(value)))
+        if math.isnan(float(value)):
+            near = pc.is_nan(pc.field(name))
+        else:
+            near = (pc.field(name) >= float(value) - tol) & (pc.field(name) <= float(value) + tol)
+        term = term | near
+    return term

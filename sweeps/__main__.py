@@ -1,0 +1,5 @@
+"""``python -m sweeps ...`` is the ``lottery`` command (what ``ray job submit`` calls)."""
+
+from sweeps.cli import main
+
+main()

@@ -1,0 +1,139 @@
+"""The ``lottery`` command (also ``python -m sweeps``): plan, run, resume, status, report."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sweeps.spec import SpecError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Lottery-ticket / pruning sweeps on Ray Tune.")
+
+StorageOpt = Annotated[str | None, typer.Option(
+    "--storage", help="Results location (path, s3://, gs://); default: the spec's `storage`.")]
+AddressOpt = Annotated[str | None, typer.Option(
+    "--address", help="Ray cluster address (e.g. auto, 10.0.0.1:6379); default: a local Ray.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", help="Show Ray's own console output.")]
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(message, err=True)
+    raise typer.Exit(code)
+
+
+def _load(spec_path: Path):
+    from sweeps import spec as spec_module
+
+    try:
+        return spec_module.load(spec_path)
+    except SpecError as err:
+        _fail(str(err))
+
+
+@app.command()
+def plan(spec: Path) -> None:
+    """Validate SPEC and print the trials it will run and their budget in epochs (runs nothing)."""
+    import pandas as pd
+
+    from sweeps.plan import describe
+    from sweeps.plan import make_plan
+
+    sweep = _load(spec)
+    p = make_plan(sweep)
+    table = describe(p)
+    with pd.option_context("display.max_rows", None, "display.width", 200,
+                           "display.max_colwidth", 80):
+        typer.echo(table.to_string(index=False))
+    typer.echo(f"\nsweep {sweep.name!r}: {len(p.points)} grid points, {len(p.chains)} chain "
+               f"trials + {len(p.branches)} branch trials, budget {p.total_epochs} epochs "
+               f"({sweep.training.epochs} per training run)")
+
+
+def _run(sweep, storage: str | None, address: str | None, verbose: bool) -> None:
+    from sweeps.run import run_sweep
+
+    try:
+        outcome = run_sweep(sweep, storage=storage, address=address, verbose=verbose)
+    except SpecError as err:
+        _fail(str(err))
+    typer.echo(f"sweep {sweep.name!r}: {outcome.launched} trials launched, "
+               f"{outcome.skipped_points} grid points already done, "
+               f"{len(outcome.failed)} failed; results in {outcome.sweep_dir.path}", err=True)
+    _print_report(outcome.sweep_dir)
+    if outcome.failed:
+        _fail("failed trials (see `lottery status`): " + ", ".join(outcome.failed), code=1)
+
+
+@app.command()
+def run(spec: Path, storage: StorageOpt = None, address: AddressOpt = None,
+        verbose: VerboseOpt = False) -> None:
+    """Run SPEC through Ray Tune (re-running continues an interrupted sweep), then report."""
+    _run(_load(spec), storage, address, verbose)
+
+
+@app.command()
+def resume(name: str, storage: StorageOpt = None, address: AddressOpt = None,
+           verbose: VerboseOpt = False) -> None:
+    """Continue sweep NAME from its stored spec: finished trials are not run again."""
+    from sweeps import spec as spec_module
+    from sweeps.store import Store
+
+    store = Store(storage or "results").child(name)
+    raw = store.get_json("spec.json")
+    if raw is None:
+        _fail(f"no sweep {name!r} under {store.path} (no spec.json); pass --storage")
+    try:
+        sweep = spec_module.parse(raw, store.join("spec.json"))
+    except SpecError as err:
+        _fail(str(err))
+    _run(sweep, storage or raw.get("storage"), address, verbose)
+
+
+@app.command()
+def status(name: str, storage: StorageOpt = None) -> None:
+    """Show NAME's trials (done / running / pending / failed) and rows written."""
+    from sweeps.status import format_status
+    from sweeps.store import Store
+
+    store = Store(storage or "results").child(name)
+    try:
+        typer.echo(format_status(store))
+    except FileNotFoundError as err:
+        _fail(str(err))
+
+
+def _print_report(sweep_dir) -> None:
+    from analysis.load import load_runs
+    from analysis.report import format_report
+
+    typer.echo(format_report(load_runs(sweep_dir.uri)))
+
+
+@app.command()
+def report(name_or_path: str, storage: StorageOpt = None) -> None:
+    """Print the summary table of a sweep given by NAME (under --storage) or by its PATH."""
+    from analysis.load import load_runs
+    from analysis.report import format_report
+
+    from sweeps.store import join_uri
+
+    target = name_or_path
+    if "://" not in target and not Path(target).is_dir():
+        target = join_uri(storage or "results", name_or_path)
+    try:
+        typer.echo(format_report(load_runs(target)))
+    except FileNotFoundError as err:
+        _fail(f"no sweep results at {target}: {err}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="lottery")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Live sweep progress (done / running / pending / failed, epochs, ETA) from Tune callbacks.
+
+Replaces Ray's console output (RAY_FACTS.md §7: with the legacy output engine and
+``verbose=0`` Tune prints nothing, while ``tune.Callback`` hooks still fire in the driver).
+On a terminal the line is redrawn in place with rich; elsewhere (``ray job logs``, CI) a line
+is printed whenever a trial finishes or fails.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+
+from ray import tune
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+
+@dataclass
+class Counts:
+    """Trial and epoch counters of one sweep run (both phases)."""
+
+    total_trials: int
+    total_epochs: int
+    done: int = 0
+    failed: int = 0
+    running: set[str] = field(default_factory=set)
+    epochs_by_trial: dict[str, int] = field(default_factory=dict)
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def epochs_done(self) -> int:
+        return sum(self.epochs_by_trial.values())
+
+    @property
+    def pending(self) -> int:
+        return max(0, self.total_trials - self.done - self.failed - len(self.running))
+
+    def eta_s(self) -> float | None:
+        """Seconds left, extrapolated from epochs trained so far (None before the first)."""
+        if self.epochs_done == 0:
+            return None
+        rate = (time.monotonic() - self.started) / self.epochs_done
+        return max(0.0, self.total_epochs - self.epochs_done) * rate
+
+    def line(self, phase: str) -> str:
+        eta = self.eta_s()
+        eta_text = "?" if eta is None else time.strftime("%H:%M:%S", time.gmtime(eta))
+        return (f"[{phase}] trials: {self.done} done, {len(self.running)} running, "
+                f"{self.pending} pending, {self.failed} failed of {self.total_trials} | "
+                f"epochs {self.epochs_done}/{self.total_epochs} | ETA {eta_text}")
+
+
+class ProgressCallback(tune.Callback):
+    """Tune callback feeding ``Counts`` and redrawing the progress line."""
+
+    def __init__(self, counts: Counts, phase: str, live: Live | None,
+                 console: Console) -> None:
+        self.counts, self.phase, self.live, self.console = counts, phase, live, console
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks into tuner.pkl; the display holds locks and a terminal.
+        return {**self.__dict__, "live": None, "console": None}
+
+    def _id(self, trial: Any) -> str:
+        return trial.config["job"]["trial_id"]
+
+    def _draw(self, event: bool) -> None:
+        text = self.counts.line(self.phase)
+        if self.live is not None:
+            self.live.update(Text(text))
+        elif event and self.console is not None:
+            self.console.print(text, highlight=False, soft_wrap=True)
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.counts.running.add(self._id(trial))
+        self._draw(event=False)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                        **info: Any) -> None:
+        self.counts.epochs_by_trial[self._id(trial)] = int(result.get("epochs_done", 0))
+        self._draw(event=False)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.counts.running.discard(self._id(trial))
+        self.counts.done += 1
+        self._draw(event=True)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.counts.running.discard(self._id(trial))
+        self.counts.failed += 1
+        self._draw(event=True)
+
+
+def open_display(enabled: bool) -> tuple[Live | None, Console]:
+    """A rich Live line on a terminal (stderr), else None and a plain console."""
+    console = Console(file=sys.stderr, highlight=False)
+    if enabled and console.is_terminal:
+        live = Live(Text(""), console=console, refresh_per_second=4, transient=False)
+        live.start()
+        return live, console
+    return None, console

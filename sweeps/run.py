@@ -1,0 +1,214 @@
+"""Run a sweep through Ray Tune: skip finished points, chains first, then branches.
+
+Resuming is re-running: every grid point's row is a content-keyed Parquet part and every
+training stage keeps per-epoch checkpoints, so a re-run (``lottery resume`` or ``lottery run``
+on the same spec) launches only trials with missing rows, and those continue from their last
+checkpoint. Tune's ``FailureConfig`` retries a crashed trial, which resumes the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sweeps import __version__
+from sweeps.plan import Plan
+from sweeps.plan import make_plan
+from sweeps.progress import Counts
+from sweeps.progress import ProgressCallback
+from sweeps.progress import open_display
+from sweeps.spec import SpecError
+from sweeps.spec import SweepSpec
+from sweeps.store import Store
+from sweeps.trials import trainable
+from sweeps.trials import trial_state
+from trainer.jobs import BranchJob
+from trainer.jobs import ChainJob
+from trainer.jobs import to_dict
+
+# Settings that define what the rows mean; a sweep name keeps them for life.
+FIXED_KEYS = ("training", "pruning", "data")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a ``run_sweep`` call did."""
+
+    sweep_dir: Store
+    launched: int
+    failed: tuple[str, ...]
+    skipped_points: int
+
+
+def code_version() -> str:
+    """Package version plus the git commit of the source tree when there is one."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                             text=True, timeout=5, cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{__version__}+{sha}" if sha else __version__
+
+
+def sweep_store(spec: SweepSpec, storage: str | None) -> Store:
+    return Store(storage or spec.storage).child(spec.name)
+
+
+def check_compatible(store: Store, spec: SweepSpec) -> None:
+    """Refuse to mix rows of different training/pruning/data settings under one name.
+
+    Raises:
+        SpecError: ``spec.json`` exists with different values of a fixed key.
+    """
+    old = store.get_json("spec.json")
+    new = spec.to_json()
+    if old is None:
+        return
+    changed = [k for k in FIXED_KEYS if old.get(k) != new.get(k)]
+    if changed:
+        raise SpecError(store.path, [(k, f"differs from the existing sweep {spec.name!r} "
+                                         f"({old.get(k)} -> {new.get(k)}); grid axes may "
+                                         "change between runs, these may not: use a new "
+                                         "name") for k in changed])
+
+
+def pending_jobs(plan: Plan, store: Store) -> tuple[list[ChainJob], list[BranchJob], int]:
+    """Jobs with a missing row; chains also when a pending branch needs their trunk."""
+    done = {name[len("part-"):-len(".parquet")] for name in store.list("runs")}
+    branches = [b for b in plan.branches if b.point.config_hash not in done]
+    needed = {b.trunk for b in branches}
+    chains = [c for c in plan.chains
+              if c.trunk in needed or any(p.config_hash not in done for p in c.points)]
+    skipped = sum(1 for p in plan.points if p.config_hash in done)
+    return chains, branches, skipped
+
+
+def _init_ray(address: str | None, verbose: bool) -> bool:
+    """Connect to ``address`` (or RAY_ADDRESS), else start a loopback-only local Ray.
+
+    Returns:
+        True when this call started a local Ray that we must shut down.
+    """
+    import ray
+
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    level = logging.INFO if verbose else logging.ERROR
+    if address or os.environ.get("RAY_ADDRESS"):
+        ray.init(address=address, logging_level=level, log_to_driver=verbose)
+        return False
+    ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", logging_level=level,
+             log_to_driver=verbose)
+    return True
+
+
+def check_resources(spec: SweepSpec, local: bool) -> None:
+    """Fail fast when no node could ever run a trial (Tune would wait forever, RAY_FACTS §2).
+
+    Raises:
+        SpecError: naming ``resources.gpu`` / ``resources.cpu``.
+    """
+    import ray
+
+    have = ray.cluster_resources()
+    want = {"cpu": ("CPU", spec.resources.cpu), "gpu": ("GPU", spec.resources.gpu)}
+    problems = [(f"resources.{k}", f"each trial asks for {n:g} {key} but the Ray cluster has "
+                                   f"{have.get(key, 0):g}")
+                for k, (key, n) in want.items() if n > have.get(key, 0)]
+    if problems and local:
+        raise SpecError(spec.name, problems)
+    for field, reason in problems:
+        logging.getLogger(__name__).warning("%s: %s (waiting for the autoscaler)", field, reason)
+
+
+def _fit(phase: str, batch: list, spec: SweepSpec, store: Store, callback: ProgressCallback,
+         verbose: bool) -> set[str]:
+    """Run one phase's jobs as one Tune experiment; return the ids of failed trials."""
+    from ray import tune
+
+    if not batch:
+        return set()
+    resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+    param_space = {"job": tune.grid_search([to_dict(j) for j in batch]),
+                   "storage": Store(spec.storage).uri, "sweep": spec.name,
+                   "cpus": spec.resources.cpu}
+    name_of = lambda trial: trial.config["job"]["trial_id"]  # noqa: E731
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, resources),
+        param_space=param_space,
+        tune_config=tune.TuneConfig(reuse_actors=True, trial_name_creator=name_of,
+                                    trial_dirname_creator=name_of,
+                                    max_concurrent_trials=spec.execution.max_concurrent_trials
+                                    or None),
+        run_config=tune.RunConfig(
+            name=f"{phase}-{time.strftime('%Y%m%d-%H%M%S')}",
+            storage_path=store.child("tune").path, storage_filesystem=store.fs,
+            failure_config=tune.FailureConfig(max_failures=spec.execution.max_retries),
+            verbose=1 if verbose else 0, callbacks=[callback]))
+    grid = tuner.fit()
+    failed = set()
+    for result in grid:
+        if result.error is not None:
+            trial_id = result.config["job"]["trial_id"]
+            failed.add(trial_id)
+            trial_state(store, trial_id, "failed", error=_error_text(result.error))
+    return failed
+
+
+def _error_text(error: BaseException) -> str:
+    cause = getattr(error, "cause", None) or error
+    return f"{type(cause).__name__}: {cause}".strip()[:2000]
+
+
+def run_sweep(spec: SweepSpec, storage: str | None = None, address: str | None = None,
+              verbose: bool = False) -> Outcome:
+    """Run (or resume) ``spec`` through Ray Tune and return what happened.
+
+    Args:
+        spec: A validated spec.
+        storage: Storage location overriding ``spec.storage`` (path or URI).
+        address: Ray cluster address; None uses RAY_ADDRESS or starts a local Ray.
+        verbose: Bring back Ray's own console output.
+    Raises:
+        SpecError: the existing sweep has other fixed settings, or resources cannot be met.
+    """
+    if storage:
+        spec = spec.model_copy(update={"storage": storage})
+    store = sweep_store(spec, None)
+    check_compatible(store, spec)
+    store.put_json("spec.json", spec.to_json())
+    plan = make_plan(spec, code_version())
+    chains, branches, skipped = pending_jobs(plan, store)
+    if not chains and not branches:
+        return Outcome(store, 0, (), skipped)
+    if not verbose:
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # legacy engine: verbose=0 is silent (§7)
+        logging.getLogger("ray.tune").setLevel(logging.ERROR)
+    import ray
+
+    started = _init_ray(address, verbose)
+    live, console = open_display(not verbose)
+    try:
+        check_resources(spec, local=started)
+        counts = Counts(len(chains) + len(branches),
+                        sum(plan.epochs(j) for j in (*chains, *branches)))
+        failed = _fit("chains", chains, spec, store,
+                      ProgressCallback(counts, "chains", live, console), verbose)
+        blocked = [b for b in branches if plan.chain_of(b).trial_id in failed]
+        for b in blocked:
+            trial_state(store, b.trial_id, "failed",
+                        error=f"its chain trial {plan.chain_of(b).trial_id} failed")
+        runnable = [b for b in branches if b not in blocked]
+        counts.failed += len(blocked)
+        failed |= _fit("branches", runnable, spec, store,
+                       ProgressCallback(counts, "branches", live, console), verbose)
+        failed |= {b.trial_id for b in blocked}
+    finally:
+        if live is not None:
+            live.stop()
+        if started:
+            ray.shutdown()
+    return Outcome(store, len(chains) + len(branches), tuple(sorted(failed)), skipped)

@@ -1,0 +1,73 @@
+"""The Ray Tune function trainable: decode a job, run it in the trainer, report progress.
+
+This is the only place a trial touches Ray; everything it runs is ``trainer`` code, which also
+runs as a plain call (``run_job``) in tests and notebooks.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from typing import Any
+
+import torch
+
+from sweeps.store import Store
+from trainer import jobs
+from trainer.branch import run_branch
+from trainer.chain import run_chain
+from trainer.loop import EpochRecord
+
+REPORT_EVERY_S = 1.0
+
+
+def trial_state(store: Store, trial_id: str, state: str, **extra: Any) -> None:
+    """Record a trial's state (``running``, ``done``, ``error``, ``failed``) for ``status``."""
+    store.put_json(f"trials/{trial_id}.json",
+                   {"trial_id": trial_id, "state": state, "updated": time.time(), **extra})
+
+
+def run_job(job: jobs.ChainJob | jobs.BranchJob, sweep: Store, device: torch.device,
+            on_epoch: Any = None) -> None:
+    """Run one chain or branch job against the sweep directory ``sweep`` (no Ray needed)."""
+    runner = run_chain if isinstance(job, jobs.ChainJob) else run_branch
+    runner(job, sweep.child("artifacts"), sweep.write_part, device, on_epoch)
+
+
+def pick_device() -> torch.device:
+    """CUDA when Ray gave this trial a GPU (or, outside Ray, when one exists), else CPU."""
+    import ray
+
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    if ray.is_initialized() and not ray.get_gpu_ids():
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+def trainable(config: dict[str, Any]) -> None:
+    """Ray Tune entry point. ``config`` = {job, storage, sweep, cpus} (see ``sweeps.run``)."""
+    from ray import tune
+
+    job = jobs.from_dict(config["job"])
+    sweep = Store(config["storage"]).child(config["sweep"])
+    torch.set_num_threads(max(1, int(config["cpus"])))
+    device = pick_device()
+    progress = {"epochs": 0, "last": 0.0}
+
+    def on_epoch(record: EpochRecord) -> None:
+        progress["epochs"] += 1
+        now = time.monotonic()
+        if now - progress["last"] >= REPORT_EVERY_S:
+            progress["last"] = now
+            tune.report({"epochs_done": progress["epochs"], "test_acc": record.test_acc})
+
+    trial_state(sweep, job.trial_id, "running", device=device.type)
+    try:
+        run_job(job, sweep, device, on_epoch)
+    except Exception as err:
+        trial_state(sweep, job.trial_id, "error", error=f"{type(err).__name__}: {err}",
+                    traceback=traceback.format_exc(limit=8))
+        raise
+    trial_state(sweep, job.trial_id, "done", device=device.type)
+    tune.report({"epochs_done": progress["epochs"], "finished": 1})

@@ -1,0 +1,42 @@
+"""`analysis` must import without the training stack (STYLE.md 2.2)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FORBIDDEN = ("torch", "ray", "trainer", "sweeps", "optuna")
+MODULES = ("analysis", "analysis.schema", "analysis.load", "analysis.stats", "analysis.report")
+
+
+def _imported_after(statement: str) -> set[str]:
+    """Top-level packages in sys.modules after running `statement` in a fresh interpreter."""
+    code = f"{statement}\nimport sys\nprint('\\n'.join(sorted(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return {name.split(".")[0] for name in result.stdout.split()}
+
+
+def test_importing_analysis_leaves_torch_and_ray_out_of_sys_modules() -> None:
+    code = (
+        "import analysis, analysis.load, analysis.stats, analysis.report, sys; "
+        "assert 'torch' not in sys.modules and 'ray' not in sys.modules, "
+        "sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'ray'))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_each_analysis_module_imports_no_training_stack(module: str) -> None:
+    imported = _imported_after(f"import {module}")
+    assert module.split(".")[0] in imported
+    assert not imported & set(FORBIDDEN), sorted(imported & set(FORBIDDEN))

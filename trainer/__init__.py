@@ -1,0 +1,1 @@
+"""The Ray-free pruning trainer: models, data, masks, the training loop and the methods."""

@@ -1,0 +1,91 @@
+"""Dataset registry: name -> loader returning CPU tensors, and ``load`` for the trial's device.
+
+Add a dataset with one module defining ``load_<name>(hp: DataHparams) -> InMemoryData`` (CPU
+tensors) and one line in ``DATASETS``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+import torch
+
+from trainer.data import cifar
+from trainer.data import digits
+from trainer.data import mnist_family
+from trainer.data.base import InMemoryData
+from trainer.hparams import DataHparams
+
+DATASETS: dict[str, Callable[[DataHparams], InMemoryData]] = {
+    "digits": digits.load,
+    "fashion-mnist": mnist_family.load_fashion_mnist,
+    "mnist": mnist_family.load_mnist,
+    "cifar10": cifar.load_cifar10,
+    "cifar100": cifar.load_cifar100,
+}
+
+
+def get(name: str) -> Callable[[DataHparams], InMemoryData]:
+    """Return the loader registered as ``name``.
+
+    Args:
+        name: A key of ``DATASETS``.
+
+    Returns:
+        A function ``DataHparams -> InMemoryData`` that reads the full dataset into CPU tensors
+        (uncached; ``train_subset``/``test_subset`` are not applied).
+
+    Raises:
+        ValueError: ``name`` is not registered.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
+    return DATASETS[name]
+
+
+def load(hp: DataHparams, device: torch.device | str = "cpu") -> InMemoryData:
+    """Load a dataset, keep the requested subsets and move every tensor to ``device``.
+
+    The full CPU copy is cached per (name, root, download) for the life of the process, since
+    Ray reuses worker processes across trials. Each call returns a new ``InMemoryData``; on the
+    CPU its tensors are views of the cached ones, so callers must not modify them in place.
+
+    Args:
+        hp: Which dataset; ``train_subset``/``test_subset`` keep the first N examples (0 = all).
+        device: Where the returned tensors live, e.g. ``"cuda:0"``.
+
+    Returns:
+        The dataset with train_x (N, C, H, W) float32, train_y (N,) int64, test_x, test_y on
+        ``device``; ``augment`` is the loader's (it runs on whatever device the batch is on).
+
+    Raises:
+        ValueError: unknown name, or a subset that is negative or larger than the split.
+        FileNotFoundError: the dataset's files are missing and ``hp.download`` is False.
+    """
+    get(hp.name)  # unknown names fail before touching the cache
+    full = _load_cpu(hp.name, hp.root, hp.download)
+    train_n = _subset_size(hp.train_subset, len(full.train_y), "train_subset", hp.name)
+    test_n = _subset_size(hp.test_subset, len(full.test_y), "test_subset", hp.name)
+    return InMemoryData(
+        train_x=full.train_x[:train_n].to(device),
+        train_y=full.train_y[:train_n].to(device),
+        test_x=full.test_x[:test_n].to(device),
+        test_y=full.test_y[:test_n].to(device),
+        num_classes=full.num_classes,
+        augment=full.augment,
+    )
+
+
+# Two entries: a worker rarely switches datasets, and CIFAR is ~740 MB of float32 per copy.
+@functools.lru_cache(maxsize=2)
+def _load_cpu(name: str, root: str, download: bool) -> InMemoryData:
+    return get(name)(DataHparams(name=name, root=root, download=download))
+
+
+def _subset_size(requested: int, available: int, field: str, name: str) -> int:
+    if requested < 0 or requested > available:
+        raise ValueError(
+            f"data.{field} must be in [0, {available}] for {name!r} (0 = all), got {requested}"
+        )
+    return requested or available

@@ -1,0 +1,299 @@
+"""Pruning masks: prunable weights, IMP arithmetic, magnitude and random masks, sparsity.
+
+A mask is a ``dict[str, Tensor]`` of bool tensors keyed by parameter name, shaped like the
+parameter, True = kept (STYLE.md 2.7). Sparsity and density are fractions. Masks are enforced
+only in ``apply`` and sparsity is computed only in ``sparsity``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from collections.abc import Mapping
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+from torch import nn
+
+_SCOPES = ("layerwise", "global")
+_TOL = 1e-9  # slack for float sparsities such as 1 - 0.8**3 == 0.48799999999999993
+
+
+def prunable_names(model: nn.Module) -> list[str]:
+    """Names of the ``.weight`` of every ``nn.Conv2d`` and ``nn.Linear``, in module order.
+
+    Biases and normalization parameters are never prunable. A weight shared by several modules
+    is listed once, under the name ``model.named_parameters()`` gives it.
+
+    Returns:
+        Names as in ``model.named_parameters()``, e.g. ``["conv1.weight", "fc.weight"]``.
+    Source: open_lth ``models/base.py``; Frankle & Carbin 2019, App. B; METHODS.md 2.1.
+    """
+    param_names = {name for name, _ in model.named_parameters()}
+    layers = [name for name, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    names = [f"{name}.weight" if name else "weight" for name in layers]
+    return [name for name in names if name in param_names]
+
+
+def resolve_keep_dense(model: nn.Module, keep_dense: Sequence[str]) -> frozenset[str]:
+    """Turn ``PruneHparams.keep_dense`` entries into the prunable names that stay dense.
+
+    ``"output"`` resolves to ``model.output_layer`` and ``"first"`` to ``model.first_layer``:
+    string attributes holding a parameter name such as ``"fc2.weight"`` (a module name such as
+    ``"fc2"`` also works). Any other entry must be one of ``prunable_names(model)``.
+
+    Args:
+        model: A model with string attributes ``output_layer`` and ``first_layer``.
+        keep_dense: Entries such as ``("output", "first", "conv2.weight")``.
+    Raises:
+        ValueError: an entry (or the attribute it points to) is not a prunable name.
+    Source: METHODS.md 2.1 (output layer kept dense) and 2.2 (first conv not pruned, P1 §4.1).
+    """
+    names = prunable_names(model)
+    resolved = set()
+    for entry in keep_dense:
+        is_alias = entry in ("output", "first")
+        target = getattr(model, f"{entry}_layer", None) if is_alias else entry
+        if isinstance(target, str) and target not in names and f"{target}.weight" in names:
+            target = f"{target}.weight"
+        if target not in names:
+            where = f" (model.{entry}_layer of {type(model).__name__})" if is_alias else ""
+            raise ValueError(
+                f"keep_dense entry {entry!r} resolves to {target!r}{where}, which is not a "
+                f"prunable weight; valid entries: 'output', 'first' or one of {names}"
+            )
+        resolved.add(target)
+    return frozenset(resolved)
+
+
+def full_mask(weights: Mapping[str, Tensor], names: Iterable[str]) -> dict[str, Tensor]:
+    """All-True masks for ``names`` (e.g. ``prunable_names(model)``), shaped like ``weights``.
+
+    Raises:
+        ValueError: a name is missing from ``weights``.
+    """
+    names = list(names)
+    missing = [name for name in names if name not in weights]
+    if missing:
+        raise ValueError(f"no weights named {missing}; known: {list(weights)}")
+    return {name: torch.ones_like(weights[name], dtype=torch.bool) for name in names}
+
+
+def level_sparsity(rate: float, level: int) -> float:
+    """Sparsity ``1 - (1 - rate) ** level`` after ``level`` IMP levels (0 = dense).
+
+    ``rate`` is the fraction of the *remaining* weights removed per level; for rate 0.2 the
+    levels 1, 2, 3, 4 give 0.2, 0.36, 0.488, 0.5904.
+
+    Raises:
+        ValueError: rate outside [0, 1) or level < 0.
+    Source: Frankle & Carbin 2019, §1 and App. B; METHODS.md §1.
+    """
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"pruning rate must be in [0, 1), got {rate}")
+    if level < 0:
+        raise ValueError(f"level must be >= 0, got {level}")
+    return 1.0 - (1.0 - rate) ** level
+
+
+def level_for(target_sparsity: float, rate: float) -> int:
+    """Largest IMP level L >= 0 with ``level_sparsity(rate, L) <= target_sparsity + 1e-9``.
+
+    E.g. ``level_for(0.5, 0.2) == 3`` (sparsity 0.488) and ``level_for(0.36, 0.2) == 2``.
+
+    Raises:
+        ValueError: target outside [0, 1) or rate outside (0, 1).
+    Source: Frankle & Carbin 2019, App. B; METHODS.md §1.
+    """
+    if not 0.0 <= target_sparsity < 1.0:
+        raise ValueError(f"target sparsity must be in [0, 1), got {target_sparsity}")
+    if not 0.0 < rate < 1.0:
+        raise ValueError(f"pruning rate must be in (0, 1), got {rate}")
+    # closed form, then nudged by at most a step to absorb float error in the logs
+    level = max(0, math.floor(math.log1p(-target_sparsity) / math.log1p(-rate)))
+    while level_sparsity(rate, level + 1) <= target_sparsity + _TOL:
+        level += 1
+    while level > 0 and level_sparsity(rate, level) > target_sparsity + _TOL:
+        level -= 1
+    return level
+
+
+def is_level_sparsity(target_sparsity: float, rate: float) -> bool:
+    """Whether some IMP level hits ``target_sparsity`` within 1e-9 (0.36 at rate 0.2: yes).
+
+    Raises:
+        ValueError: target outside [0, 1) or rate outside (0, 1).
+    """
+    level = level_for(target_sparsity, rate)
+    return abs(target_sparsity - level_sparsity(rate, level)) <= _TOL
+
+
+def _top_k(scores: Tensor, k: int) -> Tensor:
+    """Bool mask of the k largest entries of a 1-D tensor; ties go to the lower index."""
+    order = torch.sort(scores, descending=True, stable=True).indices
+    keep = torch.zeros_like(scores, dtype=torch.bool)
+    keep[order[:k]] = True
+    return keep
+
+
+def _kept_scores(weight: Tensor, mask: Tensor) -> Tensor:
+    """|w| flattened to (N,) as float, with already-pruned entries set to -1 (never chosen)."""
+    scores = weight.detach().abs().flatten().float()
+    return scores.masked_fill(~mask.flatten().to(scores.device), -1.0)
+
+
+def _check_shapes(weights: Mapping[str, Tensor], mask: Mapping[str, Tensor]) -> None:
+    """Raise ValueError unless every mask layer is a bool tensor shaped like its weight."""
+    for name, m in mask.items():
+        if name not in weights:
+            raise ValueError(f"mask layer {name!r} has no weight; known: {list(weights)}")
+        if weights[name].shape != m.shape or m.dtype != torch.bool:
+            raise ValueError(
+                f"mask layer {name!r} must be bool with shape {tuple(weights[name].shape)}, "
+                f"got {m.dtype} with shape {tuple(m.shape)}"
+            )
+
+
+def magnitude_prune(
+    weights: Mapping[str, Tensor],
+    mask: Mapping[str, Tensor],
+    target_sparsity: float,
+    scope: str,
+    exclude: frozenset[str],
+) -> dict[str, Tensor]:
+    """New mask at ``target_sparsity`` over the pruned layers, keeping the largest |w|.
+
+    The pruned layers are those in ``mask`` and not in ``exclude``; only kept weights can stay
+    kept, so the new mask is a subset of the old one. ``layerwise``: each pruned layer keeps
+    ``round((1 - target) * N_l)`` weights (Python round). ``global``: the pruned layers are pooled
+    and ``round((1 - target) * sum N_l)`` are kept by one magnitude ranking. Ties go to the lower
+    flat index (layers pooled in ``mask`` order), so results are reproducible.
+
+    Args:
+        weights: Weights by name (e.g. trained state dict), (out, in) or (out, in, kh, kw).
+        mask: Current bool masks by name, shaped like the weights; its keys are the layers.
+        target_sparsity: Fraction in [0, 1) of the pruned layers' weights removed afterwards.
+        scope: ``"layerwise"`` or ``"global"``.
+        exclude: Names in ``mask`` that keep their current mask unchanged.
+    Returns:
+        A new mask with the keys of ``mask``, on the mask's devices.
+    Raises:
+        ValueError: scope unknown, target outside [0, 1), mask and weights disagree, or the
+            target would un-prune: (global) target < pooled current sparsity - 1e-9;
+            (layerwise) a layer would have to keep more weights than it still has.
+    Source: Frankle & Carbin 2019, App. B strategy 1 and Fig. 2 (layer-wise); open_lth
+        ``pruning/sparse_global.py`` (global).
+    """
+    if scope not in _SCOPES:
+        raise ValueError(f"pruning scope must be one of {_SCOPES}, got {scope!r}")
+    if not 0.0 <= target_sparsity < 1.0:
+        raise ValueError(f"target sparsity must be in [0, 1), got {target_sparsity}")
+    _check_shapes(weights, mask)
+    pruned = [name for name in mask if name not in exclude]
+    new = {name: m.clone() for name, m in mask.items()}
+    if not pruned:
+        return new
+    scores = [_kept_scores(weights[name], mask[name]) for name in pruned]
+    if scope == "layerwise":
+        counts = [_kept_count(target_sparsity, name, mask[name]) for name in pruned]
+        keeps = [_top_k(s, k) for s, k in zip(scores, counts, strict=True)]
+    else:
+        current = sparsity({name: mask[name] for name in pruned})
+        if target_sparsity < current - _TOL:
+            raise ValueError(
+                f"cannot un-prune: target sparsity {target_sparsity} is below the current "
+                f"sparsity {current} of the pruned layers {pruned}"
+            )
+        pooled = torch.cat([s.to(scores[0].device) for s in scores])  # (sum N_l,)
+        k = round((1.0 - target_sparsity) * pooled.numel())
+        keeps = list(torch.split(_top_k(pooled, k), [s.numel() for s in scores]))
+    for name, keep in zip(pruned, keeps, strict=True):
+        new[name] = keep.reshape(mask[name].shape).to(mask[name].device)
+    return new
+
+
+def _kept_count(target_sparsity: float, name: str, mask: Tensor) -> int:
+    """Layer-wise kept count round((1 - target) * N_l), checked against what is still kept."""
+    k = round((1.0 - target_sparsity) * mask.numel())
+    kept = int(mask.sum())
+    if k > kept:
+        raise ValueError(
+            f"cannot un-prune layer {name!r}: target sparsity {target_sparsity} keeps {k} "
+            f"weights but only {kept} of {mask.numel()} are still kept"
+        )
+    return k
+
+
+def random_mask_like(mask: Mapping[str, Tensor], generator: torch.Generator) -> dict[str, Tensor]:
+    """Random mask with the same number of kept weights per layer as ``mask``.
+
+    Each layer's kept positions are drawn uniformly at random (a per-layer shuffle). All-True
+    layers stay all-True and draw nothing from ``generator``.
+
+    Args:
+        mask: Bool masks by name; the result has its keys, shapes and devices.
+        generator: CPU generator (e.g. seeded from the replicate and role ``random_mask``).
+    Source: Frankle & Carbin 2019, App. E; open_lth ``lottery/branch/randomly_prune.py``.
+    """
+    new = {}
+    for name, m in mask.items():
+        kept = int(m.sum())
+        if kept == m.numel():
+            new[name] = m.clone()
+        else:
+            perm = torch.randperm(m.numel(), generator=generator, device="cpu")
+            flat = torch.zeros(m.numel(), dtype=torch.bool)
+            flat[perm[:kept]] = True  # the first `kept` positions of a uniform shuffle
+            new[name] = flat.reshape(m.shape).to(m.device)
+    return new
+
+
+def apply(model: nn.Module, mask: Mapping[str, Tensor]) -> None:
+    """Zero the masked-out weights of ``model`` in place. The one place masks are enforced.
+
+    Runs ``param.mul_(mask[name])`` under ``torch.no_grad()``; other parameters are untouched.
+
+    Raises:
+        ValueError: a mask name is not a parameter of ``model`` or its shape differs.
+    """
+    params = dict(model.named_parameters())
+    _check_shapes(params, mask)
+    with torch.no_grad():
+        for name, m in mask.items():
+            params[name].mul_(m.to(params[name].device))
+
+
+def layer_sparsity(mask: Mapping[str, Tensor]) -> dict[str, float]:
+    """Fraction of removed entries in each layer of ``mask``: ``{name: removed / numel}``.
+
+    Raises:
+        ValueError: a layer has no entries.
+    """
+    empty = [name for name, m in mask.items() if m.numel() == 0]
+    if empty:
+        raise ValueError(f"mask layers {empty} have no entries")
+    return {name: (m.numel() - int(m.sum())) / m.numel() for name, m in mask.items()}
+
+
+def sparsity(mask: Mapping[str, Tensor]) -> float:
+    """Fraction in [0, 1] of removed entries over all layers of ``mask`` (removed / total).
+
+    Every entry counts, including layers kept dense; biases and BN are never in a mask.
+
+    Raises:
+        ValueError: the mask has no entries.
+    """
+    total = sum(m.numel() for m in mask.values())
+    if total == 0:
+        raise ValueError("sparsity of an empty mask is undefined")
+    return (total - sum(int(m.sum()) for m in mask.values())) / total
+
+
+def density(mask: Mapping[str, Tensor]) -> float:
+    """Fraction of kept entries over all layers of ``mask``: ``1 - sparsity(mask)``.
+
+    Raises:
+        ValueError: the mask has no entries.
+    """
+    return 1.0 - sparsity(mask)

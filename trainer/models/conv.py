@@ -1,0 +1,148 @@
+"""Conv-2 / Conv-4 / Conv-6: the VGG-like CIFAR networks of the lottery ticket hypothesis paper.
+
+open_lth has no such models (METHODS.md §0, note 4); they follow Frankle & Carbin's Fig. 2 and
+App. H only. The dropout variant (App. H.5) is not included.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainer.models import base
+
+# Channels of each 3x3 conv; a 2x2 max-pool follows every second conv (F&C Fig. 2).
+CONV2_PLAN: tuple[int, ...] = (64, 64)
+CONV4_PLAN: tuple[int, ...] = (64, 64, 128, 128)
+CONV6_PLAN: tuple[int, ...] = (64, 64, 128, 128, 256, 256)
+
+# Widths of the two hidden fully connected layers.
+FC_WIDTHS: tuple[int, int] = (256, 256)
+
+
+class ConvNet(nn.Module):
+    """Pairs of 3x3 convs (padding 1, ReLU), each pair followed by a 2x2 max-pool, then 3 FCs.
+
+    Parameter names: ``convs.<i>.weight`` for the convs, then ``fc1``, ``fc2`` and the
+    classifier ``fc3``. A pool is skipped once a spatial side is 1, so 8x8 inputs work; the
+    input size of ``fc1`` is derived from ``input_shape``.
+
+    Args:
+        plan: Output channels of each conv, an even number of entries.
+        input_shape: (C, H, W) of one example.
+        num_classes: Number of output logits.
+
+    Source: Frankle & Carbin 2019 (arXiv 1803.03635), Fig. 2 and App. H (Conv-2: 4.3M weights,
+        Conv-4: 2.4M, Conv-6: 1.7M on CIFAR-10).
+    """
+
+    first_layer: str = "convs.0.weight"
+    output_layer: str = "fc3.weight"
+
+    def __init__(
+        self, plan: tuple[int, ...], input_shape: tuple[int, int, int], num_classes: int
+    ) -> None:
+        super().__init__()
+        if not plan or len(plan) % 2:
+            raise ValueError(f"conv plan must have an even, non-zero length, got {plan!r}")
+        channels, height, width = input_shape
+        convs = []
+        pool_after = []
+        for i, out_channels in enumerate(plan):
+            convs.append(nn.Conv2d(channels, out_channels, kernel_size=3, padding=1))
+            channels = out_channels
+            pool = i % 2 == 1 and base.can_pool(height, width)
+            if pool:
+                height, width = height // 2, width // 2
+            pool_after.append(pool)
+        self.convs = nn.ModuleList(convs)
+        self.pool_after: tuple[bool, ...] = tuple(pool_after)
+        self.fc1 = nn.Linear(channels * height * width, FC_WIDTHS[0])
+        self.fc2 = nn.Linear(FC_WIDTHS[0], FC_WIDTHS[1])
+        self.fc3 = nn.Linear(FC_WIDTHS[1], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map a batch to logits.
+
+        Args:
+            x: (B, C, H, W) float32.
+        Returns:
+            (B, num_classes) logits.
+        """
+        for conv, pool in zip(self.convs, self.pool_after):
+            x = F.relu(conv(x))
+            if pool:
+                x = F.max_pool2d(x, kernel_size=2, stride=2)  # (B, C', H, W) -> (B, C', H/2, W/2)
+        x = x.flatten(1)  # (B, C', H', W') -> (B, C'*H'*W')
+        x = F.relu(self.fc1(x))  # (B, 256)
+        x = F.relu(self.fc2(x))  # (B, 256)
+        return self.fc3(x)  # (B, num_classes)
+
+
+def _build(
+    plan: tuple[int, ...],
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    generator: torch.Generator,
+) -> nn.Module:
+    return base.instantiate(functools.partial(ConvNet, plan), input_shape, num_classes, generator)
+
+
+def conv2(
+    input_shape: tuple[int, int, int], num_classes: int, generator: torch.Generator
+) -> nn.Module:
+    """Build Conv-2: [conv 64, conv 64, pool], FC 256, 256, num_classes.
+
+    Args:
+        input_shape: (C, H, W) of one example.
+        num_classes: Number of output logits.
+        generator: CPU generator that fully determines the initial weights.
+    Returns:
+        An initialized :class:`ConvNet`.
+    Raises:
+        ValueError: invalid ``input_shape``, ``num_classes`` or generator device.
+        TypeError: ``generator`` is not a ``torch.Generator``.
+    Source: Frankle & Carbin 2019, Fig. 2.
+    """
+    return _build(CONV2_PLAN, input_shape, num_classes, generator)
+
+
+def conv4(
+    input_shape: tuple[int, int, int], num_classes: int, generator: torch.Generator
+) -> nn.Module:
+    """Build Conv-4: Conv-2's convs plus [conv 128, conv 128, pool], then the same FCs.
+
+    Args:
+        input_shape: (C, H, W) of one example.
+        num_classes: Number of output logits.
+        generator: CPU generator that fully determines the initial weights.
+    Returns:
+        An initialized :class:`ConvNet`.
+    Raises:
+        ValueError: invalid ``input_shape``, ``num_classes`` or generator device.
+        TypeError: ``generator`` is not a ``torch.Generator``.
+    Source: Frankle & Carbin 2019, Fig. 2.
+    """
+    return _build(CONV4_PLAN, input_shape, num_classes, generator)
+
+
+def conv6(
+    input_shape: tuple[int, int, int], num_classes: int, generator: torch.Generator
+) -> nn.Module:
+    """Build Conv-6: Conv-4's convs plus [conv 256, conv 256, pool], then the same FCs.
+
+    Args:
+        input_shape: (C, H, W) of one example.
+        num_classes: Number of output logits.
+        generator: CPU generator that fully determines the initial weights.
+    Returns:
+        An initialized :class:`ConvNet`.
+    Raises:
+        ValueError: invalid ``input_shape``, ``num_classes`` or generator device.
+        TypeError: ``generator`` is not a ``torch.Generator``.
+    Source: Frankle & Carbin 2019, Fig. 2.
+    """
+    return _build(CONV6_PLAN, input_shape, num_classes, generator)

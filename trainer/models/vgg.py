@@ -1,0 +1,141 @@
+"""VGG-11 / VGG-16 for CIFAR, as in open_lth's ``cifar_vgg_11`` and ``cifar_vgg_16``."""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainer.models import base
+
+# Conv widths, "M" = 2x2 max-pool. As in open_lth ``cifar_vgg.py``, there is no pool after
+# the last conv group; the final 2x2 map (on CIFAR) is average-pooled into the classifier.
+VGG11_PLAN: tuple[int | str, ...] = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512)
+VGG16_PLAN: tuple[int | str, ...] = (
+    64, 64, "M",
+    128, 128, "M",
+    256, 256, 256, "M",
+    512, 512, 512, "M",
+    512, 512, 512,
+)  # fmt: skip
+
+
+class ConvBN(nn.Module):
+    """3x3 conv (padding 1, with bias) + BatchNorm + ReLU.
+
+    Args:
+        in_channels: Input channels.
+        out_channels: Output channels.
+
+    Source: open_lth ``models/cifar_vgg.py`` (``Model.ConvModule``).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)
+        self.bn = nn.BatchNorm2d(out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply conv, BN and ReLU: (B, in, H, W) -> (B, out, H, W)."""
+        return F.relu(self.bn(self.conv(x)))
+
+
+class CifarVGG(nn.Module):
+    """VGG with BatchNorm, global average pooling and one linear classifier.
+
+    Parameter names: ``convs.<i>.conv`` / ``convs.<i>.bn`` (i counts convs only, so names do not
+    depend on the input size) and the classifier ``fc``. A pool is skipped once a spatial side
+    is 1, so 8x8 and 28x28 inputs work; on 32x32 the network is open_lth's exactly.
+
+    Args:
+        plan: Conv widths and "M" (2x2 max-pool) markers.
+        input_shape: (C, H, W) of one example.
+        num_classes: Number of output logits.
+
+    Source: Simonyan & Zisserman 2015 (arXiv 1409.1556); open_lth ``models/cifar_vgg.py``.
+    """
+
+    first_layer: str = "convs.0.conv.weight"
+    output_layer: str = "fc.weight"
+
+    def __init__(
+        self, plan: tuple[int | str, ...], input_shape: tuple[int, int, int], num_classes: int
+    ) -> None:
+        super().__init__()
+        channels, height, width = input_shape
+        convs: list[ConvBN] = []
+        pool_after: list[bool] = []
+        for spec in plan:
+            if spec == "M":
+                if not convs or pool_after[-1]:
+                    raise ValueError(f"each 'M' in a VGG plan must follow a conv, got {plan!r}")
+                if base.can_pool(height, width):
+                    height, width = height // 2, width // 2
+                    pool_after[-1] = True
+            elif isinstance(spec, int):
+                convs.append(ConvBN(channels, spec))
+                pool_after.append(False)
+                channels = spec
+            else:
+                raise ValueError(f"VGG plan entries must be ints or 'M', got {spec!r}")
+        self.convs = nn.ModuleList(convs)
+        self.pool_after: tuple[bool, ...] = tuple(pool_after)
+        self.fc = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map a batch to logits.
+
+        Args:
+            x: (B, C, H, W) float32.
+        Returns:
+            (B, num_classes) logits.
+        """
+        for conv, pool in zip(self.convs, self.pool_after):
+            x = conv(x)
+            if pool:
+                x = F.max_pool2d(x, kernel_size=2, stride=2)  # (B, C', H, W) -> (B, C', H/2, W/2)
+        # Global average pool; on CIFAR (2x2 maps) this is open_lth's AvgPool2d(2).
+        x = F.adaptive_avg_pool2d(x, 1).flatten(1)  # (B, 512, h, w) -> (B, 512)
+        return self.fc(x)  # (B, num_classes)
+
+
+def vgg11(
+    input_shape: tuple[int, int, int], num_classes: int, generator: torch.Generator
+) -> nn.Module:
+    """Build VGG-11 with BatchNorm (8 convs + 1 FC).
+
+    Args:
+        input_shape: (C, H, W) of one example.
+        num_classes: Number of output logits.
+        generator: CPU generator that fully determines the initial weights.
+    Returns:
+        An initialized :class:`CifarVGG`.
+    Raises:
+        ValueError: invalid ``input_shape``, ``num_classes`` or generator device.
+        TypeError: ``generator`` is not a ``torch.Generator``.
+    Source: open_lth ``cifar_vgg_11``.
+    """
+    factory = functools.partial(CifarVGG, VGG11_PLAN)
+    return base.instantiate(factory, input_shape, num_classes, generator)
+
+
+def vgg16(
+    input_shape: tuple[int, int, int], num_classes: int, generator: torch.Generator
+) -> nn.Module:
+    """Build VGG-16 with BatchNorm (13 convs + 1 FC).
+
+    Args:
+        input_shape: (C, H, W) of one example.
+        num_classes: Number of output logits.
+        generator: CPU generator that fully determines the initial weights.
+    Returns:
+        An initialized :class:`CifarVGG`.
+    Raises:
+        ValueError: invalid ``input_shape``, ``num_classes`` or generator device.
+        TypeError: ``generator`` is not a ``torch.Generator``.
+    Source: open_lth ``cifar_vgg_16``.
+    """
+    factory = functools.partial(CifarVGG, VGG16_PLAN)
+    return base.instantiate(factory, input_shape, num_classes, generator)

@@ -1,0 +1,109 @@
+"""Stage results -> rows of the ``runs``, ``curves`` and ``layers`` tables (analysis/schema.py)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from trainer import masks
+from trainer import metrics
+from trainer.jobs import Point
+from trainer.loop import StageResult
+from trainer.trunk import State
+from trainer.trunk import TrunkContext
+
+MIN_KEPT_FOR_RP = 5
+
+
+@dataclass(frozen=True)
+class Run:
+    """One finished row-producing training, with what is needed to describe it.
+
+    Attributes:
+        point: The grid point.
+        result: The training result.
+        start: Initial state_dict of the run (before masking).
+        mask: The run's mask over prunable layers (empty for dense).
+        level: IMP rounds behind the mask (0 for dense).
+        total_epochs: All training epochs behind the row.
+    """
+
+    point: Point
+    result: StageResult
+    start: State
+    mask: State
+    level: int
+    total_epochs: int
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Columns shared by every row of one trial."""
+
+    sweep: str
+    trial_id: str
+    code_version: str
+    rp_dense: dict[float, float]
+    rp_dense_layers: dict[str, float]
+
+
+def _keys(ctx: TrunkContext, labels: Labels) -> dict[str, Any]:
+    t = ctx.trunk
+    return {"sweep": labels.sweep, "trial_id": labels.trial_id, "model": t.model,
+            "dataset": t.data.name, "lr": t.train.lr, "seed": t.seed}
+
+
+def _masked_start(ctx: TrunkContext, run: Run) -> State:
+    start = ctx.prunable(run.start)
+    return {n: w * run.mask[n] if n in run.mask else w for n, w in start.items()}
+
+
+def run_row(ctx: TrunkContext, labels: Labels, run: Run) -> dict[str, Any]:
+    """The ``runs`` row of ``run`` (accuracies are fractions, R_p per Liu et al. 2021 Eq. 1)."""
+    t, res = ctx.trunk, run.result
+    mask = run.mask or None
+    rp_run = metrics.weight_correlation(_masked_start(ctx, run), ctx.prunable(res.state),
+                                        0.2, mask)
+    return {**_keys(ctx, labels), "config_hash": run.point.config_hash,
+            "method": run.point.method, "target_sparsity": run.point.target_sparsity,
+            "sparsity": masks.sparsity(run.mask) if run.mask else 0.0, "level": run.level,
+            "epochs": len(res.records), "total_epochs": run.total_epochs,
+            "test_acc": res.final.test_acc, "best_test_acc": res.best.test_acc,
+            "best_epoch": res.best.epoch, "test_loss": res.final.test_loss,
+            "train_loss": res.final.train_loss,
+            **{f"rp_dense_p{round(p * 100)}": v for p, v in labels.rp_dense.items()},
+            "rp_run_p20": rp_run, "optimizer": t.train.optimizer,
+            "batch_size": t.train.batch_size, "momentum": t.train.momentum,
+            "weight_decay": t.train.weight_decay, "prune_rate": t.prune.rate,
+            "prune_scope": t.prune.scope, "device": ctx.device.type,
+            "wall_time_s": res.wall_time_s, "code_version": labels.code_version}
+
+
+def layer_rows(ctx: TrunkContext, labels: Labels, run: Run) -> list[dict[str, Any]]:
+    """One ``layers`` row per prunable layer: sizes, sparsity and per-layer R_0.2."""
+    start, final = _masked_start(ctx, run), ctx.prunable(run.result.state)
+    rows = []
+    for name in ctx.names:
+        kept = int(run.mask[name].sum()) if name in run.mask else start[name].numel()
+        rp = math.nan
+        if kept >= MIN_KEPT_FOR_RP:
+            layer_mask = {name: run.mask[name]} if name in run.mask else None
+            rp = metrics.weight_correlation({name: start[name]}, {name: final[name]}, 0.2,
+                                            layer_mask)
+        n = start[name].numel()
+        rows.append({**_keys(ctx, labels), "config_hash": run.point.config_hash,
+                     "method": run.point.method,
+                     "target_sparsity": run.point.target_sparsity, "layer": name,
+                     "n_weights": n, "n_kept": kept, "sparsity": 1.0 - kept / n,
+                     "rp_run_p20": rp, "rp_dense_p20": labels.rp_dense_layers[name]})
+    return rows
+
+
+def curve_rows(ctx: TrunkContext, labels: Labels, method: str, target_sparsity: float,
+               level: int, sparsity: float, result: StageResult) -> list[dict[str, Any]]:
+    """One ``curves`` row per epoch of ``result``."""
+    return [{**_keys(ctx, labels), "method": method, "target_sparsity": target_sparsity,
+             "level": level, "sparsity": sparsity, "epoch": r.epoch, "lr_epoch": r.lr,
+             "train_loss": r.train_loss, "test_loss": r.test_loss, "test_acc": r.test_acc}
+            for r in result.records]

@@ -1,0 +1,77 @@
+"""A stage = one training run whose checkpoints and result live in one blob directory.
+
+Skip-if-done (open_lth's idiom): a stage whose ``final.pt`` exists is loaded, not retrained;
+one with only ``checkpoint.pt`` resumes after its last finished epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+import torch
+from torch import nn
+
+from trainer import checkpoint
+from trainer.checkpoint import Blobs
+from trainer.data.base import InMemoryData
+from trainer.hparams import TrainHparams
+from trainer.loop import EpochHook
+from trainer.loop import EpochRecord
+from trainer.loop import StageResult
+from trainer.loop import train
+
+FINAL = "final.pt"
+CHECKPOINT = "checkpoint.pt"
+
+
+class BlobCheckpoints:
+    """``trainer.loop.Checkpoints`` kept as ``checkpoint.pt`` in a blob directory."""
+
+    def __init__(self, blobs: Blobs) -> None:
+        self.blobs = blobs
+
+    def load(self) -> dict[str, Any] | None:
+        return checkpoint.load(self.blobs, CHECKPOINT)
+
+    def save(self, state: dict[str, Any]) -> None:
+        checkpoint.save(self.blobs, CHECKPOINT, state)
+
+
+def load_result(blobs: Blobs) -> StageResult | None:
+    """The stored result of a finished stage, or None if it has not finished."""
+    saved = checkpoint.load(blobs, FINAL)
+    if saved is None:
+        return None
+    records = tuple(EpochRecord(**r) for r in saved["records"])
+    return StageResult(state=saved["state"], records=records,
+                       wall_time_s=float(saved["wall_time_s"]))
+
+
+def run_stage(blobs: Blobs, model: nn.Module, start: Mapping[str, torch.Tensor],
+              mask: Mapping[str, torch.Tensor], data: InMemoryData, hp: TrainHparams,
+              seed: int, on_epoch: EpochHook | None = None) -> StageResult:
+    """Train from ``start`` under ``mask`` unless this stage already finished.
+
+    Args:
+        blobs: The stage's directory.
+        model: A network of the right architecture on the data's device (weights replaced).
+        start: Initial state_dict (CPU or device); masked entries are zeroed before training.
+        mask: Bool masks by parameter name, on the data's device.
+        data: In-memory dataset.
+        hp: Training hparams.
+        seed: Replicate seed (data order).
+        on_epoch: Progress hook.
+    Returns:
+        The stage result (loaded or freshly computed).
+    """
+    done = load_result(blobs)
+    if done is not None:
+        return done
+    model.load_state_dict(start)
+    result = train(model, data, hp, mask, seed, BlobCheckpoints(blobs), on_epoch)
+    checkpoint.save(blobs, FINAL, {"state": result.state,
+                                   "records": [asdict(r) for r in result.records],
+                                   "wall_time_s": result.wall_time_s})
+    return result
