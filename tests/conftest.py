@@ -1,0 +1,78 @@
+"""Shared fixtures: a private Ray temp dir per test, CLI runner, and cleanup of Ray processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    # Two cores shared with Ray workers: multi-threaded torch oversubscribes and crawls.
+    torch.set_num_threads(1)
+
+
+def ray_processes(marker: str) -> list[int]:
+    """PIDs whose command line mentions ``marker`` (our private Ray temp dir)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def kill_tree(marker: str) -> None:
+    """SIGKILL every process of the Ray instance rooted at ``marker`` (never a bare ray stop)."""
+    for pid in ray_processes(marker):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.fixture(scope="module")
+def ray_env(tmp_path_factory):
+    """Environment for a CLI subprocess that starts its own Ray in a private temp dir."""
+    tmp = tempfile.mkdtemp(prefix="lsr", dir="/tmp")  # short: Ray's socket paths are limited
+    home = tmp_path_factory.mktemp("home")
+    env = {**os.environ, "RAY_TMPDIR": tmp, "RAY_USAGE_STATS_ENABLED": "0", "HOME": str(home),
+           "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
+           "LOTTERY_DATA_CACHE": str(tmp_path_factory.getbasetemp() / "data-cache")}
+    yield env
+    kill_tree(tmp)
+    time.sleep(0.5)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_spec(path: Path, spec: dict) -> Path:
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def lottery(args: list[str], env: dict, cwd: Path, timeout: float = 600,
+            check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``python -m sweeps ARGS`` and return the completed process."""
+    proc = subprocess.run([sys.executable, "-m", "sweeps", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"lottery {args} exited {proc.returncode}\n"
+                             f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-6000:]}")
+    return proc
