@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from sweeps.spec import SpecError
+from sweeps.errors import SpecError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Lottery-ticket / pruning sweeps on Ray Tune.")
@@ -122,7 +122,8 @@ def report(name_or_path: str, storage: StorageOpt = None) -> None:
     from sweeps.store import join_uri
 
     target = name_or_path
-    if "://" not in target and not Path(target).is_dir():
+    looks_like_path = "/" in target or target.startswith(".")
+    if "://" not in target and not looks_like_path:
         target = join_uri(storage or "results", name_or_path)
     try:
         typer.echo(format_report(load_runs(target)))

@@ -8,6 +8,7 @@ trunk's stored θ0, θT and mask. Nothing is trained twice.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from itertools import product
 
@@ -54,8 +55,13 @@ class Plan:
 
 
 def trunk_key(trunk: Trunk) -> str:
-    """Content key of a trunk: model, data, training and pruning hparams (not the seed)."""
-    return content_key("imp_chain", {"model": trunk.model, "data": trunk.data,
+    """Content key of a trunk: model, data, training and pruning hparams (not the seed).
+
+    ``data.root`` and ``data.download`` say where the files are, not what they are, so they
+    are left out: moving a dataset does not relabel (or retrain) any result.
+    """
+    data = dataclasses.replace(trunk.data, root="", download=False)
+    return content_key("imp_chain", {"model": trunk.model, "data": data,
                                      "train": trunk.train, "prune": trunk.prune})
 
 

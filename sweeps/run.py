@@ -21,7 +21,7 @@ from sweeps.plan import make_plan
 from sweeps.progress import Counts
 from sweeps.progress import ProgressCallback
 from sweeps.progress import open_display
-from sweeps.spec import SpecError
+from sweeps.errors import SpecError
 from sweeps.spec import SweepSpec
 from sweeps.store import Store
 from sweeps.trials import trainable
@@ -32,6 +32,7 @@ from trainer.jobs import to_dict
 
 # Settings that define what the rows mean; a sweep name keeps them for life.
 FIXED_KEYS = ("training", "pruning", "data")
+LOCATION_KEYS = ("root", "download")
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,9 @@ def check_compatible(store: Store, spec: SweepSpec) -> None:
     new = spec.to_json()
     if old is None:
         return
+    for where in (old, new):  # the data's location may move; its content may not
+        where["data"] = {k: v for k, v in where.get("data", {}).items()
+                         if k not in LOCATION_KEYS}
     changed = [k for k in FIXED_KEYS if old.get(k) != new.get(k)]
     if changed:
         raise SpecError(store.path, [(k, f"differs from the existing sweep {spec.name!r} "

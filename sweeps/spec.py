@@ -19,7 +19,10 @@ import yaml
 from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
+from pydantic import field_validator
+from pydantic import model_validator
 
+from sweeps.errors import SpecError
 from trainer import data as datasets
 from trainer import methods
 from trainer import models
@@ -27,18 +30,10 @@ from trainer.hparams import DataHparams
 from trainer.hparams import PruneHparams
 from trainer.hparams import TrainHparams
 
+__all__ = ["SpecError", "SweepSpec", "load", "parse"]
+
 DEFAULT_METHODS = ["dense", "lth", "random_reinit", "random_pruning", "pf"]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-
-
-class SpecError(ValueError):
-    """A sweep spec is invalid; ``problems`` lists ``(field path, reason)`` pairs."""
-
-    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
-        self.source = source
-        self.problems = problems
-        lines = "\n".join(f"  - {field}: {reason}" for field, reason in problems)
-        super().__init__(f"invalid sweep spec {source}:\n{lines}")
 
 
 class _Group(BaseModel):
@@ -105,6 +100,52 @@ class SweepSpec(_Group):
     execution: ExecutionSpec = ExecutionSpec()
     storage: str = "results"
 
+    @field_validator("model", "dataset", "methods", mode="after")
+    @classmethod
+    def _registered(cls, value: str | list[str], info: Any) -> str | list[str]:
+        registry = {"model": models.MODELS, "dataset": datasets.DATASETS,
+                    "methods": methods.METHODS}[info.field_name]
+        what = info.field_name.rstrip("s")
+        names = [(info.field_name, value)] if isinstance(value, str) else [
+            (f"{info.field_name}[{i}]", v) for i, v in enumerate(value)]
+        for where, name in names:
+            if name not in registry:
+                prefix = "" if isinstance(value, str) else f"{where} "
+                raise ValueError(f"{prefix}unknown {what} {name!r}; known: {sorted(registry)}")
+        return value
+
+    @field_validator("lrs", mode="after")
+    @classmethod
+    def _positive(cls, value: list[float]) -> list[float]:
+        for i, lr in enumerate(value):
+            if not math.isfinite(lr) or lr <= 0:
+                raise ValueError(f"lrs[{i}] must be > 0 (got {lr})")
+        return value
+
+    @field_validator("sparsities", mode="after")
+    @classmethod
+    def _fractions(cls, value: list[float]) -> list[float]:
+        for i, s in enumerate(value):
+            if not 0.0 <= s < 1.0:
+                raise ValueError(f"sparsities[{i}] must be in [0, 1) (got {s})")
+        return value
+
+    @field_validator("model", "dataset", "methods", "lrs", "seeds", "sparsities", mode="after")
+    @classmethod
+    def _distinct(cls, value: Any, info: Any) -> Any:
+        values = [value] if isinstance(value, str) else value
+        if info.field_name != "sparsities" and not values:
+            raise ValueError("must not be empty (the grid would have no points)")
+        if len(set(values)) != len(values):
+            raise ValueError(f"has duplicate values {values}")
+        return value
+
+    @model_validator(mode="after")
+    def _sparsities_needed(self) -> SweepSpec:
+        if set(self.methods) - {"dense"} and not self.sparsities:
+            raise ValueError("sparsities: must not be empty (the grid would have no points)")
+        return self
+
     @property
     def datasets(self) -> list[str]:
         """The dataset axis (``dataset`` may be one name or a list)."""
@@ -136,46 +177,31 @@ class SweepSpec(_Group):
         return json.loads(self.model_dump_json())
 
 
-def _semantic_problems(spec: SweepSpec) -> list[tuple[str, str]]:
-    """Checks beyond types: registry names, ranges, duplicates, empty axes."""
-    problems: list[tuple[str, str]] = []
-    registries = [("model", spec.models, models.MODELS), ("dataset", spec.datasets,
-                  datasets.DATASETS), ("methods", spec.methods, methods.METHODS)]
-    for field, values, registry in registries:
-        for i, value in enumerate(values):
-            if value not in registry:
-                problems.append((f"{field}[{i}]" if len(values) > 1 or field == "methods"
-                                 else field, f"unknown {field.rstrip('s')} {value!r}; known: "
-                                 f"{sorted(registry)}"))
-    for i, lr in enumerate(spec.lrs):
-        if not math.isfinite(lr) or lr <= 0:
-            problems.append((f"lrs[{i}]", f"must be > 0 (got {lr})"))
-    for i, s in enumerate(spec.sparsities):
-        if not 0.0 <= s < 1.0:
-            problems.append((f"sparsities[{i}]", f"must be in [0, 1) (got {s})"))
-    axes = {"model": spec.models, "dataset": spec.datasets, "methods": spec.methods,
-            "lrs": spec.lrs, "seeds": spec.seeds}
-    if set(spec.methods) - {"dense"}:
-        axes["sparsities"] = spec.sparsities
-    for field, values in axes.items():
-        if not values:
-            problems.append((field, "must not be empty (the grid would have no points)"))
-        elif len(set(values)) != len(values):
-            problems.append((field, f"has duplicate values {values}"))
-    return problems
+_UNION_TAGS = {"str", "list[str]"}  # pydantic names the branches of ``str | list[str]``
 
 
 def _pydantic_problems(err: pydantic.ValidationError) -> list[tuple[str, str]]:
-    out = []
+    """Turn pydantic errors into (field path, reason) pairs, e.g. ``lrs[1]``, ``training.x``."""
+    out: dict[str, str] = {}
     for e in err.errors():
         path = ""
         for part in e["loc"]:
+            if part in _UNION_TAGS:
+                continue
             path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else part)
         reason = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
-        if e["type"] != "extra_forbidden" and "input" in e and not isinstance(e["input"], dict):
-            reason += f" (got {e['input']!r})"
-        out.append((path or "(top level)", reason))
-    return out
+        if e["type"] == "value_error":
+            reason = reason.removeprefix("Value error, ")
+            # our validators name the element ("lrs[1] must ...") or the field ("f: ...")
+            head, _, rest = reason.partition(" ")
+            if path and head.startswith(f"{path}["):
+                path, reason = head, rest
+            elif not path and ": " in reason:
+                path, reason = reason.split(": ", 1)
+        elif e["type"] != "extra_forbidden" and not isinstance(e.get("input"), dict):
+            reason += f" (got {e.get('input')!r})"
+        out.setdefault(path or "(top level)", reason)
+    return list(out.items())
 
 
 def parse(raw: Any, source: str = "<spec>") -> SweepSpec:
@@ -188,13 +214,9 @@ def parse(raw: Any, source: str = "<spec>") -> SweepSpec:
         raise SpecError(source, [("(top level)", "must be a mapping of keys to values, got "
                                                  f"{type(raw).__name__}")])
     try:
-        spec = SweepSpec.model_validate(raw)
+        return SweepSpec.model_validate(raw)
     except pydantic.ValidationError as err:
         raise SpecError(source, _pydantic_problems(err)) from None
-    problems = _semantic_problems(spec)
-    if problems:
-        raise SpecError(source, problems)
-    return spec
 
 
 def load(path: str | Path) -> SweepSpec:

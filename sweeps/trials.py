@@ -6,6 +6,8 @@ runs as a plain call (``run_job``) in tests and notebooks.
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 import traceback
 from typing import Any
@@ -54,6 +56,10 @@ def trainable(config: dict[str, Any]) -> None:
     torch.set_num_threads(max(1, int(config["cpus"])))
     device = pick_device()
     progress = {"epochs": 0, "last": 0.0}
+    previous = sweep.get_json(f"trials/{job.trial_id}.json") or {}
+    attempt = int(previous.get("attempt", 0)) + 1
+    where = {"device": device.type, "host": socket.gethostname(), "pid": os.getpid(),
+             "attempt": attempt}
 
     def on_epoch(record: EpochRecord) -> None:
         progress["epochs"] += 1
@@ -62,12 +68,13 @@ def trainable(config: dict[str, Any]) -> None:
             progress["last"] = now
             tune.report({"epochs_done": progress["epochs"], "test_acc": record.test_acc})
 
-    trial_state(sweep, job.trial_id, "running", device=device.type)
+    trial_state(sweep, job.trial_id, "running", **where)
     try:
         run_job(job, sweep, device, on_epoch)
     except Exception as err:
         trial_state(sweep, job.trial_id, "error", error=f"{type(err).__name__}: {err}",
-                    traceback=traceback.format_exc(limit=8))
+                    traceback=traceback.format_exc(limit=8), **where)
         raise
-    trial_state(sweep, job.trial_id, "done", device=device.type)
+    # epochs_trained counts this attempt only: a resumed trial trains just what was missing.
+    trial_state(sweep, job.trial_id, "done", epochs_trained=progress["epochs"], **where)
     tune.report({"epochs_done": progress["epochs"], "finished": 1})

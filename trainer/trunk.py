@@ -63,7 +63,7 @@ class TrunkContext:
 
 
 def open_trunk(trunk: Trunk, artifacts: Blobs, device: torch.device) -> TrunkContext:
-    """Load the data, build θ0 from the seed and store it as ``init.pt`` if absent.
+    """Load the data and θ0 (``init.pt``; built from the seed and stored on first use).
 
     Raises:
         ValueError: unknown model/dataset or a bad ``keep_dense`` entry.
@@ -73,9 +73,14 @@ def open_trunk(trunk: Trunk, artifacts: Blobs, device: torch.device) -> TrunkCon
     blobs = artifacts.child(trunk.artifact_dir)
     net = models.build(trunk.model, data.input_shape, data.num_classes,
                        seeding.generator(trunk.seed, "init"))
-    init = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    if blobs.get("init.pt") is None:
+    stored = checkpoint.load(blobs, "init.pt")
+    if stored is None:
+        init = {k: v.detach().clone() for k, v in net.state_dict().items()}
         checkpoint.save(blobs, "init.pt", {"state": init})
+    else:
+        # the stored θ0 wins: every level and branch of a trunk starts from the same weights
+        init = stored["state"]
+        net.load_state_dict(init)
     names = masks.prunable_names(net)
     exclude = masks.resolve_keep_dense(net, trunk.prune.keep_dense)
     return TrunkContext(trunk=trunk, blobs=blobs, data=data, device=device,

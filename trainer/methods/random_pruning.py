@@ -16,7 +16,7 @@ def start(src: Sources) -> Start:
     The mask is drawn with the generator (seed, "random_mask", target sparsity), so every
     target sparsity gets its own independent draw.
     """
-    gen = seeding.generator(src.seed, "random_mask", repr(src.target_sparsity))
+    gen = seeding.generator(src.seed, "random_mask", f"{float(src.target_sparsity):.6f}")
     return Start(state=src.init, mask=masks.random_mask_like(src.mask, gen))
 
 

@@ -1,0 +1,13 @@
+"""User-facing errors (kept free of heavy imports so the CLI starts fast)."""
+
+from __future__ import annotations
+
+
+class SpecError(ValueError):
+    """A sweep spec is invalid; ``problems`` lists ``(field path, reason)`` pairs."""
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = problems
+        lines = "\n".join(f"  - {field}: {reason}" for field, reason in problems)
+        super().__init__(f"invalid sweep spec {source}:\n{lines}")

@@ -1,0 +1,116 @@
+"""Integration: a sweep submitted with `ray job submit` to a real local Ray head.
+
+The head runs on loopback with its own ports and temp dir and token authentication on; the test
+stops it by signalling its own `ray start --block` process (never `ray stop`, which would stop
+every Ray on the machine; RAY_FACTS.md §9).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+from conftest import kill_tree
+from conftest import lottery
+from conftest import write_spec
+
+from analysis.load import load_runs
+
+pytestmark = pytest.mark.ray
+
+SPEC = {"name": "jobs", "dataset": "digits", "methods": ["dense", "lth", "pf"], "lrs": [0.1],
+        "sparsities": [0.5], "seeds": [0], "training": {"epochs": 1}}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_status(url: str, token: str | None = None) -> int:
+    request = urllib.request.Request(url)
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def listening_addresses(port: int) -> set[str]:
+    """Local IPv4 addresses with a TCP socket in LISTEN state on ``port`` (/proc/net/tcp)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        host, hexport = local.split(":")
+        if state == "0A" and int(hexport, 16) == port:
+            found.add(socket.inet_ntoa(bytes.fromhex(host)[::-1]))
+    return found
+
+
+@pytest.fixture
+def head(tmp_path, ray_env):
+    """A Ray head on 127.0.0.1 with token auth; yields (dashboard URL, env, token)."""
+    temp_dir = tempfile.mkdtemp(prefix="lsh", dir="/tmp")
+    token = secrets.token_hex(16)
+    env = {**ray_env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{ray_env['PATH']}"}
+    port, dash = free_port(), free_port()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block",
+         "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1", f"--port={port}",
+         f"--dashboard-port={dash}", f"--temp-dir={temp_dir}", "--num-cpus=2"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    url = f"http://127.0.0.1:{dash}"
+    try:
+        deadline = time.monotonic() + 90
+        while http_status(f"{url}/api/version", token) != 200:
+            assert proc.poll() is None, "ray start exited"
+            assert time.monotonic() < deadline, "dashboard did not come up"
+            time.sleep(1)
+        yield url, env, token, dash
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        kill_tree(temp_dir)
+        shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_ray_job_submit_runs_a_sweep_on_the_cluster(tmp_path, head):
+    url, env, token, dash = head
+    # The dashboard (Jobs API) answers only on loopback, and only with the token.
+    assert listening_addresses(dash) == {"127.0.0.1"}
+    assert http_status(f"{url}/api/version") == 401
+    spec_path = write_spec(tmp_path / "jobs.yaml", SPEC)
+    storage = tmp_path / "results"
+    submit = subprocess.run(
+        [str(Path(sys.executable).parent / "ray"), "job", "submit", "--address", url,
+         "--working-dir", str(ROOT), "--", "python", "-m", "sweeps", "run", str(spec_path),
+         "--storage", str(storage)],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert submit.returncode == 0, submit.stdout[-4000:] + submit.stderr[-4000:]
+    assert "succeeded" in submit.stdout
+    assert "Final test accuracy" in submit.stdout
+
+    runs = load_runs(storage / "jobs")
+    assert sorted(zip(runs.method, runs.target_sparsity)) == [
+        ("dense", 0.0), ("lth", 0.5), ("pf", 0.5)]
+    status = lottery(["status", "jobs", "--storage", str(storage)], env, tmp_path)
+    assert "rows written (runs): 3" in status.stdout

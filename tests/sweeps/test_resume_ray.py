@@ -1,0 +1,162 @@
+"""Killing things for real: the driver, a trial's worker, and a trial that always fails.
+
+In each case the final tables must equal those of an uninterrupted run of the same spec (same
+rows, same numbers on CPU). The uninterrupted reference is the plain in-process run, which
+``test_run_ray.py`` shows equal to an uninterrupted Ray run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from conftest import kill_tree
+from conftest import lottery
+from conftest import write_spec
+
+from analysis.load import load_curves
+from analysis.load import load_layers
+from analysis.load import load_runs
+from sweeps import spec as spec_module
+from sweeps.plan import make_plan
+from sweeps.run import code_version
+from sweeps.store import Store
+from sweeps.trials import run_job
+
+pytestmark = pytest.mark.ray
+
+# Small batches make epochs slow enough (~0.1 s) to be interrupted mid-trial.
+SPEC = {"name": "kt", "dataset": "digits", "methods": ["dense", "lth", "random_reinit", "pf"],
+        "lrs": [0.05], "sparsities": [0.5, 0.8], "seeds": [0, 1],
+        "training": {"epochs": 6, "batch_size": 16}, "execution": {"max_retries": 2}}
+LOADERS = {"runs": load_runs, "curves": load_curves, "layers": load_layers}
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """The uninterrupted run of SPEC, in-process, with the trials' one thread.
+
+    Thread count changes float reductions, so it must match ``resources.cpu`` (1 here).
+    """
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("reference")
+    plan = make_plan(spec_module.parse(SPEC), code_version())
+    sweep = Store(str(root)).child("kt")
+    for job in (*plan.chains, *plan.branches):
+        run_job(job, sweep, torch.device("cpu"))
+    return root / "kt"
+
+
+def assert_same_tables(sweep_dir: Path, reference: Path) -> None:
+    for name, load in LOADERS.items():
+        got = load(sweep_dir).drop(columns=["wall_time_s"], errors="ignore")
+        want = load(reference).drop(columns=["wall_time_s"], errors="ignore")
+        pd.testing.assert_frame_equal(got, want, obj=name)
+    assert load_runs(sweep_dir).config_hash.is_unique
+
+
+def start_sweep(spec_path: Path, storage: Path, env: dict) -> subprocess.Popen:
+    # Own session, so the driver and the local Ray it starts form one process group.
+    return subprocess.Popen([sys.executable, "-m", "sweeps", "run", str(spec_path), "--storage",
+                             str(storage)], env=env, cwd=spec_path.parent,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def wait_for(condition, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"sweep ended before the condition held:\n{err[-4000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the sweep")
+        time.sleep(0.2)
+
+
+def n_rows(sweep_dir: Path) -> int:
+    return len(list(sweep_dir.glob("runs/part-*.parquet")))
+
+
+def test_sigkill_of_the_driver_then_resume_loses_and_duplicates_nothing(
+        tmp_path, ray_env, reference):
+    spec_path = write_spec(tmp_path / "kt.yaml", SPEC)
+    sweep_dir = tmp_path / "results" / "kt"
+    total = len(make_plan(spec_module.parse(SPEC)).points)
+    proc = start_sweep(spec_path, tmp_path / "results", ray_env)
+    wait_for(lambda: n_rows(sweep_dir) >= 4, proc)  # chains done, some branches written
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    kill_tree(ray_env["RAY_TMPDIR"])  # the local Ray it started dies with it
+    interrupted = n_rows(sweep_dir)
+    assert 4 <= interrupted < total
+
+    resumed = lottery(["resume", "kt", "--storage", str(tmp_path / "results")], ray_env,
+                      tmp_path)
+    assert f"{interrupted} grid points already done" in resumed.stderr
+    assert n_rows(sweep_dir) == total
+    assert_same_tables(sweep_dir, reference)
+
+
+def _running_chain(sweep_dir: Path) -> dict | None:
+    """A chain trial that is mid-level: a checkpoint exists but the level has not finished."""
+    for state_file in sweep_dir.glob("trials/chain-*.json"):
+        state = json.loads(state_file.read_text())
+        if state.get("state") != "running":
+            continue
+        for ckpt in sweep_dir.glob("artifacts/*/replicate_*/level_*/checkpoint.pt"):
+            level_1_done = (ckpt.parent.parent / "level_1" / "final.pt").exists()
+            if level_1_done and not (ckpt.parent / "final.pt").exists():
+                return state
+    return None
+
+
+def test_killed_worker_is_retried_from_its_checkpoint(tmp_path, ray_env, reference):
+    spec_path = write_spec(tmp_path / "kt.yaml", SPEC)
+    sweep_dir = tmp_path / "results" / "kt"
+    proc = start_sweep(spec_path, tmp_path / "results", ray_env)
+    victim: dict = {}
+    wait_for(lambda: victim.update(_running_chain(sweep_dir) or {}) or bool(victim), proc)
+    os.kill(victim["pid"], signal.SIGKILL)
+    out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-4000:]
+
+    final = json.loads((sweep_dir / "trials" / f"{victim['trial_id']}.json").read_text())
+    chain = next(c for c in make_plan(spec_module.parse(SPEC)).chains
+                 if c.trial_id == victim["trial_id"])
+    assert final["state"] == "done" and final["attempt"] >= 2
+    # resumed after its finished levels and epochs, not from scratch
+    assert 0 < final["epochs_trained"] < (chain.levels + 1) * 6
+    assert_same_tables(sweep_dir, reference)
+
+
+def test_a_trial_that_keeps_failing_is_marked_failed_and_the_rest_finishes(tmp_path, ray_env):
+    spec = {**SPEC, "name": "kf", "execution": {"max_retries": 1}}
+    plan = make_plan(spec_module.parse(spec))
+    broken = next(b for b in plan.branches if b.point.method == "pf")
+    # A corrupt stored result: every attempt of this trial fails to load it.
+    stage = (tmp_path / "results" / "kf" / "artifacts" / broken.trunk.artifact_dir /
+             "level_4" / f"pf-sparsity_{broken.point.target_sparsity:.6f}")
+    assert broken.point.target_sparsity == 0.5  # mask level 4 (level 3 plus a last round)
+    stage.mkdir(parents=True)
+    (stage / "final.pt").write_bytes(b"not a checkpoint")
+
+    proc = lottery(["run", str(write_spec(tmp_path / "kf.yaml", spec)), "--storage",
+                    str(tmp_path / "results")], ray_env, tmp_path, check=False)
+    assert proc.returncode == 1
+    assert broken.trial_id in proc.stderr
+    assert n_rows(tmp_path / "results" / "kf") == len(plan.points) - 1
+    status = lottery(["status", "kf", "--storage", str(tmp_path / "results")], ray_env,
+                     tmp_path)
+    assert "1 failed" in status.stdout and broken.trial_id in status.stdout
+    state = json.loads((tmp_path / "results" / "kf" / "trials" /
+                        f"{broken.trial_id}.json").read_text())
+    assert state["state"] == "failed" and "Unpickling" in state["error"]

@@ -1,0 +1,291 @@
+"""Contract suite for ``trainer.methods``: every registered method gets every test here.
+
+A tiny real trunk (LeNet-300-100 on digits, one epoch per level, IMP to sparsity 0.5) is built
+once per module through the planner and ``run_job``, exactly as a sweep would run it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from dataclasses import replace
+
+import pytest
+import torch
+
+from analysis import load
+from analysis import schema
+from sweeps import spec as sweep_spec
+from sweeps.plan import Plan
+from sweeps.plan import make_plan
+from sweeps.store import Store
+from sweeps.trials import run_job
+from trainer import checkpoint
+from trainer import data as datasets
+from trainer import loop
+from trainer import masks
+from trainer import methods
+from trainer import models
+from trainer import seeding
+from trainer.hparams import PruneHparams
+from trainer.jobs import BranchJob
+from trainer.stage import load_result
+from trainer.trunk import mask_name
+
+TARGET = 0.5
+EPOCHS = 1
+CPU = torch.device("cpu")
+STARTED = sorted(name for name, m in methods.METHODS.items() if m.start is not None)
+PRUNED = ("fc1.weight", "fc2.weight")  # LeNet's fc3.weight is the output layer, kept dense
+State = dict[str, torch.Tensor]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@dataclass(frozen=True)
+class Sweep:
+    plan: Plan
+    store: Store
+
+    @property
+    def trunk_blobs(self) -> Store:
+        return self.store.child("artifacts", self.plan.chains[0].trunk.artifact_dir)
+
+    def branch(self, method: str) -> BranchJob:
+        return next(b for b in self.plan.branches if b.point.method == method)
+
+    def sources(self, seed: int | None = None) -> methods.Sources:
+        """Sources loaded back from the store, as ``trainer.branch`` builds them."""
+        trunk = self.plan.chains[0].trunk
+        blobs = self.trunk_blobs
+        init = checkpoint.load(blobs, "init.pt")["state"]
+        dense = load_result(blobs.child("level_0"))
+        mask = checkpoint.load(blobs, mask_name(TARGET))["mask"]
+
+        def build(gen: torch.Generator) -> torch.nn.Module:
+            return models.build(trunk.model, (1, 8, 8), 10, gen)
+
+        return methods.Sources(init=init, dense_final=dense.state, mask=mask, build_model=build,
+                               seed=trunk.seed if seed is None else seed,
+                               target_sparsity=TARGET)
+
+
+def _run_sweep(root: str) -> Sweep:
+    spec = sweep_spec.parse({"name": "contract", "dataset": "digits", "lrs": [0.1],
+                             "seeds": [0], "sparsities": [TARGET],
+                             "training": {"epochs": EPOCHS}})
+    plan = make_plan(spec)
+    store = Store(root).child(spec.name)
+    for job in (*plan.chains, *plan.branches):
+        run_job(job, store, CPU)
+    return Sweep(plan=plan, store=store)
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
+    torch.set_num_threads(1)
+    return _run_sweep(str(tmp_path_factory.mktemp("sweep_a")))
+
+
+@pytest.fixture(scope="module")
+def sweep_again(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
+    torch.set_num_threads(1)
+    return _run_sweep(str(tmp_path_factory.mktemp("sweep_b")))
+
+
+def _equal(a: State, b: State) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _branch_final(sweep: Sweep, method: str) -> State:
+    mask_level = masks.level_for(TARGET, 0.2) + 1  # 0.5 is between levels 3 and 4
+    blobs = sweep.trunk_blobs.child(f"level_{mask_level}", f"{method}-sparsity_{TARGET:.6f}")
+    result = load_result(blobs)
+    assert result is not None, f"branch {method} left no final.pt"
+    return result.state
+
+
+# --- registry -------------------------------------------------------------------------------
+
+def test_methods_with_a_start_are_discovered() -> None:
+    assert {"lth", "random_reinit", "random_pruning", "pf"} <= set(STARTED)
+
+
+@pytest.mark.parametrize("name", sorted(methods.METHODS))
+def test_registry_key_is_the_method_name_and_it_cites_a_source(name: str) -> None:
+    method = methods.get(name)
+    assert method is methods.METHODS[name]
+    assert method.name == name
+    assert method.source.strip()
+
+
+def test_get_unknown_method_raises_value_error_listing_known_methods() -> None:
+    with pytest.raises(ValueError, match="unknown method 'nope'") as info:
+        methods.get("nope")
+    assert str(sorted(methods.METHODS)) in str(info.value)
+
+
+# --- the contract, for every method with a start --------------------------------------------
+
+@pytest.mark.parametrize("name", STARTED)
+def test_start_is_seeded_deterministic(sweep: Sweep, name: str) -> None:
+    start = methods.get(name).start
+    a, b = start(sweep.sources()), start(sweep.sources())
+    assert _equal(a.state, b.state)
+    assert _equal(a.mask, b.mask)
+
+
+@pytest.mark.parametrize("name", STARTED)
+def test_start_mask_has_the_target_per_layer_structure(sweep: Sweep, name: str) -> None:
+    src = sweep.sources()
+    mask = methods.get(name).start(src).mask
+    assert set(mask) == set(src.mask) == {*PRUNED, "fc3.weight"}
+    for layer, m in mask.items():
+        assert m.dtype == torch.bool
+        assert m.shape == src.init[layer].shape
+    assert bool(mask["fc3.weight"].all())  # pruning.keep_dense = [output]
+    for layer in PRUNED:
+        assert int(mask[layer].sum()) == round((1 - TARGET) * mask[layer].numel())
+
+
+@pytest.mark.parametrize("name", STARTED)
+def test_branch_training_keeps_masked_weights_at_zero(sweep: Sweep, name: str) -> None:
+    mask = methods.get(name).start(sweep.sources()).mask
+    final = _branch_final(sweep, name)
+    for layer in PRUNED:
+        assert torch.count_nonzero(final[layer][~mask[layer]]) == 0
+        assert torch.count_nonzero(final[layer][mask[layer]]) == int(mask[layer].sum())
+
+
+@pytest.mark.parametrize("name", STARTED)
+def test_branch_trains_exactly_its_start_under_its_mask(sweep: Sweep, name: str) -> None:
+    trunk = sweep.plan.chains[0].trunk
+    start = methods.get(name).start(sweep.sources())
+    model = models.build(trunk.model, (1, 8, 8), 10, torch.Generator().manual_seed(99))
+    model.load_state_dict(start.state)
+    expected = loop.train(model, datasets.load(trunk.data), trunk.train, start.mask, trunk.seed)
+    assert _equal(_branch_final(sweep, name), expected.state)
+
+
+@pytest.mark.parametrize("name", STARTED)
+def test_branch_is_bit_identical_across_two_fresh_sweeps(
+    sweep: Sweep, sweep_again: Sweep, name: str
+) -> None:
+    assert _equal(_branch_final(sweep, name), _branch_final(sweep_again, name))
+    a = load.load_runs(sweep.store.path, method=name).drop(columns=["wall_time_s"])
+    b = load.load_runs(sweep_again.store.path, method=name).drop(columns=["wall_time_s"])
+    assert len(a) == 1
+    assert a.equals(b)
+
+
+@pytest.mark.parametrize("name", STARTED)
+def test_branch_emits_schema_valid_rows(sweep: Sweep, name: str) -> None:
+    job = sweep.branch(name)
+    runs = load.load_runs(sweep.store.path, config_hash=job.point.config_hash)
+    assert len(runs) == 1
+    assert list(runs.columns) == schema.RUNS.names
+    row = runs.iloc[0]
+    mask_level = masks.level_for(TARGET, 0.2) + 1
+    assert (row.method, row.target_sparsity, row.level) == (name, TARGET, mask_level)
+    assert row.epochs == EPOCHS
+    assert row.total_epochs == methods.total_epochs(methods.get(name), mask_level, EPOCHS,
+                                                    job.trunk.prune)
+    assert 0.0 <= row.test_acc <= 1.0
+    mask = methods.get(name).start(sweep.sources()).mask
+    assert row.sparsity == pytest.approx(masks.sparsity(mask))
+    dense = load.load_runs(sweep.store.path, method="dense").iloc[0]
+    for pct in (10, 20, 30, 40, 50):  # the branch describes the trunk's own dense run
+        assert row[f"rp_dense_p{pct}"] == dense[f"rp_dense_p{pct}"]
+
+    layers = load.load_layers(sweep.store.path, config_hash=job.point.config_hash)
+    assert sorted(layers.layer) == sorted(mask)
+    kept = dict(zip(layers.layer, layers.n_kept, strict=True))
+    assert kept == {layer: int(m.sum()) for layer, m in mask.items()}
+
+    curves = load.load_curves(sweep.store.path, trial_id=job.trial_id)
+    assert list(curves.epoch) == list(range(1, EPOCHS + 1))
+    assert set(curves.method) == {name}
+
+
+# --- initialization rules, one per method ----------------------------------------------------
+
+def test_lth_starts_from_theta0_with_the_imp_mask(sweep: Sweep) -> None:
+    src = sweep.sources()
+    start = methods.get("lth").start(src)
+    assert _equal(start.state, src.init)
+    theta0 = src.build_model(seeding.generator(src.seed, "init")).state_dict()
+    assert _equal(src.init, dict(theta0))  # init.pt is θ0 drawn from (seed, "init")
+    assert _equal(start.mask, src.mask)
+
+
+def test_random_reinit_draws_fresh_weights_but_keeps_the_imp_mask(sweep: Sweep) -> None:
+    src = sweep.sources()
+    start = methods.get("random_reinit").start(src)
+    assert _equal(start.mask, src.mask)
+    weights = [k for k in src.init if k.endswith(".weight")]
+    assert weights
+    for key in weights:
+        assert not torch.equal(start.state[key], src.init[key]), key
+    assert _equal(methods.get("random_reinit").start(sweep.sources()).state, start.state)
+    other = methods.get("random_reinit").start(sweep.sources(seed=1)).state
+    assert not torch.equal(other["fc1.weight"], start.state["fc1.weight"])
+
+
+def test_random_reinit_uses_the_reinit_generator_not_the_init_one(sweep: Sweep) -> None:
+    src = sweep.sources()
+    expected = src.build_model(seeding.generator(src.seed, "reinit")).state_dict()
+    assert _equal(methods.get("random_reinit").start(src).state, dict(expected))
+
+
+def test_random_pruning_keeps_per_layer_counts_but_moves_the_mask(sweep: Sweep) -> None:
+    src = sweep.sources()
+    start = methods.get("random_pruning").start(src)
+    assert _equal(start.state, src.init)
+    for layer, m in src.mask.items():
+        assert int(start.mask[layer].sum()) == int(m.sum()), layer
+    for layer in PRUNED:
+        assert not torch.equal(start.mask[layer], src.mask[layer]), layer
+    assert torch.equal(start.mask["fc3.weight"], src.mask["fc3.weight"])
+
+
+def test_random_pruning_draws_per_seed_and_per_target_sparsity(sweep: Sweep) -> None:
+    src = sweep.sources()
+    start = methods.get("random_pruning").start
+    base = start(src).mask["fc1.weight"]
+    assert torch.equal(start(sweep.sources()).mask["fc1.weight"], base)
+    assert not torch.equal(start(sweep.sources(seed=1)).mask["fc1.weight"], base)
+    # same IMP mask, another target: the draw must be independent, not a reused shuffle
+    other = start(replace(src, target_sparsity=0.36)).mask["fc1.weight"]
+    assert not torch.equal(other, base)
+
+
+def test_pf_starts_from_dense_trained_weights_with_the_imp_mask(sweep: Sweep) -> None:
+    src = sweep.sources()
+    start = methods.get("pf").start(src)
+    assert _equal(start.state, src.dense_final)
+    assert not _equal(start.state, src.init)
+    assert _equal(start.mask, src.mask)
+
+
+# --- total_epochs arithmetic ------------------------------------------------------------------
+
+@pytest.mark.parametrize("name,mask_level,scope,expected", [
+    ("lth", 3, "layerwise", 40),
+    ("random_reinit", 3, "layerwise", 40),
+    ("random_pruning", 3, "layerwise", 10),
+    ("random_pruning", 3, "global", 40),
+    ("pf", 0, "layerwise", 20),
+    ("pf", 3, "layerwise", 40),
+    ("dense", 0, "layerwise", 10),
+])
+def test_total_epochs_counts_trunk_levels_behind_the_row(
+    name: str, mask_level: int, scope: str, expected: int
+) -> None:
+    prune = replace(PruneHparams(), scope=scope)
+    assert methods.total_epochs(methods.get(name), mask_level, 10, prune) == expected
