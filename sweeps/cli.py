@@ -62,7 +62,7 @@ def _run(sweep, storage: str | None, address: str | None, verbose: bool) -> None
         _fail(str(err))
     typer.echo(f"sweep {sweep.name!r}: {outcome.launched} trials launched, "
                f"{outcome.skipped_points} grid points already done, "
-               f"{len(outcome.failed)} failed; results in {outcome.sweep_dir.path}", err=True)
+               f"{len(outcome.failed)} failed; results in {outcome.sweep_dir.uri}", err=True)
     _print_report(outcome.sweep_dir)
     if outcome.failed:
         _fail("failed trials (see `lottery status`): " + ", ".join(outcome.failed), code=1)

@@ -183,10 +183,10 @@ def run_sweep(spec: SweepSpec, storage: str | None = None, address: str | None =
         spec = spec.model_copy(update={"storage": storage})
     store = sweep_store(spec, None)
     check_compatible(store, spec)
-    store.put_json("spec.json", spec.to_json())
     plan = make_plan(spec, code_version())
     chains, branches, skipped = pending_jobs(plan, store)
     if not chains and not branches:
+        store.put_json("spec.json", spec.to_json())
         return Outcome(store, 0, (), skipped)
     if not verbose:
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # legacy engine: verbose=0 is silent (§7)
@@ -197,6 +197,7 @@ def run_sweep(spec: SweepSpec, storage: str | None = None, address: str | None =
     live, console = open_display(not verbose)
     try:
         check_resources(spec, local=started)
+        store.put_json("spec.json", spec.to_json())  # only once the sweep can start
         counts = Counts(len(chains) + len(branches),
                         sum(plan.epochs(j) for j in (*chains, *branches)))
         failed = _fit("chains", chains, spec, store,

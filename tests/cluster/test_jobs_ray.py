@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import ROOT
 from conftest import kill_tree
 from conftest import lottery
@@ -31,7 +32,8 @@ from analysis.load import load_runs
 pytestmark = pytest.mark.ray
 
 SPEC = {"name": "jobs", "dataset": "digits", "methods": ["dense", "lth", "pf"], "lrs": [0.1],
-        "sparsities": [0.5], "seeds": [0], "training": {"epochs": 1}}
+        "sparsities": [0.5], "seeds": [0], "training": {"epochs": 1},
+        "resources": {"cpu": 1, "gpu": 0.5}}
 
 
 def free_port() -> int:
@@ -49,6 +51,8 @@ def http_status(url: str, token: str | None = None) -> int:
             return response.status
     except urllib.error.HTTPError as err:
         return err.code
+    except urllib.error.URLError:
+        return 0  # not listening yet
 
 
 def listening_addresses(port: int) -> set[str]:
@@ -73,7 +77,13 @@ def head(tmp_path, ray_env):
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "ray"), "start", "--head", "--block",
          "--node-ip-address=127.0.0.1", "--dashboard-host=127.0.0.1", f"--port={port}",
-         f"--dashboard-port={dash}", f"--temp-dir={temp_dir}", "--num-cpus=2"],
+         f"--dashboard-port={dash}", f"--temp-dir={temp_dir}", "--num-cpus=2",
+         # every agent on its own free port: another Ray on this machine may hold the defaults
+         f"--dashboard-agent-listen-port={free_port()}",
+         f"--dashboard-agent-grpc-port={free_port()}",
+         f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}",
+         f"--ray-client-server-port={free_port()}",
+         "--num-gpus=1"],  # a GPU resource for scheduling only (no CUDA here)
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     url = f"http://127.0.0.1:{dash}"
     try:
@@ -100,11 +110,17 @@ def test_ray_job_submit_runs_a_sweep_on_the_cluster(tmp_path, head):
     assert http_status(f"{url}/api/version") == 401
     spec_path = write_spec(tmp_path / "jobs.yaml", SPEC)
     storage = tmp_path / "results"
-    submit = subprocess.run(
-        [str(Path(sys.executable).parent / "ray"), "job", "submit", "--address", url,
-         "--working-dir", str(ROOT), "--", "python", "-m", "sweeps", "run", str(spec_path),
-         "--storage", str(storage)],
-        env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    command = [str(Path(sys.executable).parent / "ray"), "job", "submit", "--address", url,
+               "--working-dir", str(ROOT), "--", "python", "-m", "sweeps", "run",
+               str(spec_path), "--storage", str(storage)]
+    deadline = time.monotonic() + 120
+    while True:
+        submit = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True,
+                                timeout=600)
+        # the dashboard answers before its job agent is up; Ray says "try again later"
+        if "No available agent" not in submit.stderr or time.monotonic() > deadline:
+            break
+        time.sleep(2)
     assert submit.returncode == 0, submit.stdout[-4000:] + submit.stderr[-4000:]
     assert "succeeded" in submit.stdout
     assert "Final test accuracy" in submit.stdout
@@ -112,5 +128,7 @@ def test_ray_job_submit_runs_a_sweep_on_the_cluster(tmp_path, head):
     runs = load_runs(storage / "jobs")
     assert sorted(zip(runs.method, runs.target_sparsity)) == [
         ("dense", 0.0), ("lth", 0.5), ("pf", 0.5)]
+    # trials asked for half a GPU each and ran; without CUDA the trainer used the CPU
+    assert set(runs.device) == ({"cuda"} if torch.cuda.is_available() else {"cpu"})
     status = lottery(["status", "jobs", "--storage", str(storage)], env, tmp_path)
     assert "rows written (runs): 3" in status.stdout

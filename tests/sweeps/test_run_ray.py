@@ -160,3 +160,16 @@ def test_growing_the_grid_runs_only_the_new_points(swept):
     after = _parts_digest(swept["sweep_dir"])
     assert len(after) == 26
     assert {k: after[k] for k in before} == before
+
+
+def test_gpu_request_on_a_machine_without_gpus_fails_before_writing(tmp_path, ray_env):
+    """Tune would leave such trials PENDING forever (RAY_FACTS §2); we refuse up front."""
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    spec_path = write_spec(tmp_path / "g.yaml", {**SPEC, "name": "gpu",
+                                                 "resources": {"cpu": 1, "gpu": 0.25}})
+    proc = lottery(["run", str(spec_path), "--storage", str(tmp_path / "results")], ray_env,
+                   tmp_path, check=False)
+    assert proc.returncode == 2
+    assert "resources.gpu" in proc.stderr and "0.25 GPU" in proc.stderr
+    assert not (tmp_path / "results" / "gpu" / "spec.json").exists()
