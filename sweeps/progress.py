@@ -82,7 +82,10 @@ class ProgressCallback(tune.Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
-        self.counts.epochs_by_trial[self._id(trial)] = int(result.get("epochs_done", 0))
+        trial_id = self._id(trial)
+        self.counts.epochs_by_trial[trial_id] = int(result.get("epochs_done", 0))
+        if not result.get("finished"):
+            self.counts.running.add(trial_id)  # with actor reuse the start hook can lag
         self._draw(event=False)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -1,0 +1,42 @@
+"""The live progress line: counts and ETA from Tune callback events."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from sweeps.progress import Counts
+from sweeps.progress import ProgressCallback
+
+
+def _trial(trial_id: str) -> SimpleNamespace:
+    return SimpleNamespace(config={"job": {"trial_id": trial_id}})
+
+
+def test_counts_follow_trial_events():
+    counts = Counts(total_trials=3, total_epochs=30)
+    callback = ProgressCallback(counts, "chains", live=None, console=None)
+    callback.on_trial_start(0, [], _trial("a"))
+    callback.on_trial_result(0, [], _trial("b"), {"epochs_done": 4})
+    assert counts.running == {"a", "b"} and counts.pending == 1
+    callback.on_trial_result(0, [], _trial("a"), {"epochs_done": 10, "finished": 1})
+    callback.on_trial_complete(0, [], _trial("a"))
+    callback.on_trial_error(0, [], _trial("b"))
+    assert (counts.done, counts.failed, counts.pending, counts.epochs_done) == (1, 1, 1, 14)
+    line = counts.line("chains")
+    assert "1 done, 0 running, 1 pending, 1 failed of 3" in line
+    assert "epochs 14/30" in line and "ETA" in line
+
+
+def test_eta_is_unknown_before_the_first_epoch_and_zero_when_all_are_done():
+    counts = Counts(total_trials=1, total_epochs=5)
+    assert counts.eta_s() is None
+    counts.epochs_by_trial["a"] = 5
+    assert counts.eta_s() == 0.0
+
+
+def test_callback_pickles_without_its_display():
+    import pickle
+
+    callback = ProgressCallback(Counts(1, 1), "chains", live=None, console=object())
+    restored = pickle.loads(pickle.dumps(callback))
+    assert restored.console is None and restored.counts.total_trials == 1
