@@ -25,27 +25,34 @@ def _one_torch_thread():
 
 
 def ray_processes(marker: str) -> list[int]:
-    """PIDs whose command line mentions ``marker`` (our private Ray temp dir)."""
+    """PIDs whose command line or environment mentions ``marker`` (our private Ray temp dir).
+
+    Ray renames worker processes (``ray::ImplicitFunc.train``), so the command line alone
+    misses them; they inherit ``RAY_TMPDIR`` in their environment.
+    """
     pids = []
+    needle = marker.encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            seen = (entry / "cmdline").read_bytes() + (entry / "environ").read_bytes()
         except OSError:
             continue
-        if marker in cmdline:
+        if needle in seen:
             pids.append(int(entry.name))
     return pids
 
 
 def kill_tree(marker: str) -> None:
     """SIGKILL every process of the Ray instance rooted at ``marker`` (never a bare ray stop)."""
-    for pid in ray_processes(marker):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    for _ in range(3):  # a dying raylet may still be forking workers
+        for pid in ray_processes(marker):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.3)
 
 
 @pytest.fixture(scope="module")
