@@ -118,7 +118,6 @@ def report(name_or_path: str, storage: StorageOpt = None) -> None:
     """Print the summary table of a sweep given by NAME (under --storage) or by its PATH."""
     from analysis.load import load_runs
     from analysis.report import format_report
-
     from sweeps.store import join_uri
 
     target = name_or_path

@@ -107,7 +107,8 @@ def make_plan(spec: SweepSpec, code_version: str = "") -> Plan:
                         config_hash=point_key(trunk, "dense", 0.0))] \
             if "dense" in spec.methods else []
         for method, s in product(sparse, targets):
-            point = Point(method=method, target_sparsity=s, config_hash=point_key(trunk, method, s))
+            point = Point(method=method, target_sparsity=s,
+                          config_hash=point_key(trunk, method, s))
             if method == "lth" and masks.is_level_sparsity(s, rate):
                 points.append(point)
                 continue

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sweeps import __version__
+from sweeps.errors import SpecError
 from sweeps.plan import Plan
 from sweeps.plan import make_plan
 from sweeps.progress import Counts
 from sweeps.progress import ProgressCallback
 from sweeps.progress import open_display
-from sweeps.errors import SpecError
 from sweeps.spec import SweepSpec
 from sweeps.store import Store
 from sweeps.trials import trainable

@@ -18,6 +18,7 @@ from trainer.stage import run_stage
 from trainer.trunk import Emit
 from trainer.trunk import TrunkContext
 from trainer.trunk import dense_correlation
+from trainer.trunk import mask_level
 from trainer.trunk import mask_name
 from trainer.trunk import open_trunk
 
@@ -52,9 +53,8 @@ def run_branch(job: BranchJob, artifacts: Blobs, emit: Emit, device: torch.devic
     method = methods.get(point.method)
     src = _sources(ctx, point.target_sparsity)
     start = method.start(src)
-    level = masks.level_for(point.target_sparsity, prune.rate)
-    mask_level = level if masks.is_level_sparsity(point.target_sparsity, prune.rate) else level + 1
-    blobs = ctx.blobs.child(f"level_{mask_level}",
+    level = mask_level(point.target_sparsity, prune.rate)
+    blobs = ctx.blobs.child(f"level_{level}",
                             f"{point.method}-sparsity_{point.target_sparsity:.6f}")
     result = run_stage(blobs, ctx.model, start.state, ctx.to_device(start.mask), ctx.data,
                        job.trunk.train, job.trunk.seed, on_epoch)
@@ -62,10 +62,9 @@ def run_branch(job: BranchJob, artifacts: Blobs, emit: Emit, device: torch.devic
     labels = rows.Labels(job.sweep, job.trial_id, job.code_version, rp_dense, rp_layers)
     epochs = job.trunk.train.epochs
     run = rows.Run(point=point, result=result, start=start.state, mask=start.mask,
-                   level=mask_level,
-                   total_epochs=methods.total_epochs(method, mask_level, epochs, prune))
+                   level=level, total_epochs=methods.total_epochs(method, level, epochs, prune))
     emit("curves", job.trial_id,
-         rows.curve_rows(ctx, labels, point.method, point.target_sparsity, mask_level,
+         rows.curve_rows(ctx, labels, point.method, point.target_sparsity, level,
                          masks.sparsity(start.mask), result))
     emit("runs", point.config_hash, [rows.run_row(ctx, labels, run)])
     emit("layers", point.config_hash, rows.layer_rows(ctx, labels, run))

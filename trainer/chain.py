@@ -20,6 +20,7 @@ from trainer import methods
 from trainer import rows
 from trainer.checkpoint import Blobs
 from trainer.jobs import ChainJob
+from trainer.jobs import Point
 from trainer.loop import EpochRecord
 from trainer.loop import StageResult
 from trainer.stage import run_stage
@@ -27,6 +28,7 @@ from trainer.trunk import Emit
 from trainer.trunk import State
 from trainer.trunk import TrunkContext
 from trainer.trunk import dense_correlation
+from trainer.trunk import mask_level
 from trainer.trunk import mask_name
 from trainer.trunk import open_trunk
 
@@ -46,11 +48,12 @@ def target_mask(ctx: TrunkContext, level: int, level_mask: State, trained: Stage
         ``level_mask`` pruned further from the level's trained weights (one more round).
     """
     prune = ctx.trunk.prune
-    if masks.is_level_sparsity(target, prune.rate):
+    rounds = mask_level(target, prune.rate)
+    if rounds == level:
         return level_mask, level
     pruned = masks.magnitude_prune(ctx.prunable(trained.state), level_mask, target,
                                    prune.scope, ctx.exclude)
-    return pruned, level + 1
+    return pruned, rounds
 
 
 def run_chain(job: ChainJob, artifacts: Blobs, emit: Emit, device: torch.device,
@@ -94,7 +97,7 @@ def run_chain(job: ChainJob, artifacts: Blobs, emit: Emit, device: torch.device,
         prev = result
 
 
-def _emit_point(ctx: TrunkContext, labels: rows.Labels, emit: Emit, point, level: int,
+def _emit_point(ctx: TrunkContext, labels: rows.Labels, emit: Emit, point: Point, level: int,
                 mask: State, result: StageResult, epochs: int) -> None:
     """Write the rows of ``point`` if it is produced by ``level`` of the chain."""
     rate = ctx.trunk.prune.rate

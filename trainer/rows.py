@@ -83,14 +83,11 @@ def run_row(ctx: TrunkContext, labels: Labels, run: Run) -> dict[str, Any]:
 def layer_rows(ctx: TrunkContext, labels: Labels, run: Run) -> list[dict[str, Any]]:
     """One ``layers`` row per prunable layer: sizes, sparsity and per-layer R_0.2."""
     start, final = _masked_start(ctx, run), ctx.prunable(run.result.state)
+    per_layer = metrics.layer_weight_correlation(start, final, 0.2, run.mask or None)
     rows = []
     for name in ctx.names:
         kept = int(run.mask[name].sum()) if name in run.mask else start[name].numel()
-        rp = math.nan
-        if kept >= MIN_KEPT_FOR_RP:
-            layer_mask = {name: run.mask[name]} if name in run.mask else None
-            rp = metrics.weight_correlation({name: start[name]}, {name: final[name]}, 0.2,
-                                            layer_mask)
+        rp = per_layer.get(name, math.nan) if kept >= MIN_KEPT_FOR_RP else math.nan
         n = start[name].numel()
         rows.append({**_keys(ctx, labels), "config_hash": run.point.config_hash,
                      "method": run.point.method,

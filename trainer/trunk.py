@@ -87,6 +87,16 @@ def open_trunk(trunk: Trunk, artifacts: Blobs, device: torch.device) -> TrunkCon
                         model=net.to(device), init=init, names=names, exclude=exclude)
 
 
+def mask_level(target_sparsity: float, rate: float) -> int:
+    """IMP pruning rounds behind the mask at ``target_sparsity``.
+
+    ``masks.level_for(target)`` when the target is an IMP level; one more when the mask comes
+    from a shorter last round of that level's trained weights (see ``trainer.chain``).
+    """
+    level = masks.level_for(target_sparsity, rate)
+    return level if masks.is_level_sparsity(target_sparsity, rate) else level + 1
+
+
 def mask_name(target_sparsity: float) -> str:
     """Blob name of the stored IMP mask at ``target_sparsity``."""
     return f"masks/sparsity_{target_sparsity:.6f}.pt"

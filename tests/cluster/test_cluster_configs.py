@@ -8,6 +8,7 @@ import json
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,6 @@ import jsonschema
 import pytest
 import ray
 import ray.autoscaler
-import tomllib
 import yaml
 from ray.autoscaler._private.util import prepare_config
 from ray.autoscaler._private.util import validate_config

@@ -126,7 +126,7 @@ def test_ray_job_submit_runs_a_sweep_on_the_cluster(tmp_path, head):
     assert "Final test accuracy" in submit.stdout
 
     runs = load_runs(storage / "jobs")
-    assert sorted(zip(runs.method, runs.target_sparsity)) == [
+    assert sorted(zip(runs.method, runs.target_sparsity, strict=True)) == [
         ("dense", 0.0), ("lth", 0.5), ("pf", 0.5)]
     # trials asked for half a GPU each and ran; without CUDA the trainer used the CPU
     assert set(runs.device) == ({"cuda"} if torch.cuda.is_available() else {"cpu"})

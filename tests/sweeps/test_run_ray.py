@@ -70,7 +70,7 @@ def test_runs_table_has_exactly_one_row_per_grid_point(swept):
     runs = load_runs(swept["sweep_dir"])
     assert len(runs) == 2 + 4 * 2 * 2 == len(plan.points)
     assert sorted(runs.config_hash) == sorted(p.config_hash for p in plan.points)
-    grid = set(zip(runs.method, runs.lr, runs.target_sparsity, runs.seed))
+    grid = set(zip(runs.method, runs.lr, runs.target_sparsity, runs.seed, strict=True))
     assert len(grid) == len(runs)
     assert set(pd.read_parquet(swept["sweep_dir"] / "runs").config_hash) == set(runs.config_hash)
 

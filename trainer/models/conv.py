@@ -72,7 +72,7 @@ class ConvNet(nn.Module):
         Returns:
             (B, num_classes) logits.
         """
-        for conv, pool in zip(self.convs, self.pool_after):
+        for conv, pool in zip(self.convs, self.pool_after, strict=True):
             x = F.relu(conv(x))
             if pool:
                 x = F.max_pool2d(x, kernel_size=2, stride=2)  # (B, C', H, W) -> (B, C', H/2, W/2)
@@ -82,67 +82,14 @@ class ConvNet(nn.Module):
         return self.fc3(x)  # (B, num_classes)
 
 
-def _build(
-    plan: tuple[int, ...],
-    input_shape: tuple[int, int, int],
-    num_classes: int,
-    generator: torch.Generator,
-) -> nn.Module:
-    return base.instantiate(functools.partial(ConvNet, plan), input_shape, num_classes, generator)
+def _builder(plan: tuple[int, ...]) -> base.ModelBuilder:
+    """A ``ModelBuilder`` for a ConvNet with conv ``plan`` (contract: ``trainer.models.build``)."""
+    return functools.partial(base.instantiate, functools.partial(ConvNet, plan))
 
 
-def conv2(
-    input_shape: tuple[int, int, int], num_classes: int, generator: torch.Generator
-) -> nn.Module:
-    """Build Conv-2: [conv 64, conv 64, pool], FC 256, 256, num_classes.
-
-    Args:
-        input_shape: (C, H, W) of one example.
-        num_classes: Number of output logits.
-        generator: CPU generator that fully determines the initial weights.
-    Returns:
-        An initialized :class:`ConvNet`.
-    Raises:
-        ValueError: invalid ``input_shape``, ``num_classes`` or generator device.
-        TypeError: ``generator`` is not a ``torch.Generator``.
-    Source: Frankle & Carbin 2019, Fig. 2.
-    """
-    return _build(CONV2_PLAN, input_shape, num_classes, generator)
-
-
-def conv4(
-    input_shape: tuple[int, int, int], num_classes: int, generator: torch.Generator
-) -> nn.Module:
-    """Build Conv-4: Conv-2's convs plus [conv 128, conv 128, pool], then the same FCs.
-
-    Args:
-        input_shape: (C, H, W) of one example.
-        num_classes: Number of output logits.
-        generator: CPU generator that fully determines the initial weights.
-    Returns:
-        An initialized :class:`ConvNet`.
-    Raises:
-        ValueError: invalid ``input_shape``, ``num_classes`` or generator device.
-        TypeError: ``generator`` is not a ``torch.Generator``.
-    Source: Frankle & Carbin 2019, Fig. 2.
-    """
-    return _build(CONV4_PLAN, input_shape, num_classes, generator)
-
-
-def conv6(
-    input_shape: tuple[int, int, int], num_classes: int, generator: torch.Generator
-) -> nn.Module:
-    """Build Conv-6: Conv-4's convs plus [conv 256, conv 256, pool], then the same FCs.
-
-    Args:
-        input_shape: (C, H, W) of one example.
-        num_classes: Number of output logits.
-        generator: CPU generator that fully determines the initial weights.
-    Returns:
-        An initialized :class:`ConvNet`.
-    Raises:
-        ValueError: invalid ``input_shape``, ``num_classes`` or generator device.
-        TypeError: ``generator`` is not a ``torch.Generator``.
-    Source: Frankle & Carbin 2019, Fig. 2.
-    """
-    return _build(CONV6_PLAN, input_shape, num_classes, generator)
+# Frankle & Carbin 2019, Fig. 2. Conv-2: [conv 64, conv 64, pool], FC 256, 256, classes.
+conv2 = _builder(CONV2_PLAN)
+# Conv-4: Conv-2's convs plus [conv 128, conv 128, pool], then the same FCs.
+conv4 = _builder(CONV4_PLAN)
+# Conv-6: Conv-4's convs plus [conv 256, conv 256, pool], then the same FCs.
+conv6 = _builder(CONV6_PLAN)

@@ -92,7 +92,7 @@ class CifarVGG(nn.Module):
         Returns:
             (B, num_classes) logits.
         """
-        for conv, pool in zip(self.convs, self.pool_after):
+        for conv, pool in zip(self.convs, self.pool_after, strict=True):
             x = conv(x)
             if pool:
                 x = F.max_pool2d(x, kernel_size=2, stride=2)  # (B, C', H, W) -> (B, C', H/2, W/2)
@@ -101,41 +101,10 @@ class CifarVGG(nn.Module):
         return self.fc(x)  # (B, num_classes)
 
 
-def vgg11(
-    input_shape: tuple[int, int, int], num_classes: int, generator: torch.Generator
-) -> nn.Module:
-    """Build VGG-11 with BatchNorm (8 convs + 1 FC).
-
-    Args:
-        input_shape: (C, H, W) of one example.
-        num_classes: Number of output logits.
-        generator: CPU generator that fully determines the initial weights.
-    Returns:
-        An initialized :class:`CifarVGG`.
-    Raises:
-        ValueError: invalid ``input_shape``, ``num_classes`` or generator device.
-        TypeError: ``generator`` is not a ``torch.Generator``.
-    Source: open_lth ``cifar_vgg_11``.
-    """
-    factory = functools.partial(CifarVGG, VGG11_PLAN)
-    return base.instantiate(factory, input_shape, num_classes, generator)
+def _builder(plan: tuple[int | str, ...]) -> base.ModelBuilder:
+    """A ``ModelBuilder`` for a CifarVGG with ``plan`` (contract: ``trainer.models.build``)."""
+    return functools.partial(base.instantiate, functools.partial(CifarVGG, plan))
 
 
-def vgg16(
-    input_shape: tuple[int, int, int], num_classes: int, generator: torch.Generator
-) -> nn.Module:
-    """Build VGG-16 with BatchNorm (13 convs + 1 FC).
-
-    Args:
-        input_shape: (C, H, W) of one example.
-        num_classes: Number of output logits.
-        generator: CPU generator that fully determines the initial weights.
-    Returns:
-        An initialized :class:`CifarVGG`.
-    Raises:
-        ValueError: invalid ``input_shape``, ``num_classes`` or generator device.
-        TypeError: ``generator`` is not a ``torch.Generator``.
-    Source: open_lth ``cifar_vgg_16``.
-    """
-    factory = functools.partial(CifarVGG, VGG16_PLAN)
-    return base.instantiate(factory, input_shape, num_classes, generator)
+vgg11 = _builder(VGG11_PLAN)  # open_lth cifar_vgg_11: 8 convs with BatchNorm + 1 FC
+vgg16 = _builder(VGG16_PLAN)  # open_lth cifar_vgg_16: 13 convs with BatchNorm + 1 FC
