@@ -82,7 +82,7 @@ def check_compatible(store: Store, spec: SweepSpec) -> None:
 
 def pending_jobs(plan: Plan, store: Store) -> tuple[list[ChainJob], list[BranchJob], int]:
     """Jobs with a missing row; chains also when a pending branch needs their trunk."""
-    done = {name[len("part-"):-len(".parquet")] for name in store.list("runs")}
+    done = store.parts("runs")
     branches = [b for b in plan.branches if b.point.config_hash not in done]
     needed = {b.trunk for b in branches}
     chains = [c for c in plan.chains

@@ -24,7 +24,7 @@ def trial_table(store: Store) -> pd.DataFrame:
     if raw is None:
         raise FileNotFoundError(f"no sweep at {store.uri} (spec.json missing)")
     plan = make_plan(spec_module.parse(raw, store.join("spec.json")))
-    written = {n[len("part-"):-len(".parquet")] for n in store.list("runs")}
+    written = store.parts("runs")
     now = time.time()
     rows = []
     jobs = [(c, "chain", c.points) for c in plan.chains] + \
@@ -48,7 +48,7 @@ def format_status(store: Store) -> str:
     """Human summary: counts per state, rows written, then failed and active trials."""
     table = trial_table(store)
     counts = table["state"].value_counts()
-    n_rows = len(store.list("runs"))
+    n_rows = len(store.parts("runs"))
     lines = [f"sweep {store.uri}",
              "trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in
                                     ("done", "running", "pending", "error", "failed")),

@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 from analysis import schema
 
 KEY_CHARS = 16
+PART_PREFIX, PART_SUFFIX = "part-", ".parquet"
 
 
 def content_key(kind: str, obj: Any) -> str:
@@ -152,7 +153,12 @@ class Store:
         table = schema.to_table(rows, table_name)
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
-        self.put(f"{table_name}/part-{part}.parquet", sink.getvalue().to_pybytes())
+        self.put(f"{table_name}/{PART_PREFIX}{part}{PART_SUFFIX}", sink.getvalue().to_pybytes())
+
+    def parts(self, table_name: str) -> set[str]:
+        """The part keys written to ``table_name`` (for ``runs``: the done config hashes)."""
+        return {n[len(PART_PREFIX):-len(PART_SUFFIX)] for n in self.list(table_name)
+                if n.startswith(PART_PREFIX) and n.endswith(PART_SUFFIX)}
 
 
 def resolve(uri: str) -> tuple[pafs.FileSystem, str]:

@@ -21,7 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
     # Two cores shared with Ray workers: multi-threaded torch oversubscribes and crawls.
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def ray_processes(marker: str) -> list[int]:

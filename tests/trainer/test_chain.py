@@ -8,7 +8,6 @@ kept dense) walks IMP to level 10 for the targets 0.36 (level 2), 0.5 (between 3
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pandas as pd
@@ -36,14 +35,6 @@ CPU = torch.device("cpu")
 PRUNED = ("fc1.weight", "fc2.weight")
 OUTPUT = "fc3.weight"
 State = dict[str, torch.Tensor]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class Counter:

@@ -6,7 +6,6 @@ once per module through the planner and ``run_job``, exactly as a sweep would ru
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import replace
 
@@ -38,14 +37,6 @@ CPU = torch.device("cpu")
 STARTED = sorted(name for name, m in methods.METHODS.items() if m.start is not None)
 PRUNED = ("fc1.weight", "fc2.weight")  # LeNet's fc3.weight is the output layer, kept dense
 State = dict[str, torch.Tensor]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @dataclass(frozen=True)
