@@ -1,10 +1,12 @@
 """Read a sweep's Parquet tables (runs, curves, layers) into pandas DataFrames.
 
 A sweep directory `<storage>/<name>/` holds one subdirectory per table, each a set of
-`part-*.parquet` files written atomically (temp name, then rename). Only visible `*.parquet`
-files are read: temp files start with "." or "_" and are skipped, the same rule as
-pyarrow.dataset's default `ignore_prefixes`, so `pandas.read_parquet(<table dir>)` agrees.
-Every part must hold all schema columns; values are cast to the schema's types.
+`part-*.parquet` files written atomically (temp name, then rename). Only the parts of complete
+grid points are read (`analysis.commits`: a point's parts count once its commit record is
+written, so its rows appear in all tables together); temp files start with "." or "_" and are
+skipped, the same rule as pyarrow.dataset's default `ignore_prefixes`. A sweep without
+`commits/` (tables written by hand) is read as it is. Every part must be valid Parquet holding
+all schema columns (else a ValueError names the file); values are cast to the schema's types.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
+from analysis import commits
 from analysis.schema import get_schema
 
 # Stable sort keys; trailing columns only break ties so the order never depends on file order.
@@ -29,9 +32,6 @@ SORT_KEYS: dict[str, tuple[str, ...]] = {
     "curves": ("trial_id", "level", "epoch", "method", "target_sparsity", "sweep"),
     "layers": ("model", "dataset", "method", "lr", "target_sparsity", "seed", "layer", "sweep"),
 }
-
-# Writers' in-progress temp files (pyarrow.dataset's default ignore_prefixes).
-_TEMP_PREFIXES = (".", "_")
 
 # Float filters match within this tolerance, so lr=0.3 finds a stored 0.1 + 0.2.
 _REL_TOL = 1e-9
@@ -52,7 +52,8 @@ def load_runs(path: str | os.PathLike[str], **filters: Any) -> pd.DataFrame:
         directory is missing or holds no parts.
     Raises:
         FileNotFoundError: `path` does not exist (NotADirectoryError: it is a file).
-        ValueError: a filter names an unknown column, or a part lacks schema columns.
+        ValueError: a filter names an unknown column, or a part is not valid Parquet or lacks
+            schema columns (the message names the file; `lottery resume` repairs it).
     """
     return load_table(path, "runs", **filters)
 
@@ -67,7 +68,7 @@ def load_curves(path: str | os.PathLike[str], **filters: Any) -> pd.DataFrame:
         DataFrame sorted by (trial_id, level, epoch), index 0..n-1; empty when no parts.
     Raises:
         FileNotFoundError: `path` does not exist (NotADirectoryError: it is a file).
-        ValueError: a filter names an unknown column, or a part lacks schema columns.
+        ValueError: as in `load_runs`.
     """
     return load_table(path, "curves", **filters)
 
@@ -83,7 +84,7 @@ def load_layers(path: str | os.PathLike[str], **filters: Any) -> pd.DataFrame:
         0..n-1; empty when no parts.
     Raises:
         FileNotFoundError: `path` does not exist (NotADirectoryError: it is a file).
-        ValueError: a filter names an unknown column, or a part lacks schema columns.
+        ValueError: as in `load_runs`.
     """
     return load_table(path, "layers", **filters)
 
@@ -99,24 +100,26 @@ def load_table(path: str | os.PathLike[str], table: str, **filters: Any) -> pd.D
         The filtered, sorted DataFrame (empty with the schema's columns when there are no parts).
     Raises:
         FileNotFoundError: `path` does not exist (NotADirectoryError: it is a file).
-        ValueError: unknown table or filter column, or a part lacks schema columns.
+        ValueError: unknown table or filter column, or a part is not valid Parquet or lacks
+            schema columns.
     """
     schema = get_schema(table)
     expression = _filter_expression(schema, filters)
     fs, parts = _find_parts(path, table)
     if not parts:
         return schema.empty_table().to_pandas()
+    _check_parts(fs, parts, table)
     dataset = ds.dataset(parts, schema=schema, format="parquet", filesystem=fs)
-    _check_parts(dataset, schema)
     frame = dataset.to_table(filter=expression).to_pandas()
     return frame.sort_values(list(SORT_KEYS[table]), kind="stable", ignore_index=True)
 
 
 def _find_parts(path: str | os.PathLike[str], table: str) -> tuple[pafs.FileSystem, list[str]]:
-    """Locate `table`'s part files under a sweep directory or a table directory.
+    """Locate the visible parts of `table` under a sweep directory or a table directory.
 
     `<path>/<table>/` is preferred; `path` itself counts when it directly holds parts (the
     order flips when `path` is named like the table, so a sweep called "runs" still works).
+    Which parts are visible is `analysis.commits`' rule, applied to the sweep directory.
     """
     fs, root = _filesystem(path)
     info = fs.get_file_info(root)
@@ -124,13 +127,19 @@ def _find_parts(path: str | os.PathLike[str], table: str) -> tuple[pafs.FileSyst
         raise FileNotFoundError(f"no such sweep or table directory: {_redact(path)!r}")
     if info.type != pafs.FileType.Directory:
         raise NotADirectoryError(f"expected a sweep or table directory: {_redact(path)!r}")
-    candidates = [f"{root.rstrip('/')}/{table}", root]
-    if root.rstrip("/").rsplit("/", 1)[-1] == table:
+    root = root.rstrip("/")
+    named_like_table = root.rsplit("/", 1)[-1] == table
+    # (table directory, its sweep directory); a bare directory of parts has no sweep around it
+    candidates = [(f"{root}/{table}", root),
+                  (root, root.rsplit("/", 1)[0] if named_like_table else None)]
+    if named_like_table:
         candidates.reverse()
-    for candidate in candidates:
-        parts = _list_parts(fs, candidate)
+    for table_dir, sweep_dir in candidates:
+        parts = commits.list_parts(fs, table_dir)
+        if parts and sweep_dir is None:
+            return fs, sorted(parts.values())
         if parts:
-            return fs, parts
+            return fs, commits.scan(fs, sweep_dir).visible(table)
     return fs, []
 
 
@@ -147,31 +156,13 @@ def _redact(path: str | os.PathLike[str]) -> str:
     return re.sub(r"://[^/@]*@", "://***@", os.fspath(path))
 
 
-def _list_parts(fs: pafs.FileSystem, directory: str) -> list[str]:
-    """Sorted visible `*.parquet` files directly in `directory` ([] if it does not exist).
-
-    Names starting with "." or "_" are writers' in-progress temp files (pyarrow.dataset's
-    default `ignore_prefixes`, so `pandas.read_parquet(<table dir>)` skips them too).
-    """
-    selector = pafs.FileSelector(directory, allow_not_found=True)
-    return sorted(
-        info.path
-        for info in fs.get_file_info(selector)
-        if info.type == pafs.FileType.File
-        and not info.base_name.startswith(_TEMP_PREFIXES)
-        and info.base_name.endswith(".parquet")
-    )
-
-
-def _check_parts(dataset: ds.FileSystemDataset, schema: pa.Schema) -> None:
-    """Raise if a part lacks schema columns (pyarrow would silently fill them with nulls)."""
-    for fragment in dataset.get_fragments():
-        missing = [name for name in schema.names if name not in fragment.physical_schema.names]
-        if missing:
-            raise ValueError(
-                f"{fragment.path}: missing columns {missing}; was it written by "
-                "analysis.schema.to_table?"
-            )
+def _check_parts(fs: pafs.FileSystem, parts: list[str], table: str) -> None:
+    """Raise naming the first part that is not valid (pyarrow would fail or fill nulls)."""
+    for path in parts:
+        reason = commits.check_part(fs, path, table)
+        if reason is not None:
+            raise ValueError(f"{path}: {reason} (`lottery resume` moves a corrupt part aside "
+                             "and recomputes its grid point)")
 
 
 def _filter_expression(schema: pa.Schema, filters: dict[str, Any]) -> ds.Expression | None:

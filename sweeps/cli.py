@@ -36,13 +36,25 @@ def _load(spec_path: Path):
 
 @app.command()
 def plan(spec: Path) -> None:
-    """Validate SPEC and print the trials it will run and their budget in epochs (runs nothing)."""
+    """Validate SPEC and print the trials it will run and their budget in epochs (runs nothing).
+
+    Runs the same preflight as `run` (models, layers, data), but dataset files missing on this
+    machine are only warnings: the spec may be meant for a cluster.
+    """
     import pandas as pd
 
+    from sweeps import preflight
     from sweeps.plan import describe
     from sweeps.plan import make_plan
 
     sweep = _load(spec)
+    try:
+        missing = preflight.check(sweep, files=False)
+    except SpecError as err:
+        _fail(str(SpecError(str(spec), err.problems)))
+    for field, reason in missing:
+        typer.echo(f"warning: {field}: {reason}; `lottery run` will refuse this spec here",
+                   err=True)
     p = make_plan(sweep)
     table = describe(p)
     with pd.option_context("display.max_rows", None, "display.width", 200,
@@ -53,13 +65,19 @@ def plan(spec: Path) -> None:
                f"({sweep.training.epochs} per training run)")
 
 
-def _run(sweep, storage: str | None, address: str | None, verbose: bool) -> None:
+def _run(sweep, storage: str | None, address: str | None, verbose: bool,
+         source: str) -> None:
+    from sweeps.lease import SweepInUse
     from sweeps.run import run_sweep
 
     try:
         outcome = run_sweep(sweep, storage=storage, address=address, verbose=verbose)
-    except SpecError as err:
+    except SpecError as err:  # the preflight names the spec by its name: show the file
+        _fail(str(SpecError(source, err.problems) if err.source == sweep.name else err))
+    except SweepInUse as err:
         _fail(str(err))
+    for line in outcome.repaired:
+        typer.echo(f"repaired: {line}", err=True)
     typer.echo(f"sweep {sweep.name!r}: {outcome.launched} trials launched, "
                f"{outcome.skipped_points} grid points already done, "
                f"{len(outcome.failed)} failed; results in {outcome.sweep_dir.uri}", err=True)
@@ -72,7 +90,7 @@ def _run(sweep, storage: str | None, address: str | None, verbose: bool) -> None
 def run(spec: Path, storage: StorageOpt = None, address: AddressOpt = None,
         verbose: VerboseOpt = False) -> None:
     """Run SPEC through Ray Tune (re-running continues an interrupted sweep), then report."""
-    _run(_load(spec), storage, address, verbose)
+    _run(_load(spec), storage, address, verbose, str(spec))
 
 
 @app.command()
@@ -84,13 +102,16 @@ def resume(name: str, storage: StorageOpt = None, address: AddressOpt = None,
 
     store = Store(storage or "results").child(name)
     raw = store.get_json("spec.json")
+    if raw is None and store.exists("spec.json"):
+        _fail(f"{store.join('spec.json')} is not valid JSON; run the sweep's YAML spec with "
+              "`lottery run` to write it again")
     if raw is None:
         _fail(f"no sweep {name!r} under {store.path} (no spec.json); pass --storage")
     try:
         sweep = spec_module.parse(raw, store.join("spec.json"))
     except SpecError as err:
         _fail(str(err))
-    _run(sweep, storage or raw.get("storage"), address, verbose)
+    _run(sweep, storage or raw.get("storage"), address, verbose, store.join("spec.json"))
 
 
 @app.command()
@@ -110,7 +131,10 @@ def _print_report(sweep_dir) -> None:
     from analysis.load import load_runs
     from analysis.report import format_report
 
-    typer.echo(format_report(load_runs(sweep_dir.uri)))
+    try:
+        typer.echo(format_report(load_runs(sweep_dir.uri)))
+    except ValueError as err:  # a part went bad after the run checked it
+        _fail(f"cannot read the results: {err}", code=1)
 
 
 @app.command()
@@ -128,6 +152,8 @@ def report(name_or_path: str, storage: StorageOpt = None) -> None:
         typer.echo(format_report(load_runs(target)))
     except FileNotFoundError as err:
         _fail(f"no sweep results at {target}: {err}")
+    except ValueError as err:
+        _fail(f"cannot read the results at {target}: {err}", code=1)
 
 
 def main() -> None:

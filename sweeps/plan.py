@@ -16,11 +16,14 @@ import pandas as pd
 
 from sweeps.spec import SweepSpec
 from sweeps.store import content_key
-from trainer import masks
+from trainer import levels
+from trainer import methods
 from trainer.jobs import BranchJob
 from trainer.jobs import ChainJob
 from trainer.jobs import Point
+from trainer.jobs import Target
 from trainer.jobs import Trunk
+from trainer.jobs import curves_part
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,21 @@ def point_key(trunk: Trunk, method: str, target_sparsity: float) -> str:
                                 "target_sparsity": float(target_sparsity)})
 
 
+def mask_blob(target_sparsity: float) -> str:
+    """Blob of the stored mask at ``target_sparsity`` inside a trunk's artifact directory.
+
+    Named by content key (0.9 and 0.9000001 never share a mask), with a readable prefix.
+    """
+    key = content_key("imp_mask", {"target_sparsity": float(target_sparsity)})
+    return f"masks/sparsity_{target_sparsity:g}-{key}.pt"
+
+
+def stage_dir(point: Point, mask_level: int) -> str:
+    """Directory of a branch's training stage inside its trunk's artifact directory."""
+    return (f"level_{mask_level}/{point.method}-sparsity_{point.target_sparsity:g}-"
+            f"{point.config_hash}")
+
+
 def _trunks(spec: SweepSpec) -> list[tuple[Trunk, str]]:
     """Every trunk replicate of the grid with its content key."""
     out = []
@@ -88,6 +106,25 @@ def _label(trunk: Trunk) -> str:
     return f"{trunk.model}-{trunk.data.name}-lr{trunk.train.lr:g}-seed{trunk.seed}"
 
 
+def _level_targets(targets: tuple[float, ...], rate: float, deepest: int) -> tuple[float, ...]:
+    """The ``target_sparsity`` label of each chain level's curves rows (see ``ChainJob``)."""
+    labels = []
+    for level in range(deepest + 1):
+        on_level = [s for s in targets if levels.is_level_sparsity(s, rate)
+                    and levels.level_for(s, rate) == level]
+        labels.append(on_level[0] if on_level and level else
+                      round(levels.level_sparsity(rate, level), 12))
+    return tuple(labels)
+
+
+def _point(trunk: Trunk, method: str, s: float, own: str, chain_id: str) -> Point:
+    """A grid point whose own stage writes curves part ``own``; trunk parts named by chain."""
+    rate = trunk.prune.rate
+    behind = methods.stages_behind(methods.get(method), levels.mask_level(s, rate), trunk.prune)
+    return Point(method=method, target_sparsity=s, config_hash=point_key(trunk, method, s),
+                 curves=(*(curves_part(chain_id, level) for level in behind), own))
+
+
 def make_plan(spec: SweepSpec, code_version: str = "") -> Plan:
     """Expand the grid into chain and branch jobs.
 
@@ -103,22 +140,26 @@ def make_plan(spec: SweepSpec, code_version: str = "") -> Plan:
     rate = spec.pruning.rate
     chains, branches = [], []
     for trunk, key in _trunks(spec):
-        points = [Point(method="dense", target_sparsity=0.0,
-                        config_hash=point_key(trunk, "dense", 0.0))] \
+        chain_id = f"chain-{_label(trunk)}-{key[:8]}"
+        points = [_point(trunk, "dense", 0.0, curves_part(chain_id, 0), chain_id)] \
             if "dense" in spec.methods else []
         for method, s in product(sparse, targets):
-            point = Point(method=method, target_sparsity=s,
-                          config_hash=point_key(trunk, method, s))
-            if method == "lth" and masks.is_level_sparsity(s, rate):
-                points.append(point)
+            level = levels.mask_level(s, rate)
+            if method == "lth" and levels.is_level_sparsity(s, rate):
+                points.append(_point(trunk, method, s, curves_part(chain_id, level), chain_id))
                 continue
+            trial_id = f"{method}-{_label(trunk)}-s{s:g}-{point_key(trunk, method, s)[:8]}"
+            point = _point(trunk, method, s, curves_part(trial_id), chain_id)
             branches.append(BranchJob(sweep=spec.name, code_version=code_version, trunk=trunk,
-                                      point=point, trial_id=f"{method}-{_label(trunk)}-s{s:g}-"
-                                                            f"{point.config_hash[:8]}"))
-        levels = max((masks.level_for(s, rate) for s in targets), default=0)
-        chains.append(ChainJob(sweep=spec.name, trial_id=f"chain-{_label(trunk)}-{key[:8]}",
-                               code_version=code_version, trunk=trunk, levels=levels,
-                               targets=targets, points=tuple(points)))
+                                      point=point, trial_id=trial_id, mask_blob=mask_blob(s),
+                                      stage_dir=stage_dir(point, level)))
+        deepest = max((levels.level_for(s, rate) for s in targets), default=0)
+        chains.append(ChainJob(sweep=spec.name, trial_id=chain_id, code_version=code_version,
+                               trunk=trunk, levels=deepest,
+                               targets=tuple(Target(sparsity=s, mask_blob=mask_blob(s))
+                                             for s in targets),
+                               level_targets=_level_targets(targets, rate, deepest),
+                               points=tuple(points)))
     return Plan(spec=spec, chains=tuple(chains), branches=tuple(branches))
 
 

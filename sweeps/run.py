@@ -1,13 +1,18 @@
 """Run a sweep through Ray Tune: skip finished points, chains first, then branches.
 
-Resuming is re-running: every grid point's row is a content-keyed Parquet part and every
-training stage keeps per-epoch checkpoints, so a re-run (``lottery resume`` or ``lottery run``
-on the same spec) launches only trials with missing rows, and those continue from their last
-checkpoint. Tune's ``FailureConfig`` retries a crashed trial, which resumes the same way.
+Resuming is re-running: every grid point's rows are content-keyed Parquet parts committed by a
+record written last (``analysis.commits``), and every training stage keeps per-epoch
+checkpoints, so a re-run (``lottery resume`` or ``lottery run`` on the same spec) launches only
+trials with uncommitted points, and those continue from their last checkpoint (a stage whose
+result is stored is loaded, not retrained). Corrupt parts and records are moved to
+``quarantine/`` first, so their points count as missing. Tune's ``FailureConfig`` retries a
+crashed trial, which resumes the same way. One driver at a time holds the sweep's lease
+(``sweeps.lease``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import subprocess
@@ -15,8 +20,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow.fs as pafs
+
 from sweeps import __version__
+from sweeps import integrity
+from sweeps import preflight
+from sweeps import spec as spec_module
 from sweeps.errors import SpecError
+from sweeps.lease import LOCK
+from sweeps.lease import Lease
 from sweeps.plan import Plan
 from sweeps.plan import make_plan
 from sweeps.progress import Counts
@@ -28,6 +40,7 @@ from sweeps.trials import trainable
 from sweeps.trials import trial_state
 from trainer.jobs import BranchJob
 from trainer.jobs import ChainJob
+from trainer.jobs import curves_part
 from trainer.jobs import to_dict
 
 # Settings that define what the rows mean; a sweep name keeps them for life.
@@ -43,6 +56,7 @@ class Outcome:
     launched: int
     failed: tuple[str, ...]
     skipped_points: int
+    repaired: tuple[str, ...] = ()
 
 
 def code_version() -> str:
@@ -62,31 +76,47 @@ def sweep_store(spec: SweepSpec, storage: str | None) -> Store:
 def check_compatible(store: Store, spec: SweepSpec) -> None:
     """Refuse to mix rows of different training/pruning/data settings under one name.
 
+    Compared by meaning: the stored ``spec.json`` is parsed again, so a field added (with its
+    default) after the sweep was made has that default on both sides, just as content keys
+    omit defaults. The data's location (``data.root``, ``data.download``) may change.
+
     Raises:
-        SpecError: ``spec.json`` exists with different values of a fixed key.
+        SpecError: naming each fixed field whose value differs (``training.epochs: 8 -> 10``),
+            or the stored spec if it is no longer a valid spec.
     """
-    old = store.get_json("spec.json")
-    new = spec.to_json()
-    if old is None:
+    raw = store.get_json("spec.json")
+    if raw is None:
         return
-    for where in (old, new):  # the data's location may move; its content may not
-        where["data"] = {k: v for k, v in where.get("data", {}).items()
-                         if k not in LOCATION_KEYS}
-    changed = [k for k in FIXED_KEYS if old.get(k) != new.get(k)]
+    old = spec_module.parse(raw, store.join("spec.json")).to_json()
+    new = spec.to_json()
+    changed = []
+    for group in FIXED_KEYS:
+        for key in sorted(set(old[group]) | set(new[group])):
+            if group == "data" and key in LOCATION_KEYS:
+                continue
+            before, after = old[group].get(key), new[group].get(key)
+            if before != after:
+                changed.append((f"{group}.{key}", f"differs from the existing sweep "
+                                                  f"{spec.name!r} ({before} -> {after}); grid "
+                                                  "axes may change between runs, this may not: "
+                                                  "use a new name"))
     if changed:
-        raise SpecError(store.path, [(k, f"differs from the existing sweep {spec.name!r} "
-                                         f"({old.get(k)} -> {new.get(k)}); grid axes may "
-                                         "change between runs, these may not: use a new "
-                                         "name") for k in changed])
+        raise SpecError(store.path, changed)
 
 
-def pending_jobs(plan: Plan, store: Store) -> tuple[list[ChainJob], list[BranchJob], int]:
-    """Jobs with a missing row; chains also when a pending branch needs their trunk."""
-    done = store.parts("runs")
+def pending_jobs(plan: Plan, done: set[str]) -> tuple[list[ChainJob], list[BranchJob], int]:
+    """Jobs with an uncommitted point or level; chains also when a pending branch needs them.
+
+    A chain job keeps only its uncommitted points, so committed rows are never rewritten.
+    """
     branches = [b for b in plan.branches if b.point.config_hash not in done]
     needed = {b.trunk for b in branches}
-    chains = [c for c in plan.chains
-              if c.trunk in needed or any(p.config_hash not in done for p in c.points)]
+    chains = []
+    for chain in plan.chains:
+        todo = tuple(p for p in chain.points if p.config_hash not in done)
+        stages = {curves_part(chain.trial_id, level) for level in range(chain.levels + 1)}
+        if todo or chain.trunk in needed or not stages <= done:
+            chains.append(dataclasses.replace(chain, points=todo))
     skipped = sum(1 for p in plan.points if p.config_hash in done)
     return chains, branches, skipped
 
@@ -171,23 +201,56 @@ def run_sweep(spec: SweepSpec, storage: str | None = None, address: str | None =
               verbose: bool = False) -> Outcome:
     """Run (or resume) ``spec`` through Ray Tune and return what happened.
 
+    Order: preflight (nothing written), the lease, the fixed-settings check, repair of corrupt
+    files, then Ray; a refusal after the lease leaves nothing behind in a new sweep directory.
+
     Args:
         spec: A validated spec.
         storage: Storage location overriding ``spec.storage`` (path or URI).
         address: Ray cluster address; None uses RAY_ADDRESS or starts a local Ray.
         verbose: Bring back Ray's own console output.
     Raises:
-        SpecError: the existing sweep has other fixed settings, or resources cannot be met.
+        SpecError: the preflight fails, the existing sweep has other fixed settings, or
+            resources cannot be met.
+        SweepInUse: another live driver holds the sweep.
     """
     if storage:
         spec = spec.model_copy(update={"storage": storage})
+    remote = bool(address or os.environ.get("RAY_ADDRESS"))
+    preflight.check(spec, files=not remote)
     store = sweep_store(spec, None)
+    existed = store.fs.get_file_info(store.path).type != pafs.FileType.NotFound
+    lease = Lease(store, spec.name)
+    lease.acquire()
+    refused = False
+    try:
+        return _run_leased(spec, store, address, remote, verbose)
+    except SpecError:
+        refused = True
+        raise
+    finally:
+        lease.release()
+        if refused and not existed:
+            _remove_if_only_lock(store)
+
+
+def _remove_if_only_lock(store: Store) -> None:
+    """Delete a sweep directory this run created when it holds nothing but the lease lock."""
+    infos = store.fs.get_file_info(pafs.FileSelector(store.path, recursive=True))
+    if all(i.base_name == LOCK for i in infos):
+        store.fs.delete_dir(store.path)
+
+
+def _run_leased(spec: SweepSpec, store: Store, address: str | None, remote: bool,
+                verbose: bool) -> Outcome:
+    """``run_sweep``'s body, under the sweep's lease."""
     check_compatible(store, spec)
+    repaired = tuple(integrity.repair(store, integrity.inspect(store)))
     plan = make_plan(spec, code_version())
-    chains, branches, skipped = pending_jobs(plan, store)
+    chains, branches, skipped = pending_jobs(plan, integrity.inspect(store).done)
     if not chains and not branches:
         store.put_json("spec.json", spec.to_json())
-        return Outcome(store, 0, (), skipped)
+        return Outcome(store, 0, (), skipped, repaired)
     if not verbose:
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # legacy engine: verbose=0 is silent (§7)
         logging.getLogger("ray.tune").setLevel(logging.ERROR)
@@ -196,24 +259,35 @@ def run_sweep(spec: SweepSpec, storage: str | None = None, address: str | None =
     started = _init_ray(address, verbose)
     live, console = open_display(not verbose)
     try:
+        if remote:
+            preflight.check_on_cluster(spec, store)
         check_resources(spec, local=started)
         store.put_json("spec.json", spec.to_json())  # only once the sweep can start
-        counts = Counts(len(chains) + len(branches),
-                        sum(plan.epochs(j) for j in (*chains, *branches)))
-        failed = _fit("chains", chains, spec, store,
-                      ProgressCallback(counts, "chains", live, console), verbose)
-        blocked = [b for b in branches if plan.chain_of(b).trial_id in failed]
-        for b in blocked:
-            trial_state(store, b.trial_id, "failed",
-                        error=f"its chain trial {plan.chain_of(b).trial_id} failed")
-        runnable = [b for b in branches if b not in blocked]
-        counts.failed += len(blocked)
-        failed |= _fit("branches", runnable, spec, store,
-                       ProgressCallback(counts, "branches", live, console), verbose)
-        failed |= {b.trial_id for b in blocked}
+        failed = _run_phases(plan, chains, branches, store, (live, console), verbose)
     finally:
         if live is not None:
             live.stop()
         if started:
             ray.shutdown()
-    return Outcome(store, len(chains) + len(branches), tuple(sorted(failed)), skipped)
+    return Outcome(store, len(chains) + len(branches), tuple(sorted(failed)), skipped,
+                   repaired)
+
+
+def _run_phases(plan: Plan, chains: list[ChainJob], branches: list[BranchJob], store: Store,
+                display: tuple, verbose: bool) -> set[str]:
+    """Chains, then the branches whose chain did not fail; return the failed trial ids."""
+    live, console = display
+    spec = plan.spec
+    counts = Counts(len(chains) + len(branches),
+                    sum(plan.epochs(j) for j in (*chains, *branches)))
+    failed = _fit("chains", chains, spec, store,
+                  ProgressCallback(counts, "chains", live, console), verbose)
+    blocked = [b for b in branches if plan.chain_of(b).trial_id in failed]
+    for b in blocked:
+        trial_state(store, b.trial_id, "failed",
+                    error=f"its chain trial {plan.chain_of(b).trial_id} failed")
+    runnable = [b for b in branches if b not in blocked]
+    counts.failed += len(blocked)
+    failed |= _fit("branches", runnable, spec, store,
+                   ProgressCallback(counts, "branches", live, console), verbose)
+    return failed | {b.trial_id for b in blocked}

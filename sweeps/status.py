@@ -1,4 +1,4 @@
-"""``lottery status``: trials done / running / pending / failed and rows written."""
+"""``lottery status``: the driver holding the sweep, trial states, points done, corrupt files."""
 
 from __future__ import annotations
 
@@ -6,54 +6,86 @@ import time
 
 import pandas as pd
 
+from sweeps import integrity
 from sweeps import spec as spec_module
+from sweeps.lease import Holder
+from sweeps.lease import read_holder
 from sweeps.plan import make_plan
 from sweeps.store import Store
 
+STATES = ("done", "running", "interrupted", "pending", "error", "failed")
 
-def trial_table(store: Store) -> pd.DataFrame:
-    """One row per planned trial: id, phase, state, rows written/expected, error.
 
-    A trial is ``done`` when all its rows exist; otherwise its recorded state (``running``,
-    ``failed``, or ``error`` while a retry may follow) or ``pending`` if it never started.
+def _state(recorded: dict, have: int, expected: int, driver: Holder | None) -> str:
+    """A trial's state from its record, its committed points and the live driver (if any).
 
+    ``done`` when all its points are committed; a ``running`` (or retrying, ``error``) trial
+    that no live driver started is ``interrupted``; one recorded ``done`` whose points are no
+    longer all committed is ``pending`` (the next run repairs it).
+    """
+    state = recorded.get("state", "pending")
+    if expected and have == expected:
+        return "done"
+    if state == "done":
+        return "pending"
+    if state in ("running", "error") and (
+            driver is None or recorded.get("updated", 0.0) < driver.started):
+        return "interrupted"
+    return state
+
+
+def trial_table(store: Store, check: integrity.Integrity | None = None,
+                driver: Holder | None = None) -> pd.DataFrame:
+    """One row per planned trial: id, phase, state, points (committed / planned), error.
+
+    Args:
+        store: The sweep directory.
+        check: An inspection of it (made here when None).
+        driver: The live lease holder, if any.
     Raises:
-        FileNotFoundError: no ``spec.json`` under ``store``.
+        FileNotFoundError: no readable ``spec.json`` under ``store``.
     """
     raw = store.get_json("spec.json")
     if raw is None:
-        raise FileNotFoundError(f"no sweep at {store.uri} (spec.json missing)")
+        raise FileNotFoundError(f"no sweep at {store.uri} (spec.json missing or unreadable)")
     plan = make_plan(spec_module.parse(raw, store.join("spec.json")))
-    written = store.parts("runs")
+    done = (check or integrity.inspect(store)).done
     now = time.time()
     rows = []
     jobs = [(c, "chain", c.points) for c in plan.chains] + \
         [(b, "branch", (b.point,)) for b in plan.branches]
     for job, phase, points in jobs:
-        have = sum(p.config_hash in written for p in points)
+        have = sum(p.config_hash in done for p in points)
         recorded = store.get_json(f"trials/{job.trial_id}.json") or {}
-        state = recorded.get("state", "pending")
-        if points and have == len(points):
-            state = "done"
-        elif points and state == "done":
-            state = "running"  # a chain whose rows are not all there yet
+        state = _state(recorded, have, len(points), driver)
         age = now - recorded["updated"] if "updated" in recorded else float("nan")
         rows.append({"trial_id": job.trial_id, "phase": phase, "state": state,
-                     "rows": f"{have}/{len(points)}", "updated_s_ago": round(age),
+                     "points_done": have, "points": len(points), "updated_s_ago": round(age),
                      "error": recorded.get("error", "") if state != "done" else ""})
     return pd.DataFrame(rows)
 
 
 def format_status(store: Store) -> str:
-    """Human summary: counts per state, rows written, then failed and active trials."""
-    table = trial_table(store)
+    """Human summary: the driver, counts per state, points done, corrupt files, active trials."""
+    holder = read_holder(store)
+    driver = holder if holder is not None and holder.alive() else None
+    check = integrity.inspect(store)
+    table = trial_table(store, check, driver)
     counts = table["state"].value_counts()
-    n_rows = len(store.parts("runs"))
-    lines = [f"sweep {store.uri}",
-             "trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in
-                                    ("done", "running", "pending", "error", "failed")),
-             f"rows written (runs): {n_rows}"]
-    active = table[table["state"].isin(["running", "error", "failed"])]
+    if driver is not None:
+        who = f"in use by {driver.describe()}"
+    elif holder is not None:
+        who = f"not running (the last driver, {holder.describe()}, is gone)"
+    else:
+        who = "not running"
+    lines = [f"sweep {store.uri}", f"driver: {who}",
+             "trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATES),
+             f"grid points done: {table['points_done'].sum()} of {table['points'].sum()}"]
+    if check.corrupt:
+        lines += ["", f"corrupt files ({len(check.corrupt)}; `lottery resume` moves them to "
+                      "quarantine/ and recomputes their points):"]
+        lines += [f"  {path}: {reason}" for path, reason in sorted(check.corrupt.items())]
+    active = table[table["state"].isin(["running", "interrupted", "error", "failed"])]
     if len(active):
         with pd.option_context("display.max_colwidth", 120, "display.width", 250):
             lines += ["", active.to_string(index=False)]

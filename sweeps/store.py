@@ -4,16 +4,25 @@ Everything a sweep writes lives under ``<storage>/<name>/`` on any filesystem py
 (a local or shared path, ``s3://``, ``gs://``)::
 
     spec.json                    the validated spec, defaults included
+    lease.json                   the driver that holds the sweep (``sweeps.lease``)
     runs/part-<config_hash>.parquet      one row per grid point
     curves/part-<trial_id>[-L<level>].parquet
     layers/part-<config_hash>.parquet
+    commits/<config_hash>.json   a grid point's commit record, written last (analysis.commits)
+    quarantine/                  corrupt files moved aside by ``lottery resume``
     artifacts/<model>-<dataset>-<chain_key>/replicate_<seed>/...   weights, masks, checkpoints
     trials/<trial_id>.json       trial state for ``lottery status``
     tune/                        Ray Tune's own experiment directories
 
-Writes are atomic: a file is written under a name starting with ``.`` (which pyarrow's dataset
-discovery and ``pandas.read_parquet`` skip) and then moved into place; on object stores a single
-upload is already all-or-nothing.
+Writes are atomic and durable on every pyarrow filesystem:
+
+- local disks and shared mounts (``LocalFileSystem``, or a ``SubTreeFileSystem`` over one): the
+  bytes go to a temp name starting with ``.`` (which pyarrow's dataset discovery and
+  ``pandas.read_parquet`` skip), are fsync'ed, renamed into place, and the directory is fsync'ed,
+  so a power cut leaves the old file or the new one;
+- object stores (S3, GCS, Azure; also under a ``SubTreeFileSystem``): one upload, which the
+  store makes visible all at once (a rename there would be a copy);
+- any other filesystem: temp name, then ``move``.
 """
 
 from __future__ import annotations
@@ -22,17 +31,23 @@ import dataclasses
 import hashlib
 import json
 import os
+import time
 import uuid
+from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from analysis import commits
 from analysis import schema
 
 KEY_CHARS = 16
-PART_PREFIX, PART_SUFFIX = "part-", ".parquet"
+QUARANTINE = "quarantine"
+_OBJECT_STORES = tuple(getattr(pafs, n) for n in ("S3FileSystem", "GcsFileSystem",
+                                                  "AzureFileSystem") if hasattr(pafs, n))
 
 
 def content_key(kind: str, obj: Any) -> str:
@@ -97,7 +112,16 @@ class Store:
 
     @property
     def is_local(self) -> bool:
-        return isinstance(self.fs, pafs.LocalFileSystem)
+        """Whether the files are on a local or mounted disk (see ``local_path``)."""
+        return _local_prefix(self.fs) is not None
+
+    def local_path(self, name: str = "") -> str | None:
+        """The OS path of ``name`` when the filesystem is local disk, else None."""
+        prefix = _local_prefix(self.fs)
+        if prefix is None:
+            return None
+        inner = self.join(name) if name else self.path
+        return inner if not prefix else f"{prefix}/{inner.lstrip('/')}"
 
     def child(self, *parts: str) -> Store:
         """The sub-directory ``parts`` (joined by ``/``) on the same filesystem."""
@@ -120,11 +144,15 @@ class Store:
             return None
 
     def put(self, name: str, data: bytes) -> None:
-        """Write ``data`` under ``name`` atomically (temp name, then move)."""
+        """Write ``data`` under ``name`` atomically and durably (see the module docstring)."""
         target = self.join(name)
         parent, _, base = target.rpartition("/")
+        local = self.local_path(name)
+        if local is not None:
+            _durable_local_write(local, data)
+            return
         self.fs.create_dir(parent, recursive=True)
-        if not self.is_local:
+        if isinstance(_innermost(self.fs), _OBJECT_STORES):
             with self.fs.open_output_stream(target) as stream:
                 stream.write(data)
             return
@@ -133,12 +161,23 @@ class Store:
             stream.write(data)
         self.fs.move(tmp, target)
 
+    def delete(self, name: str) -> None:
+        """Remove the file ``name`` (nothing happens when it does not exist)."""
+        try:
+            self.fs.delete_file(self.join(name))
+        except FileNotFoundError:
+            pass
+
     def put_json(self, name: str, obj: Any) -> None:
         self.put(name, json.dumps(obj, indent=1, sort_keys=True).encode("utf-8"))
 
     def get_json(self, name: str) -> Any | None:
+        """The JSON stored under ``name``; None if absent or not valid JSON (never raises)."""
         data = self.get(name)
-        return None if data is None else json.loads(data)
+        try:
+            return None if data is None else json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return None
 
     def list(self, subdir: str = "") -> list[str]:
         """Base names of the visible files directly under ``subdir`` (temp files skipped)."""
@@ -153,12 +192,67 @@ class Store:
         table = schema.to_table(rows, table_name)
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
-        self.put(f"{table_name}/{PART_PREFIX}{part}{PART_SUFFIX}", sink.getvalue().to_pybytes())
+        self.put(f"{table_name}/{commits.part_file(part)}", sink.getvalue().to_pybytes())
+
+    def commit(self, key: str, parts: Mapping[str, Sequence[str]]) -> None:
+        """Write grid point ``key``'s commit record (after all its ``parts`` are written)."""
+        record = commits.Record(key=key, parts={t: tuple(p) for t, p in parts.items()})
+        self.put(f"{commits.COMMITS}/{key}{commits.RECORD_SUFFIX}", record.encode())
 
     def parts(self, table_name: str) -> set[str]:
-        """The part keys written to ``table_name`` (for ``runs``: the done config hashes)."""
-        return {n[len(PART_PREFIX):-len(PART_SUFFIX)] for n in self.list(table_name)
-                if n.startswith(PART_PREFIX) and n.endswith(PART_SUFFIX)}
+        """The part keys present in ``table_name`` (valid or not, committed or not)."""
+        return set(commits.list_parts(self.fs, self.join(table_name)))
+
+    def scan(self) -> commits.SweepFiles:
+        """Table parts and commit records of this sweep directory (``analysis.commits.scan``)."""
+        return commits.scan(self.fs, self.path)
+
+    def quarantine(self, path: str) -> str:
+        """Move the file at ``path`` (inside this directory) to ``quarantine/``; return where."""
+        relative = path[len(self.path) + 1:] if path.startswith(self.path + "/") else \
+            path.rsplit("/", 1)[-1]
+        target = self.join(f"{QUARANTINE}/{relative}.{time.strftime('%Y%m%d-%H%M%S')}")
+        self.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+        self.fs.move(path, target)
+        return target
+
+
+def _innermost(fs: pafs.FileSystem) -> pafs.FileSystem:
+    while isinstance(fs, pafs.SubTreeFileSystem):
+        fs = fs.base_fs
+    return fs
+
+
+def _local_prefix(fs: pafs.FileSystem) -> str | None:
+    """The OS path prefix of a local-disk filesystem ("" for LocalFileSystem), else None."""
+    if isinstance(fs, pafs.LocalFileSystem):
+        return ""
+    if isinstance(fs, pafs.SubTreeFileSystem):
+        inner = _local_prefix(fs.base_fs)
+        return None if inner is None else inner + fs.base_path.rstrip("/")
+    return None
+
+
+def _durable_local_write(path: str, data: bytes) -> None:
+    """Temp file, fsync, rename over ``path``, fsync the directory (POSIX durability)."""
+    parent, base = os.path.split(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{base}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    directory = os.open(parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 def resolve(uri: str) -> tuple[pafs.FileSystem, str]:

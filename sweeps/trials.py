@@ -33,7 +33,7 @@ def run_job(job: jobs.ChainJob | jobs.BranchJob, sweep: Store, device: torch.dev
             on_epoch: Any = None) -> None:
     """Run one chain or branch job against the sweep directory ``sweep`` (no Ray needed)."""
     runner = run_chain if isinstance(job, jobs.ChainJob) else run_branch
-    runner(job, sweep.child("artifacts"), sweep.write_part, device, on_epoch)
+    runner(job, sweep.child("artifacts"), sweep, device, on_epoch)
 
 
 def pick_device() -> torch.device:

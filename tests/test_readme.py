@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from analysis.schema import markdown_schema
 
@@ -31,3 +36,29 @@ def test_readme_spec_example_is_a_valid_spec():
     block = text.split("## The sweep spec (YAML)")[1].split("```yaml")[1].split("```")[0]
     parsed = spec.parse(yaml.safe_load(block), "README.md")
     assert parsed.name == "quickstart" and parsed.training.epochs == 10
+
+
+def _relative_links(markdown: str) -> list[str]:
+    """Targets of ``[text](target)`` links that point into the repository."""
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", markdown)
+    return [t for t in targets if not re.match(r"^[a-z][a-z0-9+.-]*:", t)
+            and not t.startswith(("/", "../shared"))]
+
+
+def test_every_relative_link_in_the_docs_points_at_a_file_git_tracks():
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout (e.g. an sdist): nothing to compare with")
+    tracked = set(subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True,
+                                 check=True).stdout.splitlines())
+    docs = [p for p in tracked if p.endswith(".md")]
+    assert "README.md" in docs
+    broken = []
+    for doc in docs:
+        for link in _relative_links((ROOT / doc).read_text(encoding="utf-8")):
+            target = os.path.normpath(os.path.join(os.path.dirname(doc), link))
+            is_dir = any(p.startswith(target.rstrip("/") + "/") for p in tracked)
+            if target not in tracked and not is_dir:
+                broken.append(f"{doc} -> {link}")
+    assert broken == [], "links to files git does not track (ignored or never added)"
+    assert _relative_links("[a](docs/x.md) [b](https://x.org) [c](#anchor) [d](y.md#s)") == \
+        ["docs/x.md", "y.md"]

@@ -15,21 +15,21 @@ from collections.abc import Callable
 import torch
 
 from trainer import checkpoint
+from trainer import levels
 from trainer import masks
 from trainer import methods
 from trainer import rows
 from trainer.checkpoint import Blobs
 from trainer.jobs import ChainJob
 from trainer.jobs import Point
+from trainer.jobs import curves_part
 from trainer.loop import EpochRecord
 from trainer.loop import StageResult
+from trainer.rows import Sink
 from trainer.stage import run_stage
-from trainer.trunk import Emit
 from trainer.trunk import State
 from trainer.trunk import TrunkContext
 from trainer.trunk import dense_correlation
-from trainer.trunk import mask_level
-from trainer.trunk import mask_name
 from trainer.trunk import open_trunk
 
 
@@ -39,7 +39,7 @@ def target_mask(ctx: TrunkContext, level: int, level_mask: State, trained: Stage
 
     Args:
         ctx: The trunk.
-        level: ``masks.level_for(target, rate)``.
+        level: ``levels.level_for(target, rate)``.
         level_mask: m_level (full for level 0).
         trained: Level ``level``'s trained result.
         target: Requested sparsity (fraction).
@@ -48,7 +48,7 @@ def target_mask(ctx: TrunkContext, level: int, level_mask: State, trained: Stage
         ``level_mask`` pruned further from the level's trained weights (one more round).
     """
     prune = ctx.trunk.prune
-    rounds = mask_level(target, prune.rate)
+    rounds = levels.mask_level(target, prune.rate)
     if rounds == level:
         return level_mask, level
     pruned = masks.magnitude_prune(ctx.prunable(trained.state), level_mask, target,
@@ -56,27 +56,31 @@ def target_mask(ctx: TrunkContext, level: int, level_mask: State, trained: Stage
     return pruned, rounds
 
 
-def run_chain(job: ChainJob, artifacts: Blobs, emit: Emit, device: torch.device,
+def run_chain(job: ChainJob, artifacts: Blobs, sink: Sink, device: torch.device,
               on_epoch: Callable[[EpochRecord], None] | None = None) -> None:
     """Train levels 0..``job.levels``, store every target mask, write the chain's rows.
+
+    Each level's ``curves`` part and its own commit record (keyed by the part) are written
+    when the level is done; a point's ``runs`` and ``layers`` parts and its commit record
+    follow (``rows.write_point``).
 
     Args:
         job: What to walk and which rows to write (``dense``, on-level ``lth``).
         artifacts: The sweep's ``artifacts/`` directory.
-        emit: Row sink, called as ``emit(table, part, rows)``.
+        sink: Row sink (table parts and commit records).
         device: Training device.
         on_epoch: Progress hook called after every epoch.
     Raises:
         ValueError, FileNotFoundError: from loading the trunk (bad model, data or layers).
     """
     ctx = open_trunk(job.trunk, artifacts, device)
-    prune, epochs = job.trunk.prune, job.trunk.train.epochs
+    prune = job.trunk.prune
     mask = masks.full_mask(ctx.init, ctx.names)
     labels, prev = None, None
     for level in range(job.levels + 1):
         if level > 0:
             mask = masks.magnitude_prune(ctx.prunable(prev.state), mask,
-                                         masks.level_sparsity(prune.rate, level), prune.scope,
+                                         levels.level_sparsity(prune.rate, level), prune.scope,
                                          ctx.exclude)
         blobs = ctx.blobs.child(f"level_{level}")
         result = run_stage(blobs, ctx.model, ctx.init, ctx.to_device(mask) if level else {},
@@ -84,34 +88,33 @@ def run_chain(job: ChainJob, artifacts: Blobs, emit: Emit, device: torch.device,
         if level == 0:
             rp_dense, rp_layers = dense_correlation(ctx, result.state)
             labels = rows.Labels(job.sweep, job.trial_id, job.code_version, rp_dense, rp_layers)
-        sparsity = masks.sparsity(mask)
-        emit("curves", f"{job.trial_id}-L{level}",
-             rows.curve_rows(ctx, labels, "dense" if level == 0 else "lth",
-                             masks.level_sparsity(prune.rate, level), level, sparsity, result))
+        part = curves_part(job.trial_id, level)
+        sink.write_part("curves", part,
+                        rows.curve_rows(ctx, labels, "dense" if level == 0 else "lth",
+                                        job.level_targets[level], level, masks.sparsity(mask),
+                                        result))
+        sink.commit(part, {"curves": [part]})  # the level's own record: its curves are done
         for target in job.targets:
-            if masks.level_for(target, prune.rate) == level:
-                m, _ = target_mask(ctx, level, mask, result, target)
-                checkpoint.save(ctx.blobs, mask_name(target), {"mask": m})
+            if levels.level_for(target.sparsity, prune.rate) == level:
+                m, _ = target_mask(ctx, level, mask, result, target.sparsity)
+                checkpoint.save(ctx.blobs, target.mask_blob, {"mask": m})
         for point in job.points:
-            _emit_point(ctx, labels, emit, point, level, mask, result, epochs)
+            _write_point(ctx, labels, sink, point, level, mask, result)
         prev = result
 
 
-def _emit_point(ctx: TrunkContext, labels: rows.Labels, emit: Emit, point: Point, level: int,
-                mask: State, result: StageResult, epochs: int) -> None:
+def _write_point(ctx: TrunkContext, labels: rows.Labels, sink: Sink, point: Point, level: int,
+                 mask: State, result: StageResult) -> None:
     """Write the rows of ``point`` if it is produced by ``level`` of the chain."""
-    rate = ctx.trunk.prune.rate
+    trunk = ctx.trunk
     if point.method == "dense":
         if level != 0:
             return
-        run = rows.Run(point=point, result=result, start=ctx.init, mask={}, level=0,
-                       total_epochs=epochs)
-    else:
-        if masks.level_for(point.target_sparsity, rate) != level:
-            return
-        method = methods.get(point.method)
-        run = rows.Run(point=point, result=result, start=ctx.init, mask=mask, level=level,
-                       total_epochs=methods.total_epochs(method, level, epochs,
-                                                         ctx.trunk.prune))
-    emit("runs", point.config_hash, [rows.run_row(ctx, labels, run)])
-    emit("layers", point.config_hash, rows.layer_rows(ctx, labels, run))
+        mask = {}
+    elif levels.level_for(point.target_sparsity, trunk.prune.rate) != level:
+        return
+    total = methods.total_epochs(methods.get(point.method), level, trunk.train.epochs,
+                                 trunk.prune)
+    run = rows.Run(point=point, result=result, start=ctx.init, mask=mask, level=level,
+                   total_epochs=total)
+    rows.write_point(sink, ctx, labels, run)

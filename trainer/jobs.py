@@ -39,11 +39,34 @@ class Trunk:
 
 @dataclass(frozen=True, kw_only=True)
 class Point:
-    """One grid point a trial must turn into a ``runs`` row."""
+    """One grid point a trial must turn into a ``runs`` row (and its ``layers`` rows).
+
+    Attributes:
+        method: Method key.
+        target_sparsity: Requested sparsity, fraction in [0, 1); 0 for ``dense``.
+        config_hash: Content key of the point; names its ``runs``/``layers`` parts and its
+            commit record.
+        curves: ``curves`` part keys of every training stage behind the row (the trunk
+            levels behind its mask, then its own stage); its commit record lists them.
+    """
 
     method: str
     target_sparsity: float
     config_hash: str
+    curves: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Target:
+    """A sparsity whose mask a chain stores, and the blob (content-keyed) it goes to.
+
+    Attributes:
+        sparsity: Requested sparsity, fraction in [0, 1).
+        mask_blob: Blob name inside the trunk's artifact directory.
+    """
+
+    sparsity: float
+    mask_blob: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -56,7 +79,9 @@ class ChainJob:
         code_version: Written into every row.
         trunk: The trunk being walked.
         levels: Deepest level to train (0 = dense only).
-        targets: Sparsities (fractions) whose masks later branch trials need.
+        targets: Sparsities whose masks later branch trials need, with their blob names.
+        level_targets: ``target_sparsity`` of the curves rows of levels 0..``levels``: the
+            requested sparsity that is that level (as in its ``runs`` rows), else the level's.
         points: Rows this trial writes (``dense`` and on-level ``lth`` points).
     """
 
@@ -65,23 +90,43 @@ class ChainJob:
     code_version: str
     trunk: Trunk
     levels: int
-    targets: tuple[float, ...]
+    targets: tuple[Target, ...]
+    level_targets: tuple[float, ...]
     points: tuple[Point, ...]
 
 
 @dataclass(frozen=True, kw_only=True)
 class BranchJob:
-    """Train one method at one target sparsity from a finished trunk's weights and mask."""
+    """Train one method at one target sparsity from a finished trunk's weights and mask.
+
+    Attributes:
+        sweep: Sweep name.
+        trial_id: Deterministic trial key.
+        code_version: Written into every row.
+        trunk: The trunk whose θ0, θT and mask the branch starts from.
+        point: The row it writes.
+        mask_blob: The trunk's stored mask at the point's sparsity (see ``Target``).
+        stage_dir: The branch stage's directory inside the trunk's artifact directory,
+            named by the point's content key.
+    """
 
     sweep: str
     trial_id: str
     code_version: str
     trunk: Trunk
     point: Point
+    mask_blob: str
+    stage_dir: str
+
+
+def curves_part(trial_id: str, level: int | None = None) -> str:
+    """The ``curves`` part key of a trial's stage: ``<trial_id>-L<level>`` for a chain level,
+    ``<trial_id>`` for a branch's one stage. The one naming rule of curves parts."""
+    return trial_id if level is None else f"{trial_id}-L{level}"
 
 
 _TYPES = {"DataHparams": DataHparams, "TrainHparams": TrainHparams,
-          "PruneHparams": PruneHparams, "Trunk": Trunk, "Point": Point,
+          "PruneHparams": PruneHparams, "Trunk": Trunk, "Point": Point, "Target": Target,
           "ChainJob": ChainJob, "BranchJob": BranchJob}
 
 

@@ -1,4 +1,4 @@
-"""Pruning masks: prunable weights, IMP arithmetic, magnitude and random masks, sparsity.
+"""Pruning masks: prunable weights, magnitude and random masks, sparsity.
 
 A mask is a ``dict[str, Tensor]`` of bool tensors keyed by parameter name, shaped like the
 parameter, True = kept (STYLE.md 2.7). Sparsity and density are fractions. Masks are enforced
@@ -7,7 +7,6 @@ only in ``apply`` and sparsity is computed only in ``sparsity``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -18,10 +17,6 @@ from torch import nn
 
 _SCOPES = ("layerwise", "global")
 _TOL = 1e-9  # slack for float sparsities such as 1 - 0.8**3 == 0.48799999999999993
-# A requested sparsity whose density is within 1 % (relative) of an IMP level's density *is*
-# that level: specs write 0.59 for 1 - 0.8**4 = 0.5904 (density 0.41 vs 0.4096), and snapping
-# avoids one extra training run per such point. 0.99 vs 0.9908 (density off by 8 %) is not.
-DENSITY_RTOL = 0.01
 
 
 def prunable_names(model: nn.Module) -> list[str]:
@@ -82,62 +77,6 @@ def full_mask(weights: Mapping[str, Tensor], names: Iterable[str]) -> dict[str, 
     if missing:
         raise ValueError(f"no weights named {missing}; known: {list(weights)}")
     return {name: torch.ones_like(weights[name], dtype=torch.bool) for name in names}
-
-
-def level_sparsity(rate: float, level: int) -> float:
-    """Sparsity ``1 - (1 - rate) ** level`` after ``level`` IMP levels (0 = dense).
-
-    ``rate`` is the fraction of the *remaining* weights removed per level; for rate 0.2 the
-    levels 1, 2, 3, 4 give 0.2, 0.36, 0.488, 0.5904.
-
-    Raises:
-        ValueError: rate outside [0, 1) or level < 0.
-    Source: Frankle & Carbin 2019, §1 and App. B; METHODS.md §1.
-    """
-    if not 0.0 <= rate < 1.0:
-        raise ValueError(f"pruning rate must be in [0, 1), got {rate}")
-    if level < 0:
-        raise ValueError(f"level must be >= 0, got {level}")
-    return 1.0 - (1.0 - rate) ** level
-
-
-def level_for(target_sparsity: float, rate: float) -> int:
-    """Largest IMP level L >= 0 whose density is at least the target's, up to ``DENSITY_RTOL``.
-
-    That is ``1 - level_sparsity(rate, L) >= (1 - target) * (1 - DENSITY_RTOL)``. E.g.
-    ``level_for(0.5, 0.2) == 3`` (sparsity 0.488), ``level_for(0.36, 0.2) == 2`` and
-    ``level_for(0.59, 0.2) == 4`` (0.5904: density 0.4096 vs 0.41).
-
-    Raises:
-        ValueError: target outside [0, 1) or rate outside (0, 1).
-    Source: Frankle & Carbin 2019, App. B; METHODS.md §1.
-    """
-    if not 0.0 <= target_sparsity < 1.0:
-        raise ValueError(f"target sparsity must be in [0, 1), got {target_sparsity}")
-    if not 0.0 < rate < 1.0:
-        raise ValueError(f"pruning rate must be in (0, 1), got {rate}")
-    # closed form, then nudged by at most a step to absorb float error in the logs
-    level = max(0, math.floor(math.log1p(-target_sparsity) / math.log1p(-rate)))
-    floor = (1.0 - target_sparsity) * (1.0 - DENSITY_RTOL) - _TOL
-    while 1.0 - level_sparsity(rate, level + 1) >= floor:
-        level += 1
-    while level > 0 and 1.0 - level_sparsity(rate, level) < floor:
-        level -= 1
-    return level
-
-
-def is_level_sparsity(target_sparsity: float, rate: float) -> bool:
-    """Whether an IMP level's density is within ``DENSITY_RTOL`` of the target's.
-
-    True for 0.36 and 0.59 at rate 0.2 (levels 2 and 4), false for 0.5 and 0.99.
-
-    Raises:
-        ValueError: target outside [0, 1) or rate outside (0, 1).
-    """
-    level = level_for(target_sparsity, rate)
-    density = 1.0 - target_sparsity
-    gap = abs(density - (1.0 - level_sparsity(rate, level)))
-    return gap <= DENSITY_RTOL * density + _TOL
 
 
 def _top_k(scores: Tensor, k: int) -> Tensor:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+from typing import Protocol
 
 from trainer import masks
 from trainer import metrics
@@ -14,6 +17,16 @@ from trainer.trunk import State
 from trainer.trunk import TrunkContext
 
 MIN_KEPT_FOR_RP = 5
+
+
+class Sink(Protocol):
+    """Where rows go (``sweeps.store.Store`` is one): table parts, then commit records."""
+
+    def write_part(self, table_name: str, part: str, rows: list[dict[str, Any]]) -> None:
+        """Write ``rows`` as one part of ``table_name``, atomically, replacing an older one."""
+
+    def commit(self, key: str, parts: Mapping[str, Sequence[str]]) -> None:
+        """Record that grid point ``key`` is complete: its parts (table -> part keys) exist."""
 
 
 @dataclass(frozen=True)
@@ -104,3 +117,16 @@ def curve_rows(ctx: TrunkContext, labels: Labels, method: str, target_sparsity: 
              "level": level, "sparsity": sparsity, "epoch": r.epoch, "lr_epoch": r.lr,
              "train_loss": r.train_loss, "test_loss": r.test_loss, "test_acc": r.test_acc}
             for r in result.records]
+
+
+def write_point(sink: Sink, ctx: TrunkContext, labels: Labels, run: Run) -> None:
+    """Write a grid point's ``runs`` and ``layers`` parts, then its commit record.
+
+    The record is written last and lists every part of the point (including the ``curves``
+    parts of the stages behind it, ``Point.curves``, which must already be written), so a
+    point is done exactly when its record exists and those parts are valid.
+    """
+    key = run.point.config_hash
+    sink.write_part("layers", key, layer_rows(ctx, labels, run))
+    sink.write_part("runs", key, [run_row(ctx, labels, run)])
+    sink.commit(key, {"runs": [key], "layers": [key], "curves": list(run.point.curves)})

@@ -1,7 +1,11 @@
 """A stage = one training run whose checkpoints and result live in one blob directory.
 
 Skip-if-done (open_lth's idiom): a stage whose ``final.pt`` exists is loaded, not retrained;
-one with only ``checkpoint.pt`` resumes after its last finished epoch.
+otherwise it resumes after the last epoch of its newest good checkpoint. Two checkpoint slots
+are kept (``checkpoint-0.pt`` after even epochs, ``checkpoint-1.pt`` after odd ones), so a
+truncated newest checkpoint falls back to the one before it; a stage with no good checkpoint
+starts over. A corrupt ``final.pt`` is ignored the same way (the last checkpoint holds the
+finished state, so nothing is retrained). Corrupt blobs are logged as warnings.
 """
 
 from __future__ import annotations
@@ -23,25 +27,33 @@ from trainer.loop import StageResult
 from trainer.loop import train
 
 FINAL = "final.pt"
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_SLOTS = ("checkpoint-0.pt", "checkpoint-1.pt")
+_CHECKPOINT_KEYS = ("model", "optimizer", "records", "wall_time_s")
+_FINAL_KEYS = ("state", "records", "wall_time_s")
 
 
 class BlobCheckpoints:
-    """``trainer.loop.Checkpoints`` kept as ``checkpoint.pt`` in a blob directory."""
+    """``trainer.loop.Checkpoints`` kept in two alternating slots of a blob directory."""
 
     def __init__(self, blobs: Blobs) -> None:
         self.blobs = blobs
 
     def load(self) -> dict[str, Any] | None:
-        return checkpoint.load(self.blobs, CHECKPOINT)
+        """The good checkpoint with the most finished epochs, or None."""
+        saved = [checkpoint.load_or_none(self.blobs, slot, _CHECKPOINT_KEYS)
+                 for slot in CHECKPOINT_SLOTS]
+        good = [s for s in saved if s is not None]
+        return max(good, key=lambda s: len(s["records"]), default=None)
 
     def save(self, state: dict[str, Any]) -> None:
-        checkpoint.save(self.blobs, CHECKPOINT, state)
+        """Write the state after epoch E into slot E mod 2 (the other slot keeps E - 1)."""
+        slot = CHECKPOINT_SLOTS[len(state["records"]) % 2]
+        checkpoint.save(self.blobs, slot, state)
 
 
 def load_result(blobs: Blobs) -> StageResult | None:
-    """The stored result of a finished stage, or None if it has not finished."""
-    saved = checkpoint.load(blobs, FINAL)
+    """The stored result of a finished stage, or None if it has not finished (or is corrupt)."""
+    saved = checkpoint.load_or_none(blobs, FINAL, _FINAL_KEYS)
     if saved is None:
         return None
     records = tuple(EpochRecord(**r) for r in saved["records"])

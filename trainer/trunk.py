@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
@@ -20,8 +18,6 @@ from trainer.data.base import InMemoryData
 from trainer.jobs import Trunk
 
 State = dict[str, torch.Tensor]
-# (table name, part name, rows) -> None; ``sweeps.store.Store.write_part`` is one.
-Emit = Callable[[str, str, list[dict[str, Any]]], None]
 RP_DENSE_PS = (0.1, 0.2, 0.3, 0.4, 0.5)
 
 
@@ -73,7 +69,8 @@ def open_trunk(trunk: Trunk, artifacts: Blobs, device: torch.device) -> TrunkCon
     blobs = artifacts.child(trunk.artifact_dir)
     net = models.build(trunk.model, data.input_shape, data.num_classes,
                        seeding.generator(trunk.seed, "init"))
-    stored = checkpoint.load(blobs, "init.pt")
+    # θ0 is a pure function of the seed, so a missing or corrupt init.pt is rebuilt, not fatal
+    stored = checkpoint.load_or_none(blobs, "init.pt", ("state",))
     if stored is None:
         init = {k: v.detach().clone() for k, v in net.state_dict().items()}
         checkpoint.save(blobs, "init.pt", {"state": init})
@@ -85,21 +82,6 @@ def open_trunk(trunk: Trunk, artifacts: Blobs, device: torch.device) -> TrunkCon
     exclude = masks.resolve_keep_dense(net, trunk.prune.keep_dense)
     return TrunkContext(trunk=trunk, blobs=blobs, data=data, device=device,
                         model=net.to(device), init=init, names=names, exclude=exclude)
-
-
-def mask_level(target_sparsity: float, rate: float) -> int:
-    """IMP pruning rounds behind the mask at ``target_sparsity``.
-
-    ``masks.level_for(target)`` when the target is an IMP level; one more when the mask comes
-    from a shorter last round of that level's trained weights (see ``trainer.chain``).
-    """
-    level = masks.level_for(target_sparsity, rate)
-    return level if masks.is_level_sparsity(target_sparsity, rate) else level + 1
-
-
-def mask_name(target_sparsity: float) -> str:
-    """Blob name of the stored IMP mask at ``target_sparsity``."""
-    return f"masks/sparsity_{target_sparsity:.6f}.pt"
 
 
 def dense_correlation(ctx: TrunkContext, dense_final: State) -> tuple[dict[float, float],

@@ -21,7 +21,7 @@ from sweeps.spec import SweepSpec
 from sweeps.spec import load
 from sweeps.spec import parse
 from trainer import jobs
-from trainer import masks
+from trainer import levels
 from trainer.jobs import BranchJob
 from trainer.jobs import ChainJob
 
@@ -105,16 +105,16 @@ def test_other_methods_on_imp_levels_are_still_branches() -> None:
 
 def test_chain_levels_reach_the_deepest_target(quickstart: SweepSpec, plan: Plan) -> None:
     rate = quickstart.pruning.rate
-    expected = max(masks.level_for(s, rate) for s in quickstart.sparsities)
+    expected = max(levels.level_for(s, rate) for s in quickstart.sparsities)
     assert expected == 10  # 0.9 lies between level 10 (0.893) and level 11 (0.914)
     assert all(c.levels == expected for c in plan.chains)
-    assert all(c.targets == (0.5, 0.8, 0.9) for c in plan.chains)
+    assert all([t.sparsity for t in c.targets] == [0.5, 0.8, 0.9] for c in plan.chains)
 
 
 def test_chain_levels_for_unsorted_sparsities() -> None:
     p = make_plan(_spec(methods=["lth"], sparsities=[0.5, 0.2]))
-    assert p.chains[0].levels == masks.level_for(0.5, 0.2) == 3
-    assert p.chains[0].targets == (0.2, 0.5)
+    assert p.chains[0].levels == levels.level_for(0.5, 0.2) == 3
+    assert [t.sparsity for t in p.chains[0].targets] == [0.2, 0.5]
 
 
 def test_total_epochs_counts_chain_levels_and_branch_runs(plan: Plan) -> None:

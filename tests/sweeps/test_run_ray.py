@@ -19,7 +19,7 @@ from sweeps.plan import make_plan
 from sweeps.run import code_version
 from sweeps.store import Store
 from sweeps.trials import run_job
-from trainer import masks
+from trainer import levels
 
 pytestmark = pytest.mark.ray
 
@@ -98,8 +98,8 @@ def test_each_row_is_consistent_with_its_method(swept):
         else:
             # the output layer (1,000 of 26,500 prunable weights) stays dense
             assert 0.9 * row.target_sparsity < row.sparsity < row.target_sparsity + 1e-3
-            expected_level = masks.level_for(row.target_sparsity, 0.2) + (
-                0 if masks.is_level_sparsity(row.target_sparsity, 0.2) else 1)
+            expected_level = levels.level_for(row.target_sparsity, 0.2) + (
+                0 if levels.is_level_sparsity(row.target_sparsity, 0.2) else 1)
             assert row.level == expected_level
     # R_p(θ0, θT) is one number per (lr, seed): every row of a replicate carries the same one
     assert (runs.groupby("seed").rp_dense_p20.nunique() == 1).all()
@@ -143,7 +143,7 @@ def test_rerun_launches_nothing_and_rewrites_nothing(swept):
     assert _parts_digest(swept["sweep_dir"]) == before
     status = lottery(["status", "itest", "--storage", str(swept["work"] / "results")],
                      swept["env"], swept["work"])
-    assert "rows written (runs): 18" in status.stdout
+    assert "grid points done: 18 of 18" in status.stdout
     assert "0 pending" in status.stdout and "0 failed" in status.stdout
 
 

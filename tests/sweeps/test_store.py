@@ -251,3 +251,69 @@ def test_write_part_rejects_rows_missing_schema_columns(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="missing columns"):
         store.write_part("runs", "bad", [{"method": "dense"}])
     assert store.list("runs") == []
+
+
+# --- durable, atomic writes on every filesystem ------------------------------------------------
+
+def test_put_fsyncs_the_file_and_its_directory_before_and_after_the_rename(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced, real_fsync = [], os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    Store(str(tmp_path)).put("a/b.bin", b"x")
+    assert len(synced) == 2
+    assert Path(synced[0]).name.startswith(".b.bin.") and synced[1] == str(tmp_path / "a")
+    assert (tmp_path / "a" / "b.bin").read_bytes() == b"x"
+
+
+def test_a_subtree_over_local_disk_is_local_and_written_durably(tmp_path: Path) -> None:
+    fs = pafs.SubTreeFileSystem(str(tmp_path), pafs.LocalFileSystem())
+    store = Store("sweeps", filesystem=fs)
+    assert store.is_local and store.local_path("x.json") == str(tmp_path / "sweeps" / "x.json")
+    store.put_json("x.json", {"a": 1})
+    assert json.loads((tmp_path / "sweeps" / "x.json").read_text()) == {"a": 1}
+    assert os.listdir(tmp_path / "sweeps") == ["x.json"]
+
+
+def test_a_filesystem_that_is_neither_local_nor_an_object_store_gets_temp_then_move() -> None:
+    import fsspec
+    from pyarrow.fs import FSSpecHandler
+    from pyarrow.fs import PyFileSystem
+
+    memory = fsspec.filesystem("memory")
+    fs = PyFileSystem(FSSpecHandler(memory))
+    store = Store("/bucket/s", filesystem=fs)
+    assert not store.is_local
+    store.put("runs/p.bin", b"abc")
+    assert store.get("runs/p.bin") == b"abc"
+    assert [Path(p).name for p in memory.ls("/bucket/s/runs", detail=False)] == ["p.bin"]
+
+
+def test_commit_writes_a_record_listing_the_point_parts(tmp_path: Path) -> None:
+    from analysis import commits
+
+    store = Store(str(tmp_path))
+    store.write_part("runs", "k1", [_runs_row(method="dense")])
+    store.commit("k1", {"runs": ["k1"], "layers": ["k1"], "curves": ["t-L0"]})
+    record = commits.Record.decode((tmp_path / "commits" / "k1.json").read_bytes())
+    assert record.parts == {"runs": ("k1",), "layers": ("k1",), "curves": ("t-L0",)}
+    assert store.scan().records == {"k1": record}
+
+
+def test_quarantine_moves_a_file_aside_under_its_relative_path(tmp_path: Path) -> None:
+    store = Store(str(tmp_path)).child("sweep")
+    store.put("runs/part-x.parquet", b"broken")
+    moved = store.quarantine(store.join("runs/part-x.parquet"))
+    assert not store.exists("runs/part-x.parquet")
+    assert moved.startswith(store.join("quarantine/runs/part-x.parquet."))
+    assert Path(moved).read_bytes() == b"broken"
+
+
+def test_get_json_of_a_corrupt_file_is_none(tmp_path: Path) -> None:
+    store = Store(str(tmp_path))
+    store.put("t.json", b"{not json")
+    assert store.get_json("t.json") is None

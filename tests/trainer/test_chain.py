@@ -18,15 +18,17 @@ from analysis import load
 from sweeps import spec as sweep_spec
 from sweeps.plan import Plan
 from sweeps.plan import make_plan
+from sweeps.plan import mask_blob
 from sweeps.store import Store
 from sweeps.trials import run_job
 from trainer import checkpoint
+from trainer import levels
 from trainer import masks
 from trainer import methods
 from trainer.jobs import ChainJob
 from trainer.loop import EpochRecord
 from trainer.stage import load_result
-from trainer.trunk import mask_name
+
 
 TARGETS = (0.36, 0.5, 0.9)
 RATE = 0.2
@@ -60,7 +62,7 @@ class Sweep:
         return self.store.child("artifacts", self.chain.trunk.artifact_dir)
 
     def mask(self, target: float) -> State:
-        return checkpoint.load(self.blobs, mask_name(target))["mask"]
+        return checkpoint.load(self.blobs, mask_blob(target))["mask"]
 
     def level_state(self, level: int) -> State:
         return load_result(self.blobs.child(f"level_{level}")).state
@@ -104,7 +106,7 @@ def _chain_rows(sweep: Sweep) -> dict[str, pd.DataFrame]:
 # --- levels and masks -------------------------------------------------------------------------
 
 def test_chain_trains_every_level_up_to_that_of_the_deepest_target(sweep: Sweep) -> None:
-    assert sweep.chain.levels == masks.level_for(0.9, RATE) == 10
+    assert sweep.chain.levels == levels.level_for(0.9, RATE) == 10
     for level in range(sweep.chain.levels + 1):
         assert sweep.blobs.child(f"level_{level}").get("final.pt") is not None, level
     assert sweep.blobs.child("level_11").get("final.pt") is None
@@ -144,14 +146,14 @@ def test_target_masks_are_nested(sweep: Sweep) -> None:
 
 
 def test_on_level_target_mask_is_the_level_mask(sweep: Sweep) -> None:
-    trained = sweep.level_state(masks.level_for(0.36, RATE))
+    trained = sweep.level_state(levels.level_for(0.36, RATE))
     mask = sweep.mask(0.36)
     for name in PRUNED:
         assert torch.equal(mask[name], trained[name] != 0)
 
 
 def test_off_level_target_prunes_the_level_weights_one_more_step(sweep: Sweep) -> None:
-    level = masks.level_for(0.5, RATE)
+    level = levels.level_for(0.5, RATE)
     trained = sweep.level_state(level)
     level_mask = {n: trained[n] != 0 for n in PRUNED}
     level_mask[OUTPUT] = torch.ones_like(trained[OUTPUT], dtype=torch.bool)
@@ -169,7 +171,7 @@ def test_chain_writes_dense_and_on_level_lth_rows(sweep: Sweep) -> None:
     dense, lth = runs.loc["dense"], runs.loc["lth"]
     assert (dense.level, dense.epochs, dense.total_epochs) == (0, EPOCHS, EPOCHS)
     assert (dense.target_sparsity, dense.sparsity) == (0.0, 0.0)
-    level = masks.level_for(0.36, RATE)
+    level = levels.level_for(0.36, RATE)
     assert (lth.level, lth.epochs, lth.total_epochs) == (level, EPOCHS, (level + 1) * EPOCHS)
     assert lth.target_sparsity == 0.36
     assert lth.sparsity == pytest.approx(masks.sparsity(sweep.mask(0.36)))
@@ -195,8 +197,18 @@ def test_curves_hold_one_row_per_level_and_epoch(sweep: Sweep) -> None:
     for level, group in curves.groupby("level"):
         assert list(group.epoch) == list(range(1, EPOCHS + 1))
         assert set(group.method) == {"dense" if level == 0 else "lth"}
-        assert group.target_sparsity.iloc[0] == pytest.approx(masks.level_sparsity(RATE, level))
+        assert group.target_sparsity.iloc[0] == pytest.approx(levels.level_sparsity(RATE, level))
     assert sorted(curves.level.unique()) == list(range(sweep.chain.levels + 1))
+
+
+def test_curves_carry_the_target_sparsity_of_their_runs_rows_exactly(sweep: Sweep) -> None:
+    rows = _chain_rows(sweep)
+    curves, lth = rows["curves"], rows["runs"][rows["runs"].method == "lth"]
+    assert list(lth.target_sparsity) == [0.36]  # the one on-level target: level 2
+    assert set(curves[curves.level == 2].target_sparsity) == {0.36}
+    assert set(curves[curves.level == 0].target_sparsity) == {0.0}
+    # a level no target asked for gets its own sparsity, without float noise (not 0.19999...)
+    assert set(curves[curves.level == 1].target_sparsity) == {0.2}
 
 
 # --- rerun, ordering, branches -------------------------------------------------------------------
@@ -260,7 +272,7 @@ def test_off_level_lth_branch_counts_one_extra_level(sweep: Sweep) -> None:
     run_job(job, sweep.store, CPU, counter)
     assert len(counter.records) == EPOCHS
     row = load.load_runs(sweep.store.path, config_hash=job.point.config_hash).iloc[0]
-    level = masks.level_for(0.5, RATE) + 1
+    level = levels.level_for(0.5, RATE) + 1
     assert row.level == level
     assert row.total_epochs == level * EPOCHS + EPOCHS
     assert row.total_epochs == methods.total_epochs(methods.get("lth"), level, EPOCHS,

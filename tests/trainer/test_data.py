@@ -94,7 +94,7 @@ def _write_cifar(root: Path, cls: type, rng: np.random.Generator) -> dict:
 # registry
 def test_registry_keys_are_the_public_names():
     assert set(data.DATASETS) == {"digits", "fashion-mnist", "mnist", "cifar10", "cifar100"}
-    assert data.get("digits") is digits.load
+    assert data.get("digits").load is digits.load
 
 
 def test_unknown_dataset_names_the_known_ones():
@@ -175,7 +175,7 @@ def test_mnist_with_only_gz_files_says_to_gunzip(tmp_path):
 )
 def test_fashion_mnist_from_the_debian_package(tmp_path, monkeypatch):
     monkeypatch.setenv("LOTTERY_DATA_CACHE", str(tmp_path))
-    d = data.get("fashion-mnist")(DataHparams(name="fashion-mnist"))  # uncached: reads tmp_path
+    d = data.get("fashion-mnist").load(DataHparams(name="fashion-mnist"))  # uncached: reads tmp_path
     assert d.train_x.shape == (60000, 1, 28, 28) and d.test_x.shape == (10000, 1, 28, 28)
     assert d.train_y.shape == (60000,) and d.test_y.shape == (10000,)
     assert abs(d.train_x.mean().item()) < 0.01 and abs(d.train_x.std().item() - 1.0) < 0.01
@@ -188,7 +188,7 @@ def test_fashion_mnist_without_debian_files_explains_all_options(tmp_path, monke
     monkeypatch.setenv("LOTTERY_DATA_CACHE", str(tmp_path))
     monkeypatch.setattr(mnist_family, "DEBIAN_FASHION_MNIST_DIR", tmp_path / "absent")
     with pytest.raises(FileNotFoundError) as info:
-        data.get("fashion-mnist")(DataHparams(name="fashion-mnist"))
+        data.get("fashion-mnist").load(DataHparams(name="fashion-mnist"))
     message = str(info.value)
     for needle in (
         "download: true",

@@ -209,7 +209,8 @@ def test_run_stage_skips_training_when_final_exists(digits: InMemoryData, tmp_pa
     first_calls, second_calls = Counter(), Counter()
     first = stage.run_stage(blobs, model, start, mask, digits, _hp(epochs=2), 0, first_calls)
     assert blobs.get(stage.FINAL) is not None
-    os.remove(blobs.join(stage.CHECKPOINT))  # final.pt alone must mark the stage as done
+    for slot in stage.CHECKPOINT_SLOTS:  # final.pt alone must mark the stage as done
+        os.remove(blobs.join(slot))
     second = stage.run_stage(blobs, _model(digits, seed=9), start, mask, digits,
                              _hp(epochs=2), 0, second_calls)
     assert first_calls.epochs == [1, 2]
@@ -236,7 +237,7 @@ def test_run_stage_after_a_crash_resumes_and_matches_an_uninterrupted_stage(
     with pytest.raises(KeyboardInterrupt):
         stage.run_stage(blobs, _model(digits), start, mask, digits, hp, 0, crash_after_epoch_1)
     assert blobs.get(stage.FINAL) is None
-    assert blobs.get(stage.CHECKPOINT) is not None
+    assert blobs.get(stage.CHECKPOINT_SLOTS[1]) is not None  # epoch 1 -> slot 1
     counter = Counter()
     resumed = stage.run_stage(blobs, _model(digits, seed=9), start, mask, digits, hp, 0,
                               counter)
@@ -244,6 +245,61 @@ def test_run_stage_after_a_crash_resumes_and_matches_an_uninterrupted_stage(
     assert resumed.records == whole.records
     _assert_states_equal(resumed.state, whole.state)
     assert stage.load_result(blobs) is not None
+
+
+def _crash_after(epochs: int):
+    calls = []
+
+    def hook(record: EpochRecord) -> None:
+        calls.append(record.epoch)
+        if len(calls) == epochs:
+            raise KeyboardInterrupt  # the checkpoint of this epoch is already saved
+    return hook
+
+
+def test_a_truncated_newest_checkpoint_falls_back_to_the_one_before_it(
+    digits: InMemoryData, tmp_path, caplog
+) -> None:
+    model = _model(digits)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    mask, hp = _half_mask(model), _hp(epochs=4)
+    whole = stage.run_stage(Store(str(tmp_path)).child("whole"), _model(digits), start, mask,
+                            digits, hp, 0)
+    blobs = Store(str(tmp_path)).child("crashed")
+    with pytest.raises(KeyboardInterrupt):
+        stage.run_stage(blobs, _model(digits), start, mask, digits, hp, 0, _crash_after(3))
+    newest = blobs.join(stage.CHECKPOINT_SLOTS[1])  # epoch 3 -> slot 1; slot 0 holds epoch 2
+    with open(newest, "r+b") as handle:
+        handle.truncate(os.path.getsize(newest) // 2)
+    counter = Counter()
+    resumed = stage.run_stage(blobs, _model(digits, seed=9), start, mask, digits, hp, 0,
+                              counter)
+    assert counter.epochs == [3, 4]  # from epoch 2's checkpoint, not from scratch
+    assert "checkpoint-1.pt" in caplog.text
+    assert resumed.records == whole.records
+    _assert_states_equal(resumed.state, whole.state)
+
+
+def test_no_good_checkpoint_restarts_the_stage_and_a_corrupt_final_is_recomputed_untrained(
+    digits: InMemoryData, tmp_path
+) -> None:
+    model = _model(digits)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    mask, hp = _half_mask(model), _hp(epochs=2)
+    blobs = Store(str(tmp_path)).child("s")
+    whole = stage.run_stage(blobs, _model(digits), start, mask, digits, hp, 0)
+    blobs.put(stage.FINAL, b"truncated")
+    counter = Counter()
+    again = stage.run_stage(blobs, _model(digits, seed=9), start, mask, digits, hp, 0, counter)
+    assert counter.epochs == []  # the last checkpoint holds the finished state
+    _assert_states_equal(again.state, whole.state)
+    assert stage.load_result(blobs) is not None  # final.pt written again
+    for slot in (stage.FINAL, *stage.CHECKPOINT_SLOTS):
+        blobs.put(slot, b"")
+    counter = Counter()
+    third = stage.run_stage(blobs, _model(digits, seed=9), start, mask, digits, hp, 0, counter)
+    assert counter.epochs == [1, 2]  # nothing readable: the stage starts over
+    _assert_states_equal(third.state, whole.state)
 
 
 def test_run_stage_zeroes_masked_start_weights_before_training(

@@ -8,6 +8,7 @@ from torch import Tensor
 from torch import nn
 from torch import tensor
 
+from trainer import levels
 from trainer import masks
 
 TensorDict = dict[str, Tensor]
@@ -43,7 +44,7 @@ def _kept(mask: TensorDict) -> dict[str, int]:
 
 
 def test_level_sparsity_for_rate_0p2_compounds_on_remaining_weights() -> None:
-    got = [masks.level_sparsity(0.2, level) for level in range(5)]
+    got = [levels.level_sparsity(0.2, level) for level in range(5)]
     assert got == pytest.approx([0.0, 0.2, 0.36, 0.488, 0.5904])
 
 
@@ -52,29 +53,29 @@ def test_level_sparsity_for_rate_0p2_compounds_on_remaining_weights() -> None:
     [(0.0, 0), (0.19, 0), (0.2, 1), (0.36, 2), (0.5, 3), (0.75, 6), (0.9, 10), (0.99, 20)],
 )
 def test_level_for_returns_largest_level_not_above_target(target: float, expected: int) -> None:
-    assert masks.level_for(target, 0.2) == expected
-    assert masks.level_sparsity(0.2, expected) <= target + 1e-9
-    assert masks.level_sparsity(0.2, expected + 1) > target + 1e-9
+    assert levels.level_for(target, 0.2) == expected
+    assert levels.level_sparsity(0.2, expected) <= target + 1e-9
+    assert levels.level_sparsity(0.2, expected + 1) > target + 1e-9
 
 
 def test_is_level_sparsity_accepts_imp_levels_only() -> None:
-    assert masks.is_level_sparsity(0.36, 0.2)
-    assert masks.is_level_sparsity(0.488, 0.2)
-    assert masks.is_level_sparsity(masks.level_sparsity(0.2, 12), 0.2)
-    assert masks.is_level_sparsity(0.0, 0.2)
-    assert not masks.is_level_sparsity(0.5, 0.2)
-    assert not masks.is_level_sparsity(0.9, 0.2)
+    assert levels.is_level_sparsity(0.36, 0.2)
+    assert levels.is_level_sparsity(0.488, 0.2)
+    assert levels.is_level_sparsity(levels.level_sparsity(0.2, 12), 0.2)
+    assert levels.is_level_sparsity(0.0, 0.2)
+    assert not levels.is_level_sparsity(0.5, 0.2)
+    assert not levels.is_level_sparsity(0.9, 0.2)
 
 
 def test_level_arithmetic_rejects_bad_inputs() -> None:
     with pytest.raises(ValueError, match="rate"):
-        masks.level_sparsity(1.0, 2)
+        levels.level_sparsity(1.0, 2)
     with pytest.raises(ValueError, match="level"):
-        masks.level_sparsity(0.2, -1)
+        levels.level_sparsity(0.2, -1)
     with pytest.raises(ValueError, match="target"):
-        masks.level_for(1.0, 0.2)
+        levels.level_for(1.0, 0.2)
     with pytest.raises(ValueError, match="rate"):
-        masks.level_for(0.5, 0.0)
+        levels.level_for(0.5, 0.0)
 
 
 def _prune_dense(weights: TensorDict, target: float, scope: str, *exclude: str) -> TensorDict:
@@ -83,11 +84,11 @@ def _prune_dense(weights: TensorDict, target: float, scope: str, *exclude: str) 
     return masks.magnitude_prune(weights, full, target, scope, frozenset(exclude))
 
 
-def _imp(levels: int, scope: str) -> TensorDict:
+def _imp(n_levels: int, scope: str) -> TensorDict:
     """IMP at rate 0.2, with new "trained" weights at every level."""
     mask = masks.full_mask(_weights(0), SIZES)
-    for level in range(1, levels + 1):
-        target = masks.level_sparsity(0.2, level)
+    for level in range(1, n_levels + 1):
+        target = levels.level_sparsity(0.2, level)
         mask = masks.magnitude_prune(_weights(level), mask, target, scope, frozenset())
     return mask
 

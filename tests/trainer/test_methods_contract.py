@@ -17,11 +17,13 @@ from analysis import schema
 from sweeps import spec as sweep_spec
 from sweeps.plan import Plan
 from sweeps.plan import make_plan
+from sweeps.plan import mask_blob
 from sweeps.store import Store
 from sweeps.trials import run_job
 from trainer import checkpoint
 from trainer import data as datasets
 from trainer import loop
+from trainer import levels
 from trainer import masks
 from trainer import methods
 from trainer import models
@@ -29,7 +31,6 @@ from trainer import seeding
 from trainer.hparams import PruneHparams
 from trainer.jobs import BranchJob
 from trainer.stage import load_result
-from trainer.trunk import mask_name
 
 TARGET = 0.5
 EPOCHS = 1
@@ -57,7 +58,7 @@ class Sweep:
         blobs = self.trunk_blobs
         init = checkpoint.load(blobs, "init.pt")["state"]
         dense = load_result(blobs.child("level_0"))
-        mask = checkpoint.load(blobs, mask_name(TARGET))["mask"]
+        mask = checkpoint.load(blobs, mask_blob(TARGET))["mask"]
 
         def build(gen: torch.Generator) -> torch.nn.Module:
             return models.build(trunk.model, (1, 8, 8), 10, gen)
@@ -95,9 +96,10 @@ def _equal(a: State, b: State) -> bool:
 
 
 def _branch_final(sweep: Sweep, method: str) -> State:
-    mask_level = masks.level_for(TARGET, 0.2) + 1  # 0.5 is between levels 3 and 4
-    blobs = sweep.trunk_blobs.child(f"level_{mask_level}", f"{method}-sparsity_{TARGET:.6f}")
-    result = load_result(blobs)
+    job = sweep.branch(method)
+    mask_level = levels.level_for(TARGET, 0.2) + 1  # 0.5 is between levels 3 and 4
+    assert job.stage_dir.startswith(f"level_{mask_level}/{method}-")
+    result = load_result(sweep.trunk_blobs.child(job.stage_dir))
     assert result is not None, f"branch {method} left no final.pt"
     return result.state
 
@@ -182,7 +184,7 @@ def test_branch_emits_schema_valid_rows(sweep: Sweep, name: str) -> None:
     assert len(runs) == 1
     assert list(runs.columns) == schema.RUNS.names
     row = runs.iloc[0]
-    mask_level = masks.level_for(TARGET, 0.2) + 1
+    mask_level = levels.level_for(TARGET, 0.2) + 1
     assert (row.method, row.target_sparsity, row.level) == (name, TARGET, mask_level)
     assert row.epochs == EPOCHS
     assert row.total_epochs == methods.total_epochs(methods.get(name), mask_level, EPOCHS,

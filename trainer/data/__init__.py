@@ -1,13 +1,16 @@
-"""Dataset registry: name -> loader returning CPU tensors, and ``load`` for the trial's device.
+"""Dataset registry: name -> ``Dataset`` (loader, example shape, class count, file check), and
+``load`` for the trial's device.
 
 Add a dataset with one module defining ``load_<name>(hp: DataHparams) -> InMemoryData`` (CPU
-tensors) and one line in ``DATASETS``.
+tensors) and ``missing_<name>(hp) -> list[Path]``, plus one line in ``DATASETS``.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -17,24 +20,54 @@ from trainer.data import mnist_family
 from trainer.data.base import InMemoryData
 from trainer.hparams import DataHparams
 
-DATASETS: dict[str, Callable[[DataHparams], InMemoryData]] = {
-    "digits": digits.load,
-    "fashion-mnist": mnist_family.load_fashion_mnist,
-    "mnist": mnist_family.load_mnist,
-    "cifar10": cifar.load_cifar10,
-    "cifar100": cifar.load_cifar100,
+
+@dataclass(frozen=True)
+class Dataset:
+    """One entry of ``DATASETS``.
+
+    Attributes:
+        load: ``DataHparams -> InMemoryData``: reads the full dataset into CPU tensors
+            (uncached; ``train_subset``/``test_subset`` are not applied).
+        input_shape: (C, H, W) of one example, known without reading any file.
+        num_classes: Number of classes.
+        sizes: (training examples, test examples) of the full splits.
+        missing_files: ``DataHparams -> list[Path]``: the files ``load`` would need that are
+            not on this machine ([] when all are there, or when it may download them).
+    """
+
+    load: Callable[[DataHparams], InMemoryData]
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    sizes: tuple[int, int]
+    missing_files: Callable[[DataHparams], list[Path]]
+
+
+def _none_missing(_: DataHparams) -> list[Path]:
+    return []  # bundled with scikit-learn
+
+
+DATASETS: dict[str, Dataset] = {
+    "digits": Dataset(digits.load, (1, 8, 8), 10, (digits.NUM_TRAIN, digits.NUM_TEST),
+                      _none_missing),
+    "fashion-mnist": Dataset(mnist_family.load_fashion_mnist, (1, 28, 28), 10, (60000, 10000),
+                             mnist_family.missing_fashion_mnist),
+    "mnist": Dataset(mnist_family.load_mnist, (1, 28, 28), 10, (60000, 10000),
+                     mnist_family.missing_mnist),
+    "cifar10": Dataset(cifar.load_cifar10, (3, 32, 32), 10, (50000, 10000),
+                       cifar.missing_cifar10),
+    "cifar100": Dataset(cifar.load_cifar100, (3, 32, 32), 100, (50000, 10000),
+                        cifar.missing_cifar100),
 }
 
 
-def get(name: str) -> Callable[[DataHparams], InMemoryData]:
-    """Return the loader registered as ``name``.
+def get(name: str) -> Dataset:
+    """Return the dataset registered as ``name``.
 
     Args:
         name: A key of ``DATASETS``.
 
     Returns:
-        A function ``DataHparams -> InMemoryData`` that reads the full dataset into CPU tensors
-        (uncached; ``train_subset``/``test_subset`` are not applied).
+        Its ``Dataset`` entry.
 
     Raises:
         ValueError: ``name`` is not registered.
@@ -80,7 +113,7 @@ def load(hp: DataHparams, device: torch.device | str = "cpu") -> InMemoryData:
 # Two entries: a worker rarely switches datasets, and CIFAR is ~740 MB of float32 per copy.
 @functools.lru_cache(maxsize=2)
 def _load_cpu(name: str, root: str, download: bool) -> InMemoryData:
-    return get(name)(DataHparams(name=name, root=root, download=download))
+    return get(name).load(DataHparams(name=name, root=root, download=download))
 
 
 def _subset_size(requested: int, available: int, field: str, name: str) -> int:

@@ -161,11 +161,25 @@ def _to_tensor(data: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]
     return normalize_uint8(torch.from_numpy(data).permute(0, 3, 1, 2), mean, std)
 
 
-def _require_files(cls: type[CIFAR10], root: Path) -> None:
-    """Raise a FileNotFoundError listing every file torchvision would look for."""
+def missing_cifar10(hp: DataHparams) -> list[Path]:
+    """The CIFAR-10 files ``load_cifar10`` would read that are not there ([] if downloading)."""
+    return [] if hp.download else _missing(CIFAR10, resolve_root(hp.root))
+
+
+def missing_cifar100(hp: DataHparams) -> list[Path]:
+    """The CIFAR-100 files ``load_cifar100`` would read that are not there."""
+    return [] if hp.download else _missing(CIFAR100, resolve_root(hp.root))
+
+
+def _missing(cls: type[CIFAR10], root: Path) -> list[Path]:
     folder = root / cls.base_folder
     names = [name for name, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
-    missing = [folder / name for name in names if not (folder / name).is_file()]
+    return [folder / name for name in names if not (folder / name).is_file()]
+
+
+def _require_files(cls: type[CIFAR10], root: Path) -> None:
+    """Raise a FileNotFoundError listing every file torchvision would look for."""
+    missing = _missing(cls, root)
     if not missing:
         return
     raise FileNotFoundError(

@@ -149,10 +149,26 @@ def _load(
     )
 
 
+def missing_mnist(hp: DataHparams) -> list[Path]:
+    """The MNIST idx files ``load_mnist`` would read that are not there ([] if downloading)."""
+    return [] if hp.download else _missing_idx(MNIST, resolve_root(hp.root))
+
+
+def missing_fashion_mnist(hp: DataHparams) -> list[Path]:
+    """The files ``load_fashion_mnist`` needs that are not there ([] if downloading)."""
+    if hp.download or (not hp.root and debian_fashion_mnist_available()):
+        return []
+    return _missing_idx(FashionMNIST, resolve_root(hp.root))
+
+
+def _missing_idx(cls: type[MNIST], root: Path) -> list[Path]:
+    raw = root / cls.__name__ / "raw"
+    return [raw / name for name in IDX_FILES if not (raw / name).is_file()]
+
+
 def _require_idx_files(cls: type[MNIST], root: Path, hint: str) -> None:
     """Raise a FileNotFoundError listing every idx file torchvision would look for."""
-    raw = root / cls.__name__ / "raw"
-    missing = [raw / name for name in IDX_FILES if not (raw / name).is_file()]
+    missing = _missing_idx(cls, root)
     if not missing:
         return
     lines = []

@@ -20,7 +20,7 @@ METHODS: dict[str, Method] = {
     "pf": pf.METHOD,
 }
 
-__all__ = ["METHODS", "Method", "Sources", "Start", "get", "total_epochs"]
+__all__ = ["METHODS", "Method", "Sources", "Start", "get", "stages_behind", "total_epochs"]
 
 
 def get(name: str) -> Method:
@@ -34,23 +34,37 @@ def get(name: str) -> Method:
     return METHODS[name]
 
 
-def total_epochs(method: Method, mask_level: int, epochs: int, prune: PruneHparams) -> int:
-    """All training epochs behind one row of ``method`` (the ``total_epochs`` column).
+def stages_behind(method: Method, mask_level: int, prune: PruneHparams) -> tuple[int, ...]:
+    """Trunk levels whose training a row of ``method`` stands on (not counting its own stage).
 
     Args:
         method: The method.
         mask_level: IMP pruning rounds behind the row's mask (0 for dense); a mask made
             from level L's trained weights has ``mask_level = L + 1``.
-        epochs: Epochs of one training run.
         prune: The trunk's pruning hparams (the scope decides whether a random mask
             inherits trained weights' layer distribution).
     Returns:
-        Epochs: the trunk levels that produced the mask (each ``epochs`` long, counting the
-        dense level) plus the row's own training.
+        Sorted levels: 0..``mask_level`` - 1 when the mask depends on trained weights, plus
+        level 0 (the dense θT) when the start uses it; () for ``dense`` (its row *is* level 0).
     """
     if method.start is None:
-        return epochs
-    behind = mask_level * epochs if method.needs_trained_mask(prune) else 0
+        return ()
+    behind = set(range(mask_level)) if method.needs_trained_mask(prune) else set()
     if method.needs_dense:
-        behind = max(behind, epochs)
-    return behind + epochs
+        behind.add(0)
+    return tuple(sorted(behind))
+
+
+def total_epochs(method: Method, mask_level: int, epochs: int, prune: PruneHparams) -> int:
+    """All training epochs behind one row of ``method`` (the ``total_epochs`` column).
+
+    Args:
+        method: The method.
+        mask_level: IMP pruning rounds behind the row's mask (see ``stages_behind``).
+        epochs: Epochs of one training run.
+        prune: The trunk's pruning hparams.
+    Returns:
+        Epochs: the trunk levels behind the row (``stages_behind``, each ``epochs`` long)
+        plus the row's own training.
+    """
+    return (len(stages_behind(method, mask_level, prune)) + 1) * epochs

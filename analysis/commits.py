@@ -1,0 +1,214 @@
+"""Commit records: which table parts belong to complete grid points. The one rule for the
+loaders, ``lottery status`` and ``lottery resume``.
+
+A sweep directory ``<storage>/<name>/`` holds one part file per grid point in ``runs/`` and
+``layers/`` (``part-<config_hash>.parquet``), one per training stage in ``curves/``, and one
+record per finished grid point::
+
+    commits/<config_hash>.json   {"key": ..., "parts": {"runs": [...], "layers": [...],
+                                                         "curves": [...]}}
+
+The writer writes a point's parts first and its record last. So:
+
+- a grid point is **done** when its record decodes and every part it lists exists and is
+  valid (``check_part``: Parquet whose footer reads and which holds the table's columns);
+- the loaders read exactly the parts listed by records whose parts all exist, so a point's
+  rows appear in all three tables together or not at all (a part no record lists yet, such as
+  a point cut off between its ``runs`` part and its record, is not shown);
+- a sweep without ``commits/`` (tables written by hand, or by lottery-sweeps 0.1) is read as
+  it is: every part counts.
+
+Only pyarrow and the standard library are used (``analysis`` never imports torch or ray).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from dataclasses import field
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from analysis.schema import get_schema
+
+COMMITS = "commits"
+TABLES = ("runs", "layers", "curves")
+PART_PREFIX, PART_SUFFIX = "part-", ".parquet"
+RECORD_SUFFIX = ".json"
+# Writers' in-progress temp files (pyarrow.dataset's default ignore_prefixes).
+TEMP_PREFIXES = (".", "_")
+_THREADS = 16  # footer and record reads are latency-bound on object stores
+
+
+@dataclass(frozen=True)
+class Record:
+    """The commit record of one grid point.
+
+    Attributes:
+        key: The point's ``config_hash``.
+        parts: Table name -> part keys of the point (``runs``, ``layers``, ``curves``).
+    """
+
+    key: str
+    parts: dict[str, tuple[str, ...]]
+
+    def encode(self) -> bytes:
+        """Canonical JSON bytes of the record."""
+        body = {"key": self.key, "parts": {t: list(p) for t, p in sorted(self.parts.items())}}
+        return json.dumps(body, indent=1, sort_keys=True).encode("utf-8")
+
+    @classmethod
+    def decode(cls, data: bytes) -> Record:
+        """Parse ``encode``'s bytes.
+
+        Raises:
+            ValueError: not JSON, or not a record (missing key, unknown table, bad types).
+        """
+        try:
+            body = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"not JSON ({err})") from None
+        if not isinstance(body, dict) or not isinstance(body.get("key"), str) \
+                or not isinstance(body.get("parts"), dict):
+            raise ValueError("not a commit record (needs a string 'key' and a 'parts' mapping)")
+        parts = body["parts"]
+        unknown = sorted(set(parts) - set(TABLES))
+        if unknown:
+            raise ValueError(f"unknown tables {unknown}; known: {list(TABLES)}")
+        if not all(isinstance(v, list) and all(isinstance(p, str) for p in v)
+                   for v in parts.values()):
+            raise ValueError("parts must map table names to lists of part keys")
+        return cls(key=body["key"], parts={t: tuple(v) for t, v in parts.items()})
+
+
+def part_file(part: str) -> str:
+    """File name of part ``part`` of a table: ``part-<part>.parquet``."""
+    return f"{PART_PREFIX}{part}{PART_SUFFIX}"
+
+
+def part_key(file_name: str) -> str | None:
+    """Inverse of ``part_file``; None for names that are not visible part files."""
+    if file_name.startswith(TEMP_PREFIXES) or not (
+            file_name.startswith(PART_PREFIX) and file_name.endswith(PART_SUFFIX)):
+        return None
+    return file_name[len(PART_PREFIX):-len(PART_SUFFIX)]
+
+
+def check_part(fs: pafs.FileSystem, path: str, table: str) -> str | None:
+    """Why the part file at ``path`` is not a valid part of ``table``, or None if it is.
+
+    Reads only the Parquet footer: a truncated or foreign file fails there, and a file
+    written without some of the table's columns is named with the columns it lacks.
+    """
+    try:
+        with fs.open_input_file(path) as handle:
+            physical = pq.read_schema(handle)
+    except FileNotFoundError:
+        return "missing"
+    except (pa.ArrowException, OSError) as err:
+        return f"not a valid Parquet file ({str(err).splitlines()[0][:200]})"
+    missing = [n for n in get_schema(table).names if n not in physical.names]
+    if missing:
+        return f"missing columns {missing}; was it written by analysis.schema.to_table?"
+    return None
+
+
+@dataclass
+class SweepFiles:
+    """What a sweep directory holds, from one listing of each table and of ``commits/``.
+
+    Attributes:
+        root: The sweep directory (path inside ``fs``).
+        has_commits: Whether ``commits/`` exists (else every part counts, see module doc).
+        parts: Table -> part key -> file path, for every visible part file.
+        records: Point key -> its decoded record.
+        bad_records: Path of every record that does not decode -> the reason.
+    """
+
+    root: str
+    has_commits: bool
+    parts: dict[str, dict[str, str]]
+    records: dict[str, Record] = field(default_factory=dict)
+    bad_records: dict[str, str] = field(default_factory=dict)
+
+    def complete(self) -> dict[str, Record]:
+        """Records whose listed parts all exist (validity is ``check_part``'s business)."""
+        return {key: rec for key, rec in self.records.items()
+                if all(p in self.parts.get(t, {}) for t, ps in rec.parts.items() for p in ps)}
+
+    def visible(self, table: str) -> list[str]:
+        """Sorted paths of ``table``'s parts that readers should see (see module doc)."""
+        if not self.has_commits:
+            return sorted(self.parts[table].values())
+        keys = {p for rec in self.complete().values() for p in rec.parts.get(table, ())}
+        return sorted(path for key, path in self.parts[table].items() if key in keys)
+
+
+def list_parts(fs: pafs.FileSystem, directory: str) -> dict[str, str]:
+    """Part key -> path of every visible part file directly in ``directory`` ({} if absent)."""
+    infos = fs.get_file_info(pafs.FileSelector(directory, allow_not_found=True))
+    out = {}
+    for info in infos:
+        key = part_key(info.base_name) if info.type == pafs.FileType.File else None
+        if key is not None:
+            out[key] = info.path
+    return out
+
+
+def scan(fs: pafs.FileSystem, root: str) -> SweepFiles:
+    """List a sweep directory's table parts and read its commit records.
+
+    Args:
+        fs: The filesystem holding the sweep.
+        root: The sweep directory ``<storage>/<name>`` inside ``fs``.
+    Returns:
+        The listing; records are decoded, parts are not opened (see ``check_parts``).
+    """
+    root = root.rstrip("/")
+    parts = {t: list_parts(fs, f"{root}/{t}") for t in TABLES}
+    info = fs.get_file_info(f"{root}/{COMMITS}")
+    files = SweepFiles(root=root, has_commits=info.type == pafs.FileType.Directory, parts=parts)
+    if not files.has_commits:
+        return files
+    names = [i.path for i in fs.get_file_info(pafs.FileSelector(f"{root}/{COMMITS}"))
+             if i.type == pafs.FileType.File and i.base_name.endswith(RECORD_SUFFIX)
+             and not i.base_name.startswith(TEMP_PREFIXES)]
+    for path, outcome in zip(names, _parallel(lambda p: _read_record(fs, p), names),
+                             strict=True):
+        if isinstance(outcome, Record):
+            files.records[outcome.key] = outcome
+        else:
+            files.bad_records[path] = outcome
+    return files
+
+
+def check_parts(fs: pafs.FileSystem, files: SweepFiles,
+                tables: Iterable[str] = TABLES) -> dict[str, str]:
+    """Path -> reason for every invalid part file of ``tables`` (``check_part`` on each)."""
+    jobs = [(t, path) for t in tables for path in sorted(files.parts[t].values())]
+    reasons = _parallel(lambda job: check_part(fs, job[1], job[0]), jobs)
+    return {path: why for (_, path), why in zip(jobs, reasons, strict=True) if why is not None}
+
+
+def _read_record(fs: pafs.FileSystem, path: str) -> Record | str:
+    """The record at ``path``, or the reason it cannot be read."""
+    try:
+        with fs.open_input_stream(path) as stream:
+            record = Record.decode(stream.read())
+    except (OSError, pa.ArrowException) as err:
+        return f"unreadable ({err})"
+    except ValueError as err:
+        return str(err)
+    expected = path.rsplit("/", 1)[-1][:-len(RECORD_SUFFIX)]
+    return record if record.key == expected else f"key {record.key!r} does not match its name"
+
+
+def _parallel(fn, items: list) -> list:
+    if len(items) < 8:
+        return [fn(i) for i in items]
+    with ThreadPoolExecutor(min(_THREADS, len(items))) as pool:
+        return list(pool.map(fn, items))

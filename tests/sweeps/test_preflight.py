@@ -1,0 +1,68 @@
+"""Tests for sweeps/preflight.py (the malformed-spec corpus is in test_spec_corpus.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sweeps import preflight
+from sweeps import spec as spec_module
+from sweeps.errors import SpecError
+from trainer import data as datasets
+from trainer import models
+from trainer.hparams import DataHparams
+
+
+def _spec(**fields):
+    return spec_module.parse({"name": "pf", **fields})
+
+
+def test_every_registered_model_builds_for_every_registered_dataset() -> None:
+    spec = _spec(model=sorted(models.MODELS), dataset=sorted(datasets.DATASETS))
+    assert preflight.model_problems(spec) == []
+
+
+def test_the_registry_shape_class_count_and_sizes_match_the_loaded_data() -> None:
+    info = datasets.get("digits")
+    data = info.load(DataHparams(name="digits"))
+    assert data.input_shape == info.input_shape and data.num_classes == info.num_classes
+    assert (len(data.train_y), len(data.test_y)) == info.sizes
+
+
+def test_missing_files_are_warnings_for_plan_and_errors_for_run(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOTTERY_DATA_CACHE", str(tmp_path))
+    spec = _spec(dataset=["digits", "cifar10"], model="conv2")
+    warnings = preflight.check(spec, files=False)
+    assert [f for f, _ in warnings] == ["dataset[1]"]
+    assert "cifar-10-batches-py/data_batch_1" in warnings[0][1] and "and 4 more" in warnings[0][1]
+    with pytest.raises(SpecError) as info:
+        preflight.check(spec)
+    assert info.value.problems == warnings
+
+
+def test_download_true_means_nothing_is_missing(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOTTERY_DATA_CACHE", str(tmp_path))
+    assert preflight.check(_spec(dataset="mnist", data={"download": True})) == []
+
+
+def test_errors_and_missing_files_are_reported_together(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOTTERY_DATA_CACHE", str(tmp_path))
+    spec = _spec(dataset="mnist", pruning={"keep_dense": ["nope"]}, data={"test_subset": 20000})
+    with pytest.raises(SpecError) as info:
+        preflight.check(spec)
+    assert [f for f, _ in info.value.problems] == ["pruning.keep_dense[0]", "data.test_subset",
+                                                    "dataset"]
+
+
+def test_a_worker_that_does_not_see_the_probe_file_names_the_storage(tmp_path: Path) -> None:
+    probe = tmp_path / ".probe-x"
+    hps = {"digits": DataHparams(name="digits")}
+    assert preflight._worker_problems(hps, ["digits"], None) == []
+    [(field, reason)] = preflight._worker_problems(hps, ["digits"], str(probe))
+    assert field == "storage" and str(tmp_path) in reason and "s3://" in reason
+    probe.write_text("x")
+    assert preflight._worker_problems(hps, ["digits"], str(probe)) == []
