@@ -58,9 +58,9 @@ def trial_table(store: Store, check: integrity.Integrity | None = None,
         have = sum(p.config_hash in done for p in points)
         recorded = store.get_json(f"trials/{job.trial_id}.json") or {}
         state = _state(recorded, have, len(points), driver)
-        age = now - recorded["updated"] if "updated" in recorded else float("nan")
+        age = round(now - recorded["updated"]) if "updated" in recorded else None
         rows.append({"trial_id": job.trial_id, "phase": phase, "state": state,
-                     "points_done": have, "points": len(points), "updated_s_ago": round(age),
+                     "points_done": have, "points": len(points), "updated_s_ago": age,
                      "error": recorded.get("error", "") if state != "done" else ""})
     return pd.DataFrame(rows)
 

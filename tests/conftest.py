@@ -1,4 +1,6 @@
-"""Shared fixtures: a private Ray temp dir per test, CLI runner, and cleanup of Ray processes."""
+"""Shared fixtures: a private Ray temp dir per test, CLI runner, cleanup of Ray processes, and
+the helpers of the kill-and-resume tests (a driver in its own session, an in-process reference
+run, table equality)."""
 
 from __future__ import annotations
 
@@ -86,3 +88,67 @@ def lottery(args: list[str], env: dict, cwd: Path, timeout: float = 600,
         raise AssertionError(f"lottery {args} exited {proc.returncode}\n"
                              f"stdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-6000:]}")
     return proc
+
+
+def start_driver(args: list[str], env: dict, cwd: Path) -> subprocess.Popen:
+    """``python -m sweeps ARGS`` in its own session: the driver and the local Ray it starts
+    form one process group, so ``os.killpg`` kills them together."""
+    return subprocess.Popen([sys.executable, "-m", "sweeps", *args], env=env, cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def kill_driver(proc: subprocess.Popen, env: dict) -> None:
+    """SIGKILL a driver's process group and every process of its local Ray."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.communicate()
+    kill_tree(env["RAY_TMPDIR"])
+
+
+def wait_for(condition, proc: subprocess.Popen, timeout: float = 300) -> None:
+    """Poll ``condition`` until it holds; fail if the driver ends first or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"sweep ended before the condition held:\n{err[-4000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for the sweep")
+        time.sleep(0.2)
+
+
+def reference_run(spec: dict, root: Path) -> Path:
+    """The uninterrupted run of ``spec``, in-process, with the trials' one thread.
+
+    Thread count changes float reductions, so it must match ``resources.cpu`` (1 here).
+    """
+    from sweeps import spec as spec_module
+    from sweeps.plan import make_plan
+    from sweeps.run import code_version
+    from sweeps.store import Store
+    from sweeps.trials import run_job
+
+    torch.set_num_threads(1)
+    plan = make_plan(spec_module.parse(spec), code_version())
+    sweep = Store(str(root)).child(spec["name"])
+    for job in (*plan.chains, *plan.branches):
+        run_job(job, sweep, torch.device("cpu"))
+    return root / spec["name"]
+
+
+def assert_same_tables(sweep_dir: Path, reference: Path) -> None:
+    """Every table equals the reference's (all columns but wall_time_s), one row per point."""
+    import pandas as pd
+
+    from analysis.load import load_curves
+    from analysis.load import load_layers
+    from analysis.load import load_runs
+
+    for name, load in {"runs": load_runs, "curves": load_curves, "layers": load_layers}.items():
+        got = load(sweep_dir).drop(columns=["wall_time_s"], errors="ignore")
+        want = load(reference).drop(columns=["wall_time_s"], errors="ignore")
+        pd.testing.assert_frame_equal(got, want, obj=name)
+    assert load_runs(sweep_dir).config_hash.is_unique

@@ -11,25 +11,19 @@ import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
-import torch
+from conftest import assert_same_tables
 from conftest import kill_tree
 from conftest import lottery
+from conftest import reference_run
+from conftest import start_driver
+from conftest import wait_for
 from conftest import write_spec
 
-from analysis.load import load_curves
-from analysis.load import load_layers
-from analysis.load import load_runs
 from sweeps import spec as spec_module
 from sweeps.plan import make_plan
-from sweeps.run import code_version
-from sweeps.store import Store
-from sweeps.trials import run_job
 
 pytestmark = pytest.mark.ray
 
@@ -37,49 +31,17 @@ pytestmark = pytest.mark.ray
 SPEC = {"name": "kt", "dataset": "digits", "methods": ["dense", "lth", "random_reinit", "pf"],
         "lrs": [0.05], "sparsities": [0.5, 0.8], "seeds": [0, 1],
         "training": {"epochs": 6, "batch_size": 16}, "execution": {"max_retries": 2}}
-LOADERS = {"runs": load_runs, "curves": load_curves, "layers": load_layers}
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Path:
-    """The uninterrupted run of SPEC, in-process, with the trials' one thread.
-
-    Thread count changes float reductions, so it must match ``resources.cpu`` (1 here).
-    """
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("reference")
-    plan = make_plan(spec_module.parse(SPEC), code_version())
-    sweep = Store(str(root)).child("kt")
-    for job in (*plan.chains, *plan.branches):
-        run_job(job, sweep, torch.device("cpu"))
-    return root / "kt"
-
-
-def assert_same_tables(sweep_dir: Path, reference: Path) -> None:
-    for name, load in LOADERS.items():
-        got = load(sweep_dir).drop(columns=["wall_time_s"], errors="ignore")
-        want = load(reference).drop(columns=["wall_time_s"], errors="ignore")
-        pd.testing.assert_frame_equal(got, want, obj=name)
-    assert load_runs(sweep_dir).config_hash.is_unique
+    """The uninterrupted run of SPEC, in-process."""
+    return reference_run(SPEC, tmp_path_factory.mktemp("reference"))
 
 
 def start_sweep(spec_path: Path, storage: Path, env: dict) -> subprocess.Popen:
-    # Own session, so the driver and the local Ray it starts form one process group.
-    return subprocess.Popen([sys.executable, "-m", "sweeps", "run", str(spec_path), "--storage",
-                             str(storage)], env=env, cwd=spec_path.parent,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-
-
-def wait_for(condition, proc: subprocess.Popen, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if proc.poll() is not None:
-            out, err = proc.communicate()
-            raise AssertionError(f"sweep ended before the condition held:\n{err[-4000:]}")
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for the sweep")
-        time.sleep(0.2)
+    return start_driver(["run", str(spec_path), "--storage", str(storage)], env,
+                        spec_path.parent)
 
 
 def n_rows(sweep_dir: Path) -> int:

@@ -12,6 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -124,6 +125,15 @@ def test_running_trials_of_a_dead_driver_are_interrupted(sweep: Store) -> None:
         trial_state(sweep, chain.trial_id, "running")
         assert trial_table(sweep, driver=held.holder).set_index("trial_id").loc[
             chain.trial_id, "state"] == "running"
+
+
+def test_trials_that_never_started_are_pending_with_no_update_time(sweep: Store) -> None:
+    branch = _plan().branches[0]
+    sweep.delete(f"trials/{branch.trial_id}.json")
+    sweep.delete(f"commits/{branch.point.config_hash}.json")
+    row = trial_table(sweep).set_index("trial_id").loc[branch.trial_id]
+    assert row.state == "pending" and pd.isna(row.updated_s_ago)
+    assert "1 pending" in format_status(sweep)
 
 
 def test_status_names_a_gone_driver(sweep: Store) -> None:

@@ -29,7 +29,6 @@ from trainer.jobs import ChainJob
 from trainer.loop import EpochRecord
 from trainer.stage import load_result
 
-
 TARGETS = (0.36, 0.5, 0.9)
 RATE = 0.2
 EPOCHS = 2

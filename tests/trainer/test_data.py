@@ -175,7 +175,7 @@ def test_mnist_with_only_gz_files_says_to_gunzip(tmp_path):
 )
 def test_fashion_mnist_from_the_debian_package(tmp_path, monkeypatch):
     monkeypatch.setenv("LOTTERY_DATA_CACHE", str(tmp_path))
-    d = data.get("fashion-mnist").load(DataHparams(name="fashion-mnist"))  # uncached: reads tmp_path
+    d = data.get("fashion-mnist").load(DataHparams(name="fashion-mnist"))  # uncached
     assert d.train_x.shape == (60000, 1, 28, 28) and d.test_x.shape == (10000, 1, 28, 28)
     assert d.train_y.shape == (60000,) and d.test_y.shape == (10000,)
     assert abs(d.train_x.mean().item()) < 0.01 and abs(d.train_x.std().item() - 1.0) < 0.01

@@ -22,8 +22,8 @@ from sweeps.store import Store
 from sweeps.trials import run_job
 from trainer import checkpoint
 from trainer import data as datasets
-from trainer import loop
 from trainer import levels
+from trainer import loop
 from trainer import masks
 from trainer import methods
 from trainer import models
