@@ -116,7 +116,8 @@ def resume(name: str, storage: StorageOpt = None, address: AddressOpt = None,
 
 @app.command()
 def status(name: str, storage: StorageOpt = None) -> None:
-    """Show NAME's trials (done / running / pending / failed) and rows written."""
+    """Show NAME's driver, trials (done / running / interrupted / pending / failed), points done
+    and corrupt files."""
     from sweeps.status import format_status
     from sweeps.store import Store
 

@@ -245,9 +245,10 @@ def _run_leased(spec: SweepSpec, store: Store, address: str | None, remote: bool
                 verbose: bool) -> Outcome:
     """``run_sweep``'s body, under the sweep's lease."""
     check_compatible(store, spec)
-    repaired = tuple(integrity.repair(store, integrity.inspect(store)))
+    check = integrity.inspect(store)
+    repaired = tuple(integrity.repair(store, check))  # their points are not in check.done
     plan = make_plan(spec, code_version())
-    chains, branches, skipped = pending_jobs(plan, integrity.inspect(store).done)
+    chains, branches, skipped = pending_jobs(plan, check.done)
     if not chains and not branches:
         store.put_json("spec.json", spec.to_json())
         return Outcome(store, 0, (), skipped, repaired)

@@ -92,7 +92,7 @@ def head(tmp_path, ray_env):
             assert proc.poll() is None, "ray start exited"
             assert time.monotonic() < deadline, "dashboard did not come up"
             time.sleep(1)
-        yield url, env, token, dash
+        yield url, env, token, dash, port
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         try:
@@ -104,7 +104,7 @@ def head(tmp_path, ray_env):
 
 
 def test_ray_job_submit_runs_a_sweep_on_the_cluster(tmp_path, head):
-    url, env, token, dash = head
+    url, env, token, dash, _ = head
     # The dashboard (Jobs API) answers only on loopback, and only with the token.
     assert listening_addresses(dash) == {"127.0.0.1"}
     assert http_status(f"{url}/api/version") == 401
@@ -131,4 +131,21 @@ def test_ray_job_submit_runs_a_sweep_on_the_cluster(tmp_path, head):
     # trials asked for half a GPU each and ran; without CUDA the trainer used the CPU
     assert set(runs.device) == ({"cuda"} if torch.cuda.is_available() else {"cpu"})
     status = lottery(["status", "jobs", "--storage", str(storage)], env, tmp_path)
-    assert "rows written (runs): 3" in status.stdout
+    assert "grid points done: 3 of 3" in status.stdout
+    # the driver ran on the cluster: its preflight probed the storage from a worker, cleanly
+    assert not list((storage / "jobs").glob(".probe-*"))
+
+
+def test_with_address_missing_data_on_the_workers_is_refused_before_any_trial(tmp_path, head):
+    """`lottery run --address`: dataset files are checked where trials run, not on the driver."""
+    _, env, _, _, port = head
+    spec = write_spec(tmp_path / "remote.yaml", {**SPEC, "name": "remote", "dataset": "mnist",
+                                                  "resources": {"cpu": 1, "gpu": 0}})
+    storage = tmp_path / "results"
+    proc = lottery(["run", str(spec), "--storage", str(storage), "--address",
+                    f"127.0.0.1:{port}"], env, tmp_path, check=False)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "dataset: mnist files missing on" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (storage / "remote").exists()  # the lease and the probe were cleaned up
+    plan = lottery(["plan", str(spec)], env, tmp_path)  # plan only warns
+    assert "warning: dataset: mnist files missing" in plan.stderr

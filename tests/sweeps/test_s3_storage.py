@@ -61,10 +61,12 @@ def test_sweep_results_and_checkpoints_go_to_the_object_store(tmp_path, ray_env,
     assert any(n.endswith("level_0/final.pt") for n in names)
     assert any("/tune/" in n for n in names)  # Ray Tune's own experiment state
     assert "lottery/sweeps/s3t/spec.json" in names
+    assert sum("/commits/" in n for n in names) == 3 + 4  # 3 points, chain levels 0..3
+    assert "lottery/sweeps/s3t/lease.json" not in names  # released (taken by write-and-read)
     assert not any(".tmp" in n for n in names)
     assert not list(tmp_path.glob("**/*.parquet"))  # nothing on the driver's disk
 
     again = lottery(["run", str(spec_path), "--storage", uri], env, tmp_path)
     assert "0 trials launched" in again.stderr
     status = lottery(["status", "s3t", "--storage", uri], env, tmp_path)
-    assert "rows written (runs): 3" in status.stdout and "3 done" in status.stdout
+    assert "grid points done: 3 of 3" in status.stdout and "3 done" in status.stdout
