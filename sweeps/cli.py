@@ -157,6 +157,51 @@ def report(name_or_path: str, storage: StorageOpt = None) -> None:
         _fail(f"cannot read the results at {target}: {err}", code=1)
 
 
+@app.command()
+def export(name: str,
+           method: Annotated[str, typer.Option(help="Method key, e.g. lth, omp_lth, pf.")],
+           sparsity: Annotated[float, typer.Option(help="Target sparsity, a fraction.")],
+           out: Annotated[Path, typer.Option(help="Ticket file to write (.pt).")],
+           seed: Annotated[int, typer.Option(help="Replicate.")] = 0,
+           lr: Annotated[float | None, typer.Option(help="Learning rate, if several.")] = None,
+           storage: StorageOpt = None) -> None:
+    """Write the ticket of METHOD at SPARSITY of sweep NAME: its mask and start weights.
+
+    The file holds θ_start ⊙ m (θ0, θ0' or θT as the method says, never trained branch
+    weights), the mask, the model key and the hyperparameters; read it back with
+    `trainer.tickets.load_ticket`.
+    """
+    from sweeps import spec as spec_module
+    from sweeps.plan import make_plan
+    from sweeps.store import Store
+    from trainer import tickets
+
+    store = Store(storage or "results").child(name)
+    raw = store.get_json("spec.json")
+    if raw is None:
+        _fail(f"no sweep {name!r} under {store.path} (no spec.json); pass --storage")
+    try:
+        plan = make_plan(spec_module.parse(raw, store.join("spec.json")))
+    except SpecError as err:
+        _fail(str(err))
+    found = plan.tickets(method, sparsity, seed, lr)
+    if not found:
+        _fail(f"sweep {name!r} has no grid point method={method} sparsity={sparsity:g} "
+              f"seed={seed}" + (f" lr={lr:g}" if lr is not None else ""))
+    if len(found) > 1:
+        options = sorted({f"--lr {t.train.lr:g} ({t.model}, {t.data.name})" for t, _, _ in found})
+        _fail(f"{len(found)} grid points match; narrow it down: {', '.join(options)}")
+    trunk, point, blob = found[0]
+    try:
+        ticket = tickets.make_ticket(trunk, method, point.target_sparsity, blob,
+                                     store.child("artifacts"))
+    except (ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    tickets.save_ticket(ticket, out)
+    typer.echo(f"wrote the {method} ticket at sparsity {point.target_sparsity:g} (seed {seed}, "
+               f"lr {trunk.train.lr:g}, {trunk.model} / {trunk.data.name}) to {out}")
+
+
 def main() -> None:
     """Console-script entry point."""
     app(prog_name="lottery")

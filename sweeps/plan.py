@@ -9,6 +9,7 @@ trunk's stored θ0, θT and mask. Nothing is trained twice.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from itertools import product
 
@@ -56,6 +57,23 @@ class Plan:
     def chain_of(self, branch: BranchJob) -> ChainJob:
         return next(c for c in self.chains if c.trunk == branch.trunk)
 
+    def tickets(self, method: str, target_sparsity: float, seed: int, lr: float | None = None,
+                ) -> list[tuple[Trunk, Point, str]]:
+        """The (trunk, point, mask blob) of every grid point matching, for ``lottery export``.
+
+        Floats match within a relative 1e-9 (so 0.3 finds 0.1 + 0.2); ``lr`` None matches all.
+        """
+        found = []
+        jobs = [(c.trunk, p) for c in self.chains for p in c.points] + \
+            [(b.trunk, b.point) for b in self.branches]
+        for trunk, point in jobs:
+            if point.method == method and trunk.seed == seed and \
+                    math.isclose(point.target_sparsity, target_sparsity, rel_tol=1e-9) and \
+                    (lr is None or math.isclose(trunk.train.lr, lr, rel_tol=1e-9)):
+                producer = methods.get(method).mask
+                found.append((trunk, point, mask_blob(point.target_sparsity, producer)))
+        return found
+
 
 def trunk_key(trunk: Trunk) -> str:
     """Content key of a trunk: model, data, training and pruning hparams (not the seed).
@@ -74,19 +92,27 @@ def point_key(trunk: Trunk, method: str, target_sparsity: float) -> str:
                                 "target_sparsity": float(target_sparsity)})
 
 
-def mask_blob(target_sparsity: float) -> str:
+def mask_blob(target_sparsity: float, producer: str = "imp") -> str:
     """Blob of the stored mask at ``target_sparsity`` inside a trunk's artifact directory.
 
-    Named by content key (0.9 and 0.9000001 never share a mask), with a readable prefix.
+    Named by content key (0.9 and 0.9000001 never share a mask), with a readable prefix:
+    ``masks/sparsity_<s>-<key>.pt`` for IMP masks, ``masks/one_shot-sparsity_<s>-<key>.pt``
+    for one-shot masks of θT.
     """
-    key = content_key("imp_mask", {"target_sparsity": float(target_sparsity)})
-    return f"masks/sparsity_{target_sparsity:g}-{key}.pt"
+    key = content_key(f"{producer}_mask", {"target_sparsity": float(target_sparsity)})
+    prefix = "" if producer == "imp" else f"{producer}-"
+    return f"masks/{prefix}sparsity_{target_sparsity:g}-{key}.pt"
 
 
 def stage_dir(point: Point, mask_level: int) -> str:
-    """Directory of a branch's training stage inside its trunk's artifact directory."""
-    return (f"level_{mask_level}/{point.method}-sparsity_{point.target_sparsity:g}-"
-            f"{point.config_hash}")
+    """Directory of a branch's training stage inside its trunk's artifact directory.
+
+    ``level_<L>/...`` under the IMP level its mask stands on, ``one_shot/...`` for a one-shot
+    mask; named by the point's content key.
+    """
+    parent = "one_shot" if methods.get(point.method).mask == "one_shot" else \
+        f"level_{mask_level}"
+    return f"{parent}/{point.method}-sparsity_{point.target_sparsity:g}-{point.config_hash}"
 
 
 def _trunks(spec: SweepSpec) -> list[tuple[Trunk, str]]:
@@ -119,8 +145,8 @@ def _level_targets(targets: tuple[float, ...], rate: float, deepest: int) -> tup
 
 def _point(trunk: Trunk, method: str, s: float, own: str, chain_id: str) -> Point:
     """A grid point whose own stage writes curves part ``own``; trunk parts named by chain."""
-    rate = trunk.prune.rate
-    behind = methods.stages_behind(methods.get(method), levels.mask_level(s, rate), trunk.prune)
+    m = methods.get(method)
+    behind = methods.stages_behind(m, methods.mask_level(m, s, trunk.prune), trunk.prune)
     return Point(method=method, target_sparsity=s, config_hash=point_key(trunk, method, s),
                  curves=(*(curves_part(chain_id, level) for level in behind), own))
 
@@ -137,6 +163,7 @@ def make_plan(spec: SweepSpec, code_version: str = "") -> Plan:
     """
     sparse = [m for m in spec.methods if m != "dense"]
     targets = tuple(sorted(spec.sparsities)) if sparse else ()
+    producers = sorted({methods.get(m).mask for m in sparse})
     rate = spec.pruning.rate
     chains, branches = [], []
     for trunk, key in _trunks(spec):
@@ -144,21 +171,25 @@ def make_plan(spec: SweepSpec, code_version: str = "") -> Plan:
         points = [_point(trunk, "dense", 0.0, curves_part(chain_id, 0), chain_id)] \
             if "dense" in spec.methods else []
         for method, s in product(sparse, targets):
-            level = levels.mask_level(s, rate)
+            m = methods.get(method)
+            level = methods.mask_level(m, s, trunk.prune)
             if method == "lth" and levels.is_level_sparsity(s, rate):
                 points.append(_point(trunk, method, s, curves_part(chain_id, level), chain_id))
                 continue
             trial_id = f"{method}-{_label(trunk)}-s{s:g}-{point_key(trunk, method, s)[:8]}"
             point = _point(trunk, method, s, curves_part(trial_id), chain_id)
             branches.append(BranchJob(sweep=spec.name, code_version=code_version, trunk=trunk,
-                                      point=point, trial_id=trial_id, mask_blob=mask_blob(s),
+                                      point=point, trial_id=trial_id,
+                                      mask_blob=mask_blob(s, m.mask),
                                       stage_dir=stage_dir(point, level)))
-        deepest = max((levels.level_for(s, rate) for s in targets), default=0)
+        imp = targets if "imp" in producers else ()
+        deepest = max((levels.level_for(s, rate) for s in imp), default=0)
         chains.append(ChainJob(sweep=spec.name, trial_id=chain_id, code_version=code_version,
                                trunk=trunk, levels=deepest,
-                               targets=tuple(Target(sparsity=s, mask_blob=mask_blob(s))
-                                             for s in targets),
-                               level_targets=_level_targets(targets, rate, deepest),
+                               targets=tuple(Target(sparsity=s, mask_blob=mask_blob(s, p),
+                                                    producer=p)
+                                             for p in producers for s in targets),
+                               level_targets=_level_targets(imp, rate, deepest),
                                points=tuple(points)))
     return Plan(spec=spec, chains=tuple(chains), branches=tuple(branches))
 

@@ -7,7 +7,6 @@ from collections.abc import Callable
 import torch
 
 from trainer import checkpoint
-from trainer import levels
 from trainer import masks
 from trainer import methods
 from trainer import rows
@@ -54,7 +53,7 @@ def run_branch(job: BranchJob, artifacts: Blobs, sink: Sink, device: torch.devic
     method = methods.get(point.method)
     src = _sources(ctx, job)
     start = method.start(src)
-    level = levels.mask_level(point.target_sparsity, prune.rate)
+    level = methods.mask_level(method, point.target_sparsity, prune)
     result = run_stage(ctx.blobs.child(job.stage_dir), ctx.model, start.state,
                        ctx.to_device(start.mask), ctx.data, job.trunk.train, job.trunk.seed,
                        on_epoch)

@@ -1,11 +1,13 @@
-"""The chain trial: dense pretraining and IMP levels of one trunk replicate.
+"""The chain trial: dense pretraining and IMP levels of one trunk replicate, and its masks.
 
 IMP with reset to θ0 (Frankle & Carbin 2019, §1 and App. B strategy 1; open_lth
 ``lottery/runner.py``): level 0 trains θ0 densely; level L trains θ0 ⊙ m_L, where m_L prunes the
 trained weights of level L-1 to sparsity ``1 - (1 - rate) ** L``. The level schedule does not
 depend on the requested sparsities, so adding a sparsity to a sweep reuses every stored level.
 A requested sparsity s between levels gets its mask from one extra pruning step of level
-L = ``level_for(s)``'s trained weights (a shorter last round).
+L = ``level_for(s)``'s trained weights (a shorter last round). One-shot masks (the ``omp_*``
+methods; Ma et al. 2021 §2.1) prune level 0's trained weights θT straight to s, and are stored
+right after level 0.
 """
 
 from __future__ import annotations
@@ -95,7 +97,12 @@ def run_chain(job: ChainJob, artifacts: Blobs, sink: Sink, device: torch.device,
                                         result))
         sink.commit(part, {"curves": [part]})  # the level's own record: its curves are done
         for target in job.targets:
-            if levels.level_for(target.sparsity, prune.rate) == level:
+            if target.producer == "one_shot" and level == 0:
+                m = masks.magnitude_prune(ctx.prunable(result.state), mask, target.sparsity,
+                                          prune.scope, ctx.exclude)
+                checkpoint.save(ctx.blobs, target.mask_blob, {"mask": m})
+            elif target.producer == "imp" and \
+                    levels.level_for(target.sparsity, prune.rate) == level:
                 m, _ = target_mask(ctx, level, mask, result, target.sparsity)
                 checkpoint.save(ctx.blobs, target.mask_blob, {"mask": m})
         for point in job.points:

@@ -63,10 +63,13 @@ class Target:
     Attributes:
         sparsity: Requested sparsity, fraction in [0, 1).
         mask_blob: Blob name inside the trunk's artifact directory.
+        producer: ``imp`` (stored when its IMP level is trained) or ``one_shot`` (θT pruned
+            straight to ``sparsity``, stored after level 0); see ``trainer.methods.PRODUCERS``.
     """
 
     sparsity: float
     mask_blob: str
+    producer: str = "imp"
 
 
 @dataclass(frozen=True, kw_only=True)

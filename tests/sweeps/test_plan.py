@@ -269,3 +269,29 @@ def test_code_version_travels_in_every_job(quickstart: SweepSpec) -> None:
     assert {j.code_version for j in _jobs(p)} == {"0.1.0+abc"}
     assert _trial_ids(p) == _trial_ids(make_plan(quickstart))
     assert dataclasses.replace(p.chains[0], code_version="") == make_plan(quickstart).chains[0]
+
+
+def test_one_shot_methods_need_only_the_dense_level_and_their_own_masks() -> None:
+    p = make_plan(_spec(methods=["dense", "omp_lth", "omp_pf"], sparsities=[0.9]))
+    chain = p.chains[0]
+    assert chain.levels == 0 and chain.level_targets == (0.0,)
+    assert [(t.producer, t.sparsity) for t in chain.targets] == [("one_shot", 0.9)]
+    for branch in p.branches:
+        assert branch.stage_dir.startswith(f"one_shot/{branch.point.method}-sparsity_0.9-")
+        assert branch.mask_blob == chain.targets[0].mask_blob
+        assert branch.point.curves == (jobs.curves_part(chain.trial_id, 0), branch.trial_id)
+
+
+def test_imp_and_one_shot_masks_at_one_sparsity_are_different_blobs() -> None:
+    p = make_plan(_spec(methods=["lth", "omp_lth"], sparsities=[0.5]))
+    names = {t.producer: t.mask_blob for t in p.chains[0].targets}
+    assert set(names) == {"imp", "one_shot"} and names["imp"] != names["one_shot"]
+    assert names["one_shot"].startswith("masks/one_shot-sparsity_0.5-")
+    assert p.chains[0].levels == levels.level_for(0.5, 0.2)
+
+
+def test_masks_and_stages_of_nearly_equal_sparsities_never_share_a_name() -> None:
+    p = make_plan(_spec(methods=["lth", "pf"], sparsities=[0.9, 0.9000001]))
+    blobs = {t.mask_blob for t in p.chains[0].targets}
+    stages = {b.stage_dir for b in p.branches}
+    assert len(blobs) == 2 and len(stages) == len(p.branches) == 4

@@ -52,13 +52,13 @@ class Sweep:
     def branch(self, method: str) -> BranchJob:
         return next(b for b in self.plan.branches if b.point.method == method)
 
-    def sources(self, seed: int | None = None) -> methods.Sources:
+    def sources(self, seed: int | None = None, producer: str = "imp") -> methods.Sources:
         """Sources loaded back from the store, as ``trainer.branch`` builds them."""
         trunk = self.plan.chains[0].trunk
         blobs = self.trunk_blobs
         init = checkpoint.load(blobs, "init.pt")["state"]
         dense = load_result(blobs.child("level_0"))
-        mask = checkpoint.load(blobs, mask_blob(TARGET))["mask"]
+        mask = checkpoint.load(blobs, mask_blob(TARGET, producer))["mask"]
 
         def build(gen: torch.Generator) -> torch.nn.Module:
             return models.build(trunk.model, (1, 8, 8), 10, gen)
@@ -68,8 +68,14 @@ class Sweep:
                                target_sparsity=TARGET)
 
 
+def _src(sweep: Sweep, name: str, seed: int | None = None) -> methods.Sources:
+    """The sources of method ``name``: with its own mask producer's mask."""
+    return sweep.sources(seed, methods.get(name).mask)
+
+
 def _run_sweep(root: str) -> Sweep:
     spec = sweep_spec.parse({"name": "contract", "dataset": "digits", "lrs": [0.1],
+                             "methods": sorted(methods.METHODS),
                              "seeds": [0], "sparsities": [TARGET],
                              "training": {"epochs": EPOCHS}})
     plan = make_plan(spec)
@@ -91,6 +97,10 @@ def sweep_again(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
     return _run_sweep(str(tmp_path_factory.mktemp("sweep_b")))
 
 
+def _kept(mask: State) -> dict[str, int]:
+    return {name: int(m.sum()) for name, m in mask.items()}
+
+
 def _equal(a: State, b: State) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -98,7 +108,8 @@ def _equal(a: State, b: State) -> bool:
 def _branch_final(sweep: Sweep, method: str) -> State:
     job = sweep.branch(method)
     mask_level = levels.level_for(TARGET, 0.2) + 1  # 0.5 is between levels 3 and 4
-    assert job.stage_dir.startswith(f"level_{mask_level}/{method}-")
+    parent = "one_shot" if method.startswith("omp_") else f"level_{mask_level}"
+    assert job.stage_dir.startswith(f"{parent}/{method}-")
     result = load_result(sweep.trunk_blobs.child(job.stage_dir))
     assert result is not None, f"branch {method} left no final.pt"
     return result.state
@@ -129,14 +140,14 @@ def test_get_unknown_method_raises_value_error_listing_known_methods() -> None:
 @pytest.mark.parametrize("name", STARTED)
 def test_start_is_seeded_deterministic(sweep: Sweep, name: str) -> None:
     start = methods.get(name).start
-    a, b = start(sweep.sources()), start(sweep.sources())
+    a, b = start(_src(sweep, name)), start(_src(sweep, name))
     assert _equal(a.state, b.state)
     assert _equal(a.mask, b.mask)
 
 
 @pytest.mark.parametrize("name", STARTED)
 def test_start_mask_has_the_target_per_layer_structure(sweep: Sweep, name: str) -> None:
-    src = sweep.sources()
+    src = _src(sweep, name)
     mask = methods.get(name).start(src).mask
     assert set(mask) == set(src.mask) == {*PRUNED, "fc3.weight"}
     for layer, m in mask.items():
@@ -149,7 +160,7 @@ def test_start_mask_has_the_target_per_layer_structure(sweep: Sweep, name: str) 
 
 @pytest.mark.parametrize("name", STARTED)
 def test_branch_training_keeps_masked_weights_at_zero(sweep: Sweep, name: str) -> None:
-    mask = methods.get(name).start(sweep.sources()).mask
+    mask = methods.get(name).start(_src(sweep, name)).mask
     final = _branch_final(sweep, name)
     for layer in PRUNED:
         assert torch.count_nonzero(final[layer][~mask[layer]]) == 0
@@ -159,7 +170,7 @@ def test_branch_training_keeps_masked_weights_at_zero(sweep: Sweep, name: str) -
 @pytest.mark.parametrize("name", STARTED)
 def test_branch_trains_exactly_its_start_under_its_mask(sweep: Sweep, name: str) -> None:
     trunk = sweep.plan.chains[0].trunk
-    start = methods.get(name).start(sweep.sources())
+    start = methods.get(name).start(_src(sweep, name))
     model = models.build(trunk.model, (1, 8, 8), 10, torch.Generator().manual_seed(99))
     model.load_state_dict(start.state)
     expected = loop.train(model, datasets.load(trunk.data), trunk.train, start.mask, trunk.seed)
@@ -184,13 +195,14 @@ def test_branch_emits_schema_valid_rows(sweep: Sweep, name: str) -> None:
     assert len(runs) == 1
     assert list(runs.columns) == schema.RUNS.names
     row = runs.iloc[0]
-    mask_level = levels.level_for(TARGET, 0.2) + 1
+    mask_level = methods.mask_level(methods.get(name), TARGET, job.trunk.prune)
+    assert mask_level == (1 if name.startswith("omp_") else levels.level_for(TARGET, 0.2) + 1)
     assert (row.method, row.target_sparsity, row.level) == (name, TARGET, mask_level)
     assert row.epochs == EPOCHS
     assert row.total_epochs == methods.total_epochs(methods.get(name), mask_level, EPOCHS,
                                                     job.trunk.prune)
     assert 0.0 <= row.test_acc <= 1.0
-    mask = methods.get(name).start(sweep.sources()).mask
+    mask = methods.get(name).start(_src(sweep, name)).mask
     assert row.sparsity == pytest.approx(masks.sparsity(mask))
     dense = load.load_runs(sweep.store.path, method="dense").iloc[0]
     for pct in (10, 20, 30, 40, 50):  # the branch describes the trunk's own dense run
@@ -266,6 +278,27 @@ def test_pf_starts_from_dense_trained_weights_with_the_imp_mask(sweep: Sweep) ->
     assert _equal(start.mask, src.mask)
 
 
+def test_omp_masks_come_from_the_dense_weights_in_one_step(sweep: Sweep) -> None:
+    src = sweep.sources(producer="one_shot")
+    prunable = {n: src.dense_final[n] for n in src.mask}
+    expected = masks.magnitude_prune(prunable, masks.full_mask(prunable, prunable), TARGET,
+                                     "layerwise", frozenset({"fc3.weight"}))
+    assert _equal(src.mask, expected)
+    imp = sweep.sources().mask  # IMP's mask at the same sparsity took 4 rounds: another mask
+    assert not torch.equal(src.mask["fc1.weight"], imp["fc1.weight"])
+    assert _kept(src.mask) == _kept(imp)
+
+
+def test_omp_arms_start_from_theta0_a_fresh_init_and_theta_t_under_the_one_shot_mask(
+        sweep: Sweep) -> None:
+    src = sweep.sources(producer="one_shot")
+    lt, rr, pf = (methods.get(n).start(src) for n in ("omp_lth", "omp_random_reinit", "omp_pf"))
+    assert all(_equal(s.mask, src.mask) for s in (lt, rr, pf))
+    assert _equal(lt.state, src.init) and _equal(pf.state, src.dense_final)
+    assert not torch.equal(rr.state["fc1.weight"], src.init["fc1.weight"])  # θ0' is not θ0
+    assert _equal(rr.state, methods.get("random_reinit").start(src).state)
+
+
 # --- total_epochs arithmetic ------------------------------------------------------------------
 
 @pytest.mark.parametrize("name,mask_level,scope,expected", [
@@ -276,6 +309,9 @@ def test_pf_starts_from_dense_trained_weights_with_the_imp_mask(sweep: Sweep) ->
     ("pf", 0, "layerwise", 20),
     ("pf", 3, "layerwise", 40),
     ("dense", 0, "layerwise", 10),
+    ("omp_lth", 1, "layerwise", 20),
+    ("omp_random_reinit", 1, "global", 20),
+    ("omp_pf", 1, "layerwise", 20),
 ])
 def test_total_epochs_counts_trunk_levels_behind_the_row(
     name: str, mask_level: int, scope: str, expected: int

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from trainer import levels
 from trainer.hparams import PruneHparams
 from trainer.methods import dense
 from trainer.methods import lth
+from trainer.methods import omp_lth
+from trainer.methods import omp_pf
+from trainer.methods import omp_random_reinit
 from trainer.methods import pf
 from trainer.methods import random_pruning
 from trainer.methods import random_reinit
@@ -18,9 +22,16 @@ METHODS: dict[str, Method] = {
     "random_reinit": random_reinit.METHOD,
     "random_pruning": random_pruning.METHOD,
     "pf": pf.METHOD,
+    "omp_lth": omp_lth.METHOD,
+    "omp_random_reinit": omp_random_reinit.METHOD,
+    "omp_pf": omp_pf.METHOD,
 }
 
-__all__ = ["METHODS", "Method", "Sources", "Start", "get", "stages_behind", "total_epochs"]
+# Mask producers (STYLE.md 2.7): the chain's IMP masks, or θT pruned in one step.
+PRODUCERS = ("imp", "one_shot")
+
+__all__ = ["METHODS", "PRODUCERS", "Method", "Sources", "Start", "get", "mask_level",
+           "stages_behind", "total_epochs"]
 
 
 def get(name: str) -> Method:
@@ -32,6 +43,24 @@ def get(name: str) -> Method:
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; known: {sorted(METHODS)}")
     return METHODS[name]
+
+
+def mask_level(method: Method, target_sparsity: float, prune: PruneHparams) -> int:
+    """Pruning rounds behind a row's mask (the ``level`` column): the one rule for every method.
+
+    Args:
+        method: The method.
+        target_sparsity: Requested sparsity, fraction in [0, 1).
+        prune: The trunk's pruning hparams.
+    Returns:
+        0 for ``dense`` and for sparsity 0; 1 for one-shot masks; for IMP masks
+        ``levels.mask_level`` (the IMP level, or one more for a shorter last round).
+    """
+    if method.start is None or target_sparsity == 0.0:
+        return 0
+    if method.mask == "one_shot":
+        return 1
+    return levels.mask_level(target_sparsity, prune.rate)
 
 
 def stages_behind(method: Method, mask_level: int, prune: PruneHparams) -> tuple[int, ...]:

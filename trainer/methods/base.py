@@ -20,8 +20,9 @@ class Sources:
     Attributes:
         init: θ0, the trunk's initial state_dict.
         dense_final: θT, the dense network after ``epochs`` of training (level 0).
-        mask: m_s, the IMP mask at the target sparsity: bool tensors for every prunable
-            layer, shaped like the layer's weight (layers kept dense are all True).
+        mask: m_s, the method's mask at the target sparsity (the IMP mask, or the one-shot
+            mask of θT, as ``Method.mask`` says): bool tensors for every prunable layer,
+            shaped like the layer's weight (layers kept dense are all True).
         build_model: Builds a freshly initialized network from a CPU generator.
         seed: Replicate seed.
         target_sparsity: The requested sparsity (fraction).
@@ -55,6 +56,8 @@ class Method:
             row's ``total_epochs`` includes the trunk epochs that produced the mask).
         needs_dense: Whether the start uses θT (then at least one dense training is behind).
         source: Paper and section defining the method.
+        mask: Which mask producer gives ``Sources.mask``: ``imp`` (the chain's IMP mask at
+            the target) or ``one_shot`` (θT magnitude-pruned straight to the target).
     """
 
     name: str
@@ -62,6 +65,7 @@ class Method:
     needs_trained_mask: Callable[[PruneHparams], bool]
     needs_dense: bool
     source: str
+    mask: str = "imp"
 
 
 def always(_: PruneHparams) -> bool:
