@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from analysis.schema import ADDED
 from analysis.schema import get_schema
 
 COMMITS = "commits"
@@ -102,7 +103,8 @@ def check_part(fs: pafs.FileSystem, path: str, table: str) -> str | None:
     """Why the part file at ``path`` is not a valid part of ``table``, or None if it is.
 
     Reads only the Parquet footer: a truncated or foreign file fails there, and a file
-    written without some of the table's columns is named with the columns it lacks.
+    written without some of the table's columns is named with the columns it lacks (columns
+    in ``analysis.schema.ADDED`` may be absent from older parts; readers fill nulls).
     """
     try:
         with fs.open_input_file(path) as handle:
@@ -111,7 +113,8 @@ def check_part(fs: pafs.FileSystem, path: str, table: str) -> str | None:
         return "missing"
     except (pa.ArrowException, OSError) as err:
         return f"not a valid Parquet file ({str(err).splitlines()[0][:200]})"
-    missing = [n for n in get_schema(table).names if n not in physical.names]
+    missing = [n for n in get_schema(table).names
+               if n not in physical.names and n not in ADDED[table]]
     if missing:
         return f"missing columns {missing}; was it written by analysis.schema.to_table?"
     return None

@@ -44,7 +44,8 @@ _RUNS_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("epochs", _I64, "Training epochs of this row's own (final) training stage."),
     ("total_epochs", _I64, "All epochs behind this row, incl. dense pretraining and IMP levels."),
     ("test_acc", _F64, "Test accuracy after the final epoch, fraction in [0, 1]."),
-    ("best_test_acc", _F64, "Best per-epoch test accuracy of the final stage, fraction."),
+    ("best_test_acc", _F64, "Best per-epoch test accuracy of the final stage, fraction; "
+                            "chosen on the test set (use test_acc_at_best_val)."),
     ("best_epoch", _I64, "1-based epoch of best_test_acc."),
     ("test_loss", _F64, "Test cross-entropy after the final epoch, nats per example."),
     ("train_loss", _F64, "Mean training cross-entropy over the final epoch, nats per example."),
@@ -59,6 +60,12 @@ _RUNS_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("device", _STR, "Device the trial ran on, e.g. cpu or cuda:0."),
     ("wall_time_s", _F64, "Wall-clock time of the row's training, seconds."),
     ("code_version", _STR, "Version (git revision or package version) of the code."),
+    ("val_acc", _F64, "Validation accuracy after the final epoch, fraction; null without "
+                      "data.validation."),
+    ("val_loss", _F64, "Validation cross-entropy after the final epoch, nats; null without."),
+    ("best_val_epoch", _I64, "1-based epoch of minimum validation loss (F&C's early stop)."),
+    ("best_val_iteration", _I64, "best_val_epoch in iterations (steps from the stage start)."),
+    ("test_acc_at_best_val", _F64, "Test accuracy at best_val_epoch, fraction (F&C App. C)."),
 )
 
 _CURVES_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
@@ -77,6 +84,8 @@ _CURVES_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("train_loss", _F64, "Mean training cross-entropy over the epoch, nats per example."),
     ("test_loss", _F64, "Test cross-entropy after the epoch, nats per example."),
     ("test_acc", _F64, "Test accuracy after the epoch, fraction in [0, 1]."),
+    ("val_loss", _F64, "Validation cross-entropy after the epoch, nats; null without split."),
+    ("val_acc", _F64, "Validation accuracy after the epoch, fraction; null without split."),
 )
 
 _LAYERS_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
@@ -98,6 +107,15 @@ _LAYERS_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
 )
 
 _COLUMNS = {"runs": _RUNS_COLUMNS, "curves": _CURVES_COLUMNS, "layers": _LAYERS_COLUMNS}
+
+# Columns added after lottery-sweeps 0.1: a part written before them lacks them, and readers
+# fill them with nulls. Every other column must be in every part. Add new columns here.
+ADDED: dict[str, frozenset[str]] = {
+    "runs": frozenset({"val_acc", "val_loss", "best_val_epoch", "best_val_iteration",
+                       "test_acc_at_best_val"}),
+    "curves": frozenset({"val_loss", "val_acc"}),
+    "layers": frozenset(),
+}
 
 TABLE_DOCS: dict[str, str] = {
     "runs": "One row per grid point (model, dataset, method, lr, target_sparsity, seed).",

@@ -80,7 +80,7 @@ def _keep_dense_problems(spec: SweepSpec, net: torch.nn.Module, model: str,
 
 
 def subset_problems(spec: SweepSpec) -> list[Problem]:
-    """``data.train_subset`` / ``data.test_subset`` larger than a dataset's split."""
+    """Subsets larger than a dataset's split; a validation split that leaves no training."""
     out = []
     for dataset in spec.datasets:
         train_n, test_n = datasets.get(dataset).sizes
@@ -89,6 +89,10 @@ def subset_problems(spec: SweepSpec) -> list[Problem]:
             if want > have:
                 out.append((f"data.{field}", f"{dataset} has {have} examples in that split, "
                                              f"got {want}"))
+        kept = min(spec.data.train_subset or train_n, train_n)
+        if spec.data.validation >= kept:
+            out.append(("data.validation", f"must leave training examples: {dataset} has "
+                                           f"{kept} to split, got {spec.data.validation}"))
     return out
 
 

@@ -83,6 +83,7 @@ class DataSpec(_Group):
     download: bool = False
     train_subset: Annotated[int, Field(ge=0)] = 0
     test_subset: Annotated[int, Field(ge=0)] = 0
+    validation: Annotated[int, Field(ge=0)] = 0
 
 
 class ExecutionSpec(_Group):
@@ -179,7 +180,8 @@ class SweepSpec(_Group):
     def data_hparams(self, dataset: str) -> DataHparams:
         d = self.data
         return DataHparams(name=dataset, root=d.root, download=d.download,
-                           train_subset=d.train_subset, test_subset=d.test_subset)
+                           train_subset=d.train_subset, test_subset=d.test_subset,
+                           validation=d.validation)
 
     def to_json(self) -> dict[str, Any]:
         """The full spec, defaults included (stored as ``spec.json`` beside the results)."""

@@ -27,6 +27,9 @@ class DataHparams:
         download: Allow torchvision to download a missing dataset (never done in tests).
         train_subset: Keep only the first N training examples (0 = all). For smoke runs.
         test_subset: Keep only the first N test examples (0 = all).
+        validation: Examples held out of the (subset) training set as a validation split
+            (0 = none; Frankle & Carbin 2019 hold out 5,000). The same examples for every
+            replicate and method: a permutation seeded by (0, "validation_split") picks them.
     """
 
     name: str = "digits"
@@ -34,6 +37,7 @@ class DataHparams:
     download: bool = False
     train_subset: int = 0
     test_subset: int = 0
+    validation: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)

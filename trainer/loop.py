@@ -30,13 +30,18 @@ EVAL_BATCH = 2048
 
 @dataclass(frozen=True)
 class EpochRecord:
-    """Metrics of one finished epoch (1-based). Losses are mean cross-entropy in nats."""
+    """Metrics of one finished epoch (1-based). Losses are mean cross-entropy in nats.
+
+    ``val_loss``/``val_acc`` are None without a validation split (``data.validation``).
+    """
 
     epoch: int
     lr: float
     train_loss: float
     test_loss: float
     test_acc: float
+    val_loss: float | None = None
+    val_acc: float | None = None
 
 
 @dataclass(frozen=True)
@@ -59,8 +64,18 @@ class StageResult:
 
     @property
     def best(self) -> EpochRecord:
-        """The epoch of highest test accuracy (earliest on ties)."""
+        """The epoch of highest test accuracy (earliest on ties): chosen on the test set."""
         return max(self.records, key=lambda r: (r.test_acc, -r.epoch))
+
+    @property
+    def best_val(self) -> EpochRecord | None:
+        """The epoch of minimum validation loss (earliest on ties), None without a split.
+
+        Source: Frankle & Carbin 2019, §2 and App. C ("early-stopping iteration").
+        """
+        if self.records[0].val_loss is None:
+            return None
+        return min(self.records, key=lambda r: (r.val_loss, r.epoch))
 
 
 class Checkpoints(Protocol):
@@ -171,7 +186,10 @@ def train(model: nn.Module, data: InMemoryData, hp: TrainHparams,
                                  seeding.generator(seed, "data_order", epoch),
                                  seeding.generator(seed, "augment", epoch))
         test_loss, test_acc = evaluate(model, data.test_x, data.test_y)
-        records.append(EpochRecord(epoch, lr, train_loss, test_loss, test_acc))
+        val_loss, val_acc = (None, None) if data.val_x is None else \
+            evaluate(model, data.val_x, data.val_y)
+        records.append(EpochRecord(epoch, lr, train_loss, test_loss, test_acc, val_loss,
+                                   val_acc))
         elapsed += time.perf_counter() - start
         if checkpoints is not None:
             checkpoints.save({"model": model.state_dict(), "optimizer": opt.state_dict(),

@@ -90,7 +90,18 @@ def run_row(ctx: TrunkContext, labels: Labels, run: Run) -> dict[str, Any]:
             "batch_size": t.train.batch_size, "momentum": t.train.momentum,
             "weight_decay": t.train.weight_decay, "prune_rate": t.prune.rate,
             "prune_scope": t.prune.scope, "device": ctx.device.type,
-            "wall_time_s": res.wall_time_s, "code_version": labels.code_version}
+            "wall_time_s": res.wall_time_s, "code_version": labels.code_version,
+            **_validation(ctx, res)}
+
+
+def _validation(ctx: TrunkContext, res: StageResult) -> dict[str, Any]:
+    """The ``val_*`` columns of a runs row (nulls without a validation split)."""
+    best = res.best_val
+    steps_per_epoch = math.ceil(len(ctx.data.train_y) / ctx.trunk.train.batch_size)
+    return {"val_acc": res.final.val_acc, "val_loss": res.final.val_loss,
+            "best_val_epoch": None if best is None else best.epoch,
+            "best_val_iteration": None if best is None else best.epoch * steps_per_epoch,
+            "test_acc_at_best_val": None if best is None else best.test_acc}
 
 
 def layer_rows(ctx: TrunkContext, labels: Labels, run: Run) -> list[dict[str, Any]]:
@@ -115,7 +126,8 @@ def curve_rows(ctx: TrunkContext, labels: Labels, method: str, target_sparsity: 
     """One ``curves`` row per epoch of ``result``."""
     return [{**_keys(ctx, labels), "method": method, "target_sparsity": target_sparsity,
              "level": level, "sparsity": sparsity, "epoch": r.epoch, "lr_epoch": r.lr,
-             "train_loss": r.train_loss, "test_loss": r.test_loss, "test_acc": r.test_acc}
+             "train_loss": r.train_loss, "test_loss": r.test_loss, "test_acc": r.test_acc,
+             "val_loss": r.val_loss, "val_acc": r.val_acc}
             for r in result.records]
 
 

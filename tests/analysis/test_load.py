@@ -205,3 +205,13 @@ def test_s3_uri_reads_parts_and_hides_credentials(
         assert "testing" not in str(error.value)
     finally:
         server.stop()
+
+
+def test_a_part_written_before_a_column_was_added_reads_it_as_null(sweep: Path) -> None:
+    table = schema.to_table([_row("runs", seed=5, config_hash="old")], "runs")
+    old = table.drop_columns(sorted(schema.ADDED["runs"]))
+    pq.write_table(old, sweep / "runs" / "part-old.parquet")
+    runs = load_runs(sweep)
+    row = runs[runs.seed == 5].iloc[0]
+    assert pd.isna(row.val_acc) and pd.isna(row.best_val_epoch)
+    assert list(runs.columns) == schema.RUNS.names

@@ -15,10 +15,11 @@ RUNS_COLUMNS = [
     "best_epoch", "test_loss", "train_loss", "rp_dense_p10", "rp_dense_p20", "rp_dense_p30",
     "rp_dense_p40", "rp_dense_p50", "rp_run_p20", "optimizer", "batch_size", "momentum",
     "weight_decay", "prune_rate", "prune_scope", "device", "wall_time_s", "code_version",
+    "val_acc", "val_loss", "best_val_epoch", "best_val_iteration", "test_acc_at_best_val",
 ]  # fmt: skip
 CURVES_COLUMNS = [
     "sweep", "trial_id", "method", "model", "dataset", "lr", "seed", "target_sparsity", "level",
-    "sparsity", "epoch", "lr_epoch", "train_loss", "test_loss", "test_acc",
+    "sparsity", "epoch", "lr_epoch", "train_loss", "test_loss", "test_acc", "val_loss", "val_acc",
 ]  # fmt: skip
 LAYERS_COLUMNS = [
     "sweep", "trial_id", "config_hash", "method", "model", "dataset", "lr", "seed",
@@ -133,3 +134,11 @@ def test_markdown_schema_rows_have_three_cells() -> None:
     rows = [line for line in schema.markdown_schema().splitlines() if line.startswith("| `")]
     assert len(rows) == len(RUNS_COLUMNS) + len(CURVES_COLUMNS) + len(LAYERS_COLUMNS)
     assert all(line.count("|") == 4 for line in rows)
+
+
+def test_columns_added_later_are_columns_of_their_table_and_appended_last() -> None:
+    for table, added in schema.ADDED.items():
+        names = schema.SCHEMAS[table].names
+        assert added <= set(names)
+        # appended after every 0.1 column, so old parts are a prefix of the contract
+        assert all(names.index(a) >= len(names) - len(added) for a in added)

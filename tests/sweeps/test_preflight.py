@@ -66,3 +66,12 @@ def test_a_worker_that_does_not_see_the_probe_file_names_the_storage(tmp_path: P
     assert field == "storage" and str(tmp_path) in reason and "s3://" in reason
     probe.write_text("x")
     assert preflight._worker_problems(hps, ["digits"], str(probe)) == []
+
+
+def test_a_validation_split_must_leave_training_examples() -> None:
+    with pytest.raises(SpecError) as info:
+        preflight.check(_spec(data={"validation": 1437}))
+    assert info.value.problems[0][0] == "data.validation"
+    with pytest.raises(SpecError, match="has 100 to split"):
+        preflight.check(_spec(data={"train_subset": 100, "validation": 100}))
+    assert preflight.check(_spec(data={"validation": 1436})) == []

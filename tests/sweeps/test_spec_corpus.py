@@ -47,6 +47,7 @@ def _field_cases() -> list[Case]:
         "data.download": ["'yes'", "1"],
         "data.train_subset": ["-1", "x", "99999"],
         "data.test_subset": ["-5", "[1]", "361"],
+        "data.validation": ["-1", "x", "1437", ".nan"],
         "execution.max_retries": ["-1", "x"],
         "execution.max_concurrent_trials": ["-1", ".nan"],
         "storage": ["5", "[a]"],

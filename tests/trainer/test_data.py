@@ -289,3 +289,30 @@ def test_augment_gives_the_same_batch_on_cuda():
     x = torch.randn(32, 3, 32, 32)
     on_gpu = _augment(x.cuda(), 5)
     assert on_gpu.is_cuda and torch.equal(on_gpu.cpu(), _augment(x, 5))
+
+
+# validation split
+def test_validation_split_is_a_fixed_disjoint_partition_of_the_training_examples():
+    train, val = data.validation_split(100, 20)
+    assert len(train) == 80 and len(val) == 20
+    assert set(train.tolist()) | set(val.tolist()) == set(range(100))
+    assert not set(train.tolist()) & set(val.tolist())
+    assert torch.equal(train, train.sort().values) and torch.equal(val, val.sort().values)
+    again_train, again_val = data.validation_split(100, 20)
+    assert torch.equal(val, again_val) and torch.equal(train, again_train)
+    assert data.validation_split(100, 0) == (None, None)
+    with pytest.raises(ValueError, match="data.validation must be in"):
+        data.validation_split(100, 100)
+
+
+def test_load_with_validation_holds_examples_out_of_the_training_set():
+    whole = data.load(DataHparams(name="digits"))
+    split = data.load(DataHparams(name="digits", validation=300))
+    assert whole.val_x is None and whole.val_y is None
+    assert split.val_x.shape == (300, 1, 8, 8) and split.train_x.shape == (1137, 1, 8, 8)
+    train_idx, val_idx = data.validation_split(1437, 300)
+    assert torch.equal(split.val_x, whole.train_x[val_idx])
+    assert torch.equal(split.train_y, whole.train_y[train_idx])
+    assert torch.equal(split.test_x, whole.test_x)  # the test set is untouched
+    subset = data.load(DataHparams(name="digits", train_subset=500, validation=100))
+    assert len(subset.train_y) == 400 and len(subset.val_y) == 100

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from trainer import seeding
 from trainer.data import cifar
 from trainer.data import digits
 from trainer.data import mnist_family
@@ -90,24 +91,57 @@ def load(hp: DataHparams, device: torch.device | str = "cpu") -> InMemoryData:
 
     Returns:
         The dataset with train_x (N, C, H, W) float32, train_y (N,) int64, test_x, test_y on
-        ``device``; ``augment`` is the loader's (it runs on whatever device the batch is on).
+        ``device`` (and val_x, val_y when ``hp.validation`` holds examples out of the
+        training set, see ``validation_split``); ``augment`` is the loader's (it runs on
+        whatever device the batch is on).
 
     Raises:
-        ValueError: unknown name, or a subset that is negative or larger than the split.
+        ValueError: unknown name, a subset that is negative or larger than the split, or a
+            validation split that leaves no training example.
         FileNotFoundError: the dataset's files are missing and ``hp.download`` is False.
     """
     get(hp.name)  # unknown names fail before touching the cache
     full = _load_cpu(hp.name, hp.root, hp.download)
     train_n = _subset_size(hp.train_subset, len(full.train_y), "train_subset", hp.name)
     test_n = _subset_size(hp.test_subset, len(full.test_y), "test_subset", hp.name)
+    train_idx, val_idx = validation_split(train_n, hp.validation)
+    val = {} if val_idx is None else {"val_x": full.train_x[val_idx].to(device),
+                                       "val_y": full.train_y[val_idx].to(device)}
     return InMemoryData(
-        train_x=full.train_x[:train_n].to(device),
-        train_y=full.train_y[:train_n].to(device),
+        train_x=(full.train_x[:train_n] if train_idx is None else full.train_x[train_idx])
+        .to(device),
+        train_y=(full.train_y[:train_n] if train_idx is None else full.train_y[train_idx])
+        .to(device),
         test_x=full.test_x[:test_n].to(device),
         test_y=full.test_y[:test_n].to(device),
         num_classes=full.num_classes,
         augment=full.augment,
+        **val,
     )
+
+
+def validation_split(n: int, validation: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """Indices (train, validation) of a split of the first ``n`` training examples.
+
+    A permutation from the generator seeded by (0, "validation_split") picks ``validation``
+    examples; both index sets are returned sorted, so training keeps the loader's order (the
+    data order of every epoch is drawn later, per replicate). The split depends only on ``n``
+    and ``validation``: every replicate and method of a sweep holds out the same examples.
+
+    Returns:
+        (None, None) when ``validation`` is 0 (nothing is reindexed), else two sorted int64
+        index tensors of lengths ``n - validation`` and ``validation``.
+    Raises:
+        ValueError: ``validation`` is negative or leaves no training example.
+    Source: Frankle & Carbin 2019, App. C (5,000 examples held out; METHODS.md §3).
+    """
+    if validation == 0:
+        return None, None
+    if not 0 < validation < n:
+        raise ValueError(f"data.validation must be in [0, {n - 1}] (training examples left: "
+                         f"{n}), got {validation}")
+    perm = torch.randperm(n, generator=seeding.generator(0, "validation_split"))
+    return perm[validation:].sort().values, perm[:validation].sort().values
 
 
 # Two entries: a worker rarely switches datasets, and CIFAR is ~740 MB of float32 per copy.

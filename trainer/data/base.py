@@ -24,6 +24,8 @@ class InMemoryData:
         augment: Training-time augmentation applied per batch on the device (None = none).
             It takes a CPU ``torch.Generator`` so the same seed gives the same batch on any
             device.
+        val_x: (V, C, H, W) float32 held out of the training set, or None (no split).
+        val_y: (V,) int64, or None.
     """
 
     train_x: torch.Tensor
@@ -32,6 +34,8 @@ class InMemoryData:
     test_y: torch.Tensor
     num_classes: int
     augment: Augment | None = None
+    val_x: torch.Tensor | None = None
+    val_y: torch.Tensor | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
