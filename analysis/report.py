@@ -17,7 +17,7 @@ EMPTY_MESSAGE = "No runs to report: the runs table is empty."
 
 # Row order of methods in the accuracy table; unknown methods follow alphabetically.
 _METHOD_ORDER = ("dense", "lth", "random_reinit", "random_pruning", "pf", "omp_lth",
-                 "omp_random_reinit", "omp_pf", "rst")
+                 "omp_random_reinit", "omp_pf", "rst", "rst_iter")
 
 
 def format_report(runs: pd.DataFrame) -> str:

@@ -189,12 +189,13 @@ def export(name: str,
         _fail(f"sweep {name!r} has no grid point method={method} sparsity={sparsity:g} "
               f"seed={seed}" + (f" lr={lr:g}" if lr is not None else ""))
     if len(found) > 1:
-        options = sorted({f"--lr {t.train.lr:g} ({t.model}, {t.data.name})" for t, _, _ in found})
+        options = sorted({f"--lr {t.train.lr:g} ({t.model}, {t.data.name})"
+                          for t, *_ in found})
         _fail(f"{len(found)} grid points match; narrow it down: {', '.join(options)}")
-    trunk, point, blob = found[0]
+    trunk, point, blob, stage = found[0]
     try:
         ticket = tickets.make_ticket(trunk, method, point.target_sparsity, blob,
-                                     store.child("artifacts"))
+                                     store.child("artifacts"), stage)
     except (ValueError, FileNotFoundError) as err:
         _fail(str(err))
     tickets.save_ticket(ticket, out)

@@ -12,6 +12,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from itertools import product
+from typing import Any
 
 import pandas as pd
 
@@ -58,21 +59,19 @@ class Plan:
         return next(c for c in self.chains if c.trunk == branch.trunk)
 
     def tickets(self, method: str, target_sparsity: float, seed: int, lr: float | None = None,
-                ) -> list[tuple[Trunk, Point, str]]:
-        """The (trunk, point, mask blob) of every grid point matching, for ``lottery export``.
+                ) -> list[tuple[Trunk, Point, str, str]]:
+        """(trunk, point, mask blob, stage dir) of every grid point matching, for ``lottery
+        export``; the stage dir is "" for points a chain trains.
 
         Floats match within a relative 1e-9 (so 0.3 finds 0.1 + 0.2); ``lr`` None matches all.
         """
-        found = []
-        jobs = [(c.trunk, p) for c in self.chains for p in c.points] + \
-            [(b.trunk, b.point) for b in self.branches]
-        for trunk, point in jobs:
-            if point.method == method and trunk.seed == seed and \
-                    math.isclose(point.target_sparsity, target_sparsity, rel_tol=1e-9) and \
-                    (lr is None or math.isclose(trunk.train.lr, lr, rel_tol=1e-9)):
-                producer = methods.get(method).mask
-                found.append((trunk, point, mask_blob(point.target_sparsity, producer)))
-        return found
+        jobs = [(c.trunk, p, mask_blob(p.target_sparsity), "") for c in self.chains
+                for p in c.points] + \
+            [(b.trunk, b.point, b.mask_blob, b.stage_dir) for b in self.branches]
+        return [job for job in jobs
+                if job[1].method == method and job[0].seed == seed
+                and math.isclose(job[1].target_sparsity, target_sparsity, rel_tol=1e-9)
+                and (lr is None or math.isclose(job[0].train.lr, lr, rel_tol=1e-9))]
 
 
 def trunk_key(trunk: Trunk) -> str:
@@ -86,10 +85,14 @@ def trunk_key(trunk: Trunk) -> str:
                                      "train": trunk.train, "prune": trunk.prune})
 
 
-def point_key(trunk: Trunk, method: str, target_sparsity: float) -> str:
-    """The ``config_hash`` of a grid point (its trunk, replicate, method and sparsity)."""
-    return content_key(method, {"trunk": trunk_key(trunk), "seed": trunk.seed,
-                                "target_sparsity": float(target_sparsity)})
+def point_key(trunk: Trunk, method: str, target_sparsity: float, hparams: Any = None) -> str:
+    """The ``config_hash`` of a grid point (its trunk, replicate, method and sparsity, and the
+    method's own hparams when it has any: their non-default fields)."""
+    payload = {"trunk": trunk_key(trunk), "seed": trunk.seed,
+               "target_sparsity": float(target_sparsity)}
+    if hparams is not None:
+        payload["hparams"] = hparams
+    return content_key(method, payload)
 
 
 def mask_blob(target_sparsity: float, producer: str = "imp") -> str:
@@ -108,10 +111,10 @@ def stage_dir(point: Point, mask_level: int) -> str:
     """Directory of a branch's training stage inside its trunk's artifact directory.
 
     ``level_<L>/...`` under the IMP level its mask stands on, ``one_shot/...`` for a one-shot
-    mask; named by the point's content key.
+    mask, ``random/...`` for a mask the method draws; named by the point's content key.
     """
-    parent = "one_shot" if methods.get(point.method).mask == "one_shot" else \
-        f"level_{mask_level}"
+    producer = methods.get(point.method).mask
+    parent = producer if producer != "imp" else f"level_{mask_level}"
     return f"{parent}/{point.method}-sparsity_{point.target_sparsity:g}-{point.config_hash}"
 
 
@@ -143,11 +146,14 @@ def _level_targets(targets: tuple[float, ...], rate: float, deepest: int) -> tup
     return tuple(labels)
 
 
-def _point(trunk: Trunk, method: str, s: float, own: str, chain_id: str) -> Point:
+def _point(trunk: Trunk, method: str, s: float, own: str, chain_id: str,
+           hparams: Any = None) -> Point:
     """A grid point whose own stage writes curves part ``own``; trunk parts named by chain."""
     m = methods.get(method)
-    behind = methods.stages_behind(m, methods.mask_level(m, s, trunk.prune), trunk.prune)
-    return Point(method=method, target_sparsity=s, config_hash=point_key(trunk, method, s),
+    behind = methods.stages_behind(m, methods.mask_level(m, s, trunk.prune, hparams),
+                                   trunk.prune)
+    return Point(method=method, target_sparsity=s,
+                 config_hash=point_key(trunk, method, s, hparams),
                  curves=(*(curves_part(chain_id, level) for level in behind), own))
 
 
@@ -163,7 +169,7 @@ def make_plan(spec: SweepSpec, code_version: str = "") -> Plan:
     """
     sparse = [m for m in spec.methods if m != "dense"]
     targets = tuple(sorted(spec.sparsities)) if sparse else ()
-    producers = sorted({methods.get(m).mask for m in sparse})
+    producers = sorted({methods.get(m).mask for m in sparse} - {"random"})  # chains store these
     rate = spec.pruning.rate
     chains, branches = [], []
     for trunk, key in _trunks(spec):
@@ -176,12 +182,15 @@ def make_plan(spec: SweepSpec, code_version: str = "") -> Plan:
             if method == "lth" and levels.is_level_sparsity(s, rate):
                 points.append(_point(trunk, method, s, curves_part(chain_id, level), chain_id))
                 continue
-            trial_id = f"{method}-{_label(trunk)}-s{s:g}-{point_key(trunk, method, s)[:8]}"
-            point = _point(trunk, method, s, curves_part(trial_id), chain_id)
-            branches.append(BranchJob(sweep=spec.name, code_version=code_version, trunk=trunk,
-                                      point=point, trial_id=trial_id,
-                                      mask_blob=mask_blob(s, m.mask),
-                                      stage_dir=stage_dir(point, level)))
+            hp = spec.method_hparams(method)
+            key = point_key(trunk, method, s, hp)
+            trial_id = f"{method}-{_label(trunk)}-s{s:g}-{key[:8]}"
+            point = _point(trunk, method, s, curves_part(trial_id), chain_id, hp)
+            branches.append(BranchJob(
+                sweep=spec.name, code_version=code_version, trunk=trunk, point=point,
+                trial_id=trial_id, mask_blob=mask_blob(s, m.mask) if m.mask != "random" else "",
+                stage_dir=stage_dir(point, level),
+                method_hparams={} if hp is None else dataclasses.asdict(hp)))
         imp = targets if "imp" in producers else ()
         deepest = max((levels.level_for(s, rate) for s in imp), default=0)
         chains.append(ChainJob(sweep=spec.name, trial_id=chain_id, code_version=code_version,

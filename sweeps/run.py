@@ -44,7 +44,7 @@ from trainer.jobs import curves_part
 from trainer.jobs import to_dict
 
 # Settings that define what the rows mean; a sweep name keeps them for life.
-FIXED_KEYS = ("training", "pruning", "data")
+FIXED_KEYS = ("training", "pruning", "data", "rst")
 LOCATION_KEYS = ("root", "download")
 
 

@@ -38,6 +38,7 @@ from trainer import models
 from trainer.hparams import DataHparams
 from trainer.hparams import PruneHparams
 from trainer.hparams import TrainHparams
+from trainer.methods.rst import RSTHparams
 
 __all__ = ["SpecError", "SweepSpec", "load", "parse"]
 
@@ -67,6 +68,23 @@ class PruningSpec(_Group):
     rate: Annotated[float, Field(gt=0, lt=1)] = 0.2
     scope: Literal["layerwise", "global"] = "layerwise"
     keep_dense: list[str] = ["output"]
+
+
+class RSTSpec(_Group):
+    """``rst:`` the transformation of ``rst``/``rst_iter`` (``trainer.methods.rst``; METHODS.md
+    2.4). Defaults are DLTH's code's: about 90,000 iterations at batch 64 per cycle."""
+
+    lr: Annotated[float, Field(gt=0)] = 0.001
+    batch_size: Annotated[int, Field(gt=0)] = 64
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    weight_decay: Annotated[float, Field(ge=0)] = 5e-4
+    reg_step: Annotated[float, Field(gt=0)] = 1e-4
+    reg_interval: Annotated[int, Field(gt=0)] = 5
+    reg_ceiling: Annotated[float, Field(gt=0)] = 1.0
+    stabilize_iterations: Annotated[int, Field(ge=0)] = 40000
+    schedule: Literal["x", "x^2", "x^3"] = "x"
+    cycles: Annotated[int, Field(gt=0)] = 5
+    budget: Literal["paper", "match_lth"] = "paper"
 
 
 class ResourcesSpec(_Group):
@@ -105,6 +123,7 @@ class SweepSpec(_Group):
     seeds: list[Annotated[int, Field(ge=0)]] = [0]
     training: TrainingSpec = TrainingSpec()
     pruning: PruningSpec = PruningSpec()
+    rst: RSTSpec = RSTSpec()
     resources: ResourcesSpec = ResourcesSpec()
     data: DataSpec = DataSpec()
     execution: ExecutionSpec = ExecutionSpec()
@@ -176,6 +195,11 @@ class SweepSpec(_Group):
     def prune_hparams(self) -> PruneHparams:
         p = self.pruning
         return PruneHparams(rate=p.rate, scope=p.scope, keep_dense=tuple(p.keep_dense))
+
+    def method_hparams(self, method: str) -> Any:
+        """The hparams of ``method`` from its spec group (``rst:``), or None if it has none."""
+        configure = methods.get(method).configure
+        return None if configure is None else configure(RSTHparams(**self.rst.model_dump()))
 
     def data_hparams(self, dataset: str) -> DataHparams:
         d = self.data

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from trainer import checkpoint
+from trainer import levels
 from trainer import masks
 from trainer import methods
 from trainer import rows
@@ -22,16 +24,32 @@ from trainer.trunk import dense_correlation
 from trainer.trunk import open_trunk
 
 
-def _sources(ctx: TrunkContext, job: BranchJob) -> methods.Sources:
+def _sources(ctx: TrunkContext, job: BranchJob, hparams: Any) -> methods.Sources:
     dense = load_result(ctx.blobs.child("level_0"))
-    saved = checkpoint.load_or_none(ctx.blobs, job.mask_blob, ("mask",))
+    own = methods.get(job.point.method).mask == "random"  # draws its own mask
+    saved = {"mask": masks.full_mask(ctx.init, ctx.names)} if own else \
+        checkpoint.load_or_none(ctx.blobs, job.mask_blob, ("mask",))
     if dense is None or saved is None:
         raise RuntimeError(
             f"trunk {ctx.trunk.artifact_dir} has no good dense result or mask "
             f"{job.mask_blob}: its chain trial must finish (or be re-run) before its branches")
     return methods.Sources(init=ctx.init, dense_final=dense.state, mask=saved["mask"],
                            build_model=ctx.build, seed=ctx.trunk.seed,
-                           target_sparsity=job.point.target_sparsity)
+                           target_sparsity=job.point.target_sparsity, exclude=ctx.exclude,
+                           hparams=hparams)
+
+
+def _start(ctx: TrunkContext, job: BranchJob, method: methods.Method,
+           src: methods.Sources) -> methods.Start:
+    """``method.start``, or its training phase (``prepare``) in the stage's own subdirectory."""
+    if method.prepare is None:
+        return method.start(src)
+    phase = methods.Phase(model=ctx.model, data=ctx.data, train=ctx.trunk.train,
+                          exclude=ctx.exclude, blobs=ctx.blobs.child(job.stage_dir, "prepare"),
+                          hparams=src.hparams,
+                          imp_rounds=levels.mask_level(job.point.target_sparsity,
+                                                       ctx.trunk.prune.rate))
+    return method.prepare(src, phase)
 
 
 def run_branch(job: BranchJob, artifacts: Blobs, sink: Sink, device: torch.device,
@@ -51,17 +69,19 @@ def run_branch(job: BranchJob, artifacts: Blobs, sink: Sink, device: torch.devic
     ctx = open_trunk(job.trunk, artifacts, device)
     point, prune = job.point, job.trunk.prune
     method = methods.get(point.method)
-    src = _sources(ctx, job)
-    start = method.start(src)
-    level = methods.mask_level(method, point.target_sparsity, prune)
+    hparams = method.hparams(**job.method_hparams) if method.hparams else None
+    src = _sources(ctx, job, hparams)
+    start = _start(ctx, job, method, src)
+    level = methods.mask_level(method, point.target_sparsity, prune, hparams)
     result = run_stage(ctx.blobs.child(job.stage_dir), ctx.model, start.state,
                        ctx.to_device(start.mask), ctx.data, job.trunk.train, job.trunk.seed,
                        on_epoch)
     rp_dense, rp_layers = dense_correlation(ctx, src.dense_final)
     labels = rows.Labels(job.sweep, job.trial_id, job.code_version, rp_dense, rp_layers)
     epochs = job.trunk.train.epochs
+    total = methods.total_epochs(method, level, epochs, prune) + start.extra_epochs
     run = rows.Run(point=point, result=result, start=start.state, mask=start.mask,
-                   level=level, total_epochs=methods.total_epochs(method, level, epochs, prune))
+                   level=level, total_epochs=total)
     sink.write_part("curves", curves_part(job.trial_id),
                     rows.curve_rows(ctx, labels, point.method, point.target_sparsity, level,
                                     masks.sparsity(start.mask), result))

@@ -108,9 +108,11 @@ class BranchJob:
         code_version: Written into every row.
         trunk: The trunk whose θ0, θT and mask the branch starts from.
         point: The row it writes.
-        mask_blob: The trunk's stored mask at the point's sparsity (see ``Target``).
+        mask_blob: The trunk's stored mask at the point's sparsity (see ``Target``); "" for
+            methods that draw their own mask.
         stage_dir: The branch stage's directory inside the trunk's artifact directory,
             named by the point's content key.
+        method_hparams: The method's own hparams as a dict of JSON values ({} if none).
     """
 
     sweep: str
@@ -120,6 +122,7 @@ class BranchJob:
     point: Point
     mask_blob: str
     stage_dir: str
+    method_hparams: dict = dataclasses.field(default_factory=dict)
 
 
 def curves_part(trial_id: str, level: int | None = None) -> str:

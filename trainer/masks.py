@@ -7,6 +7,7 @@ only in ``apply`` and sparsity is computed only in ``sparsity``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -196,6 +197,44 @@ def random_mask_like(mask: Mapping[str, Tensor], generator: torch.Generator) -> 
             flat = torch.zeros(m.numel(), dtype=torch.bool)
             flat[perm[:kept]] = True  # the first `kept` positions of a uniform shuffle
             new[name] = flat.reshape(m.shape).to(m.device)
+    return new
+
+
+def random_prune(mask: Mapping[str, Tensor], target_sparsity: float, exclude: frozenset[str],
+                 generator: torch.Generator) -> dict[str, Tensor]:
+    """Prune uniformly random kept weights of each layer up to ``target_sparsity`` per layer.
+
+    Each layer in ``mask`` and not in ``exclude`` ends with
+    ``min(ceil(target * N_l), N_l - 1)`` removed entries (DLTH's rule: every layer keeps one
+    weight); entries already removed stay removed and new ones are drawn uniformly from the
+    kept ones. From an all-True mask this is a uniformly random layer-wise mask (RST's
+    ``rand`` pick); from an earlier cycle's mask it is RST_Iter's ``iter_rand`` pick.
+
+    Args:
+        mask: Current bool masks by name (True = kept).
+        target_sparsity: Fraction in [0, 1) of each pruned layer's weights removed afterwards.
+        exclude: Layers kept as they are (``keep_dense``).
+        generator: CPU generator; layers draw in ``mask`` order.
+    Returns:
+        The new masks (a subset of the kept entries of ``mask``), on ``mask``'s devices.
+    Raises:
+        ValueError: target outside [0, 1), or a layer already sparser than the target.
+    Source: Bai et al. 2022 (DLTH) code, ``MetaPruner._pick_pruned``; METHODS.md 2.4.
+    """
+    if not 0.0 <= target_sparsity < 1.0:
+        raise ValueError(f"target sparsity must be in [0, 1), got {target_sparsity}")
+    new = {}
+    for name, m in mask.items():
+        flat = m.detach().to("cpu").flatten().clone()
+        if name not in exclude:
+            n = flat.numel()
+            want = min(math.ceil(target_sparsity * n - _TOL), n - 1) - (n - int(flat.sum()))
+            if want < 0:
+                raise ValueError(f"{name} is already sparser than {target_sparsity}")
+            kept = flat.nonzero().flatten()
+            pick = kept[torch.randperm(len(kept), generator=generator)[:want]]
+            flat[pick] = False
+        new[name] = flat.reshape(m.shape).to(m.device)
     return new
 
 

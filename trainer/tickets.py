@@ -1,10 +1,11 @@
 """Tickets as artifacts: a mask plus the weights it resets to, in one self-describing file.
 
 A ticket of method M at sparsity s is what M trains from: its mask m and its start weights
-θ_start (θ0 for ``lth``/``omp_lth``, θ0' for the random-reinit arms, θT for the P&F arms; never
-the weights a branch ended with), stored as θ_start ⊙ m together with the model key, the
-example shape, the class count and the trunk's hyperparameters, so it can be rebuilt without
-the sweep (Frankle & Carbin 2019 §1: "the winning ticket" is (m, θ0)).
+θ_start (θ0 for ``lth``/``omp_lth``, θ0' for the random-reinit arms, θT for the P&F arms, the
+transformed weights for RST; never the weights a branch ended with), stored as θ_start ⊙ m
+together with the model key, the example shape, the class count and the trunk's
+hyperparameters, so it can be rebuilt without the sweep (Frankle & Carbin 2019 §1: "the
+winning ticket" is (m, θ0)).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ State = dict[str, torch.Tensor]
 
 
 def make_ticket(trunk: Trunk, method: str, target_sparsity: float, mask_blob: str,
-                artifacts: Blobs) -> dict[str, Any]:
+                artifacts: Blobs, stage_dir: str = "") -> dict[str, Any]:
     """Build the ticket of ``method`` at ``target_sparsity`` from a trunk's stored artifacts.
 
     Args:
@@ -41,6 +42,8 @@ def make_ticket(trunk: Trunk, method: str, target_sparsity: float, mask_blob: st
         target_sparsity: Requested sparsity, fraction in [0, 1).
         mask_blob: The stored mask's blob name (``sweeps.plan.mask_blob``).
         artifacts: The sweep's ``artifacts/`` directory.
+        stage_dir: The branch's stage directory: methods that train before their stage
+            (RST) export what that phase stored there (the transformed weights under m).
     Returns:
         The ticket: ``format``, ``model``, ``input_shape`` (C, H, W), ``num_classes``,
         ``method``, ``target_sparsity``, ``seed``, ``trunk`` (the trunk as a dict), ``mask``
@@ -54,6 +57,21 @@ def make_ticket(trunk: Trunk, method: str, target_sparsity: float, mask_blob: st
         raise ValueError(f"method {method!r} trains the dense net: it has no ticket")
     info = datasets.get(trunk.data.name)
     blobs = artifacts.child(trunk.artifact_dir)
+    if m.prepare is not None:
+        start = _prepared(m, blobs, stage_dir)
+    else:
+        start = _start(m, trunk, blobs, mask_blob, target_sparsity)
+    state = {k: v * start.mask[k] if k in start.mask else v.clone()
+             for k, v in start.state.items()}
+    return {"format": FORMAT, "model": trunk.model, "input_shape": list(info.input_shape),
+            "num_classes": info.num_classes, "method": method,
+            "target_sparsity": float(target_sparsity), "seed": trunk.seed,
+            "trunk": _plain(to_dict(trunk)), "mask": dict(start.mask), "state": state}
+
+
+def _start(m: methods.Method, trunk: Trunk, blobs: Blobs, mask_blob: str,
+           target_sparsity: float) -> methods.Start:
+    info = datasets.get(trunk.data.name)
     init = checkpoint.load_or_none(blobs, "init.pt", ("state",))
     dense = load_result(blobs.child("level_0"))
     saved = checkpoint.load_or_none(blobs, mask_blob, ("mask",))
@@ -64,15 +82,19 @@ def make_ticket(trunk: Trunk, method: str, target_sparsity: float, mask_blob: st
     def build(generator: torch.Generator) -> nn.Module:
         return models.build(trunk.model, info.input_shape, info.num_classes, generator)
 
-    src = methods.Sources(init=init["state"], dense_final=dense.state, mask=saved["mask"],
-                          build_model=build, seed=trunk.seed, target_sparsity=target_sparsity)
-    start = m.start(src)
-    state = {k: v * start.mask[k] if k in start.mask else v.clone()
-             for k, v in start.state.items()}
-    return {"format": FORMAT, "model": trunk.model, "input_shape": list(info.input_shape),
-            "num_classes": info.num_classes, "method": method,
-            "target_sparsity": float(target_sparsity), "seed": trunk.seed,
-            "trunk": _plain(to_dict(trunk)), "mask": dict(start.mask), "state": state}
+    return m.start(methods.Sources(init=init["state"], dense_final=dense.state,
+                                   mask=saved["mask"], build_model=build, seed=trunk.seed,
+                                   target_sparsity=target_sparsity))
+
+
+def _prepared(m: methods.Method, blobs: Blobs, stage_dir: str) -> methods.Start:
+    """The stored result of a method's own phase (RST's transformed weights and mask)."""
+    done = checkpoint.load_or_none(blobs.child(stage_dir, "prepare"), "final.pt",
+                                   ("state", "mask"))
+    if done is None:
+        raise FileNotFoundError(f"{stage_dir}: the {m.name} phase has not finished yet; run "
+                                "(or resume) the sweep first")
+    return methods.Start(state=done["state"], mask=done["mask"])
 
 
 def save_ticket(ticket: dict[str, Any], path: str | Path) -> None:

@@ -18,6 +18,7 @@ from sweeps.store import content_key
 from trainer.hparams import DataHparams
 from trainer.hparams import PruneHparams
 from trainer.hparams import TrainHparams
+from trainer.methods.rst import RSTHparams
 
 QUICKSTART = Path(sweeps.__file__).parent / "configs" / "quickstart.yaml"
 
@@ -113,6 +114,9 @@ def test_spec_defaults_equal_hparams_defaults_so_content_keys_omit_them() -> Non
     assert spec.train_hparams(0.1) == TrainHparams()
     assert spec.prune_hparams() == PruneHparams()
     assert spec.data_hparams("digits") == DataHparams()
+    assert spec.method_hparams("rst_iter") == RSTHparams()
+    assert spec.method_hparams("rst") == RSTHparams(cycles=1)
+    assert spec.method_hparams("lth") is None
 
 
 @pytest.mark.parametrize("value", ["lenet_300_100", ["lenet_300_100", "conv2"]])
@@ -212,7 +216,7 @@ def test_spec_error_message_lists_path_and_reason() -> None:
 def test_unknown_name_error_lists_the_known_names() -> None:
     _, reason = _only_problem({"name": "x", "methods": ["magic"]})
     assert "known: ['dense', 'lth', 'omp_lth', 'omp_pf', 'omp_random_reinit', 'pf', " \
-        "'random_pruning', 'random_reinit']" in reason
+        "'random_pruning', 'random_reinit', 'rst', 'rst_iter']" in reason
 
 
 def test_empty_sparsities_are_fine_when_only_dense_runs() -> None:

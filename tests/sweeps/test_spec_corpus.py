@@ -51,6 +51,12 @@ def _field_cases() -> list[Case]:
         "execution.max_retries": ["-1", "x"],
         "execution.max_concurrent_trials": ["-1", ".nan"],
         "storage": ["5", "[a]"],
+        "rst.lr": ["0", "-1", ".inf"],
+        "rst.reg_interval": ["0", "1.5"],
+        "rst.schedule": ["x^4"],
+        "rst.budget": ["lots"],
+        "rst.cycles": ["0"],
+        "rst.stabilize_iterations": ["-1"],
     }
     cases = []
     for field, values in bad.items():

@@ -69,13 +69,32 @@ class Sweep:
 
 
 def _src(sweep: Sweep, name: str, seed: int | None = None) -> methods.Sources:
-    """The sources of method ``name``: with its own mask producer's mask."""
-    return sweep.sources(seed, methods.get(name).mask)
+    """The sources of method ``name`` as ``trainer.branch`` builds them: its producer's mask
+    (all True for methods that draw their own), the layers kept dense, its hparams."""
+    method = methods.get(name)
+    own = method.mask == "random"
+    src = sweep.sources(seed, "imp" if own else method.mask)
+    mask = masks.full_mask(src.init, src.mask) if own else src.mask
+    return replace(src, mask=mask, exclude=frozenset({"fc3.weight"}),
+                   hparams=sweep.plan.spec.method_hparams(name))
+
+
+def _trained_from(sweep: Sweep, name: str) -> methods.Start:
+    """What the branch trained from: ``start``, or the stored result of ``prepare``."""
+    method, src = methods.get(name), _src(sweep, name)
+    if method.prepare is None:
+        return method.start(src)
+    job = sweep.branch(name)
+    phase = methods.Phase(model=None, data=None, train=job.trunk.train,
+                          exclude=src.exclude, hparams=src.hparams, imp_rounds=0,
+                          blobs=sweep.trunk_blobs.child(job.stage_dir, "prepare"))
+    return method.prepare(src, replace(phase, data=datasets.load(job.trunk.data)))
 
 
 def _run_sweep(root: str) -> Sweep:
     spec = sweep_spec.parse({"name": "contract", "dataset": "digits", "lrs": [0.1],
                              "methods": sorted(methods.METHODS),
+                             "rst": {"reg_step": 0.1, "stabilize_iterations": 20, "cycles": 2},
                              "seeds": [0], "sparsities": [TARGET],
                              "training": {"epochs": EPOCHS}})
     plan = make_plan(spec)
@@ -108,7 +127,8 @@ def _equal(a: State, b: State) -> bool:
 def _branch_final(sweep: Sweep, method: str) -> State:
     job = sweep.branch(method)
     mask_level = levels.level_for(TARGET, 0.2) + 1  # 0.5 is between levels 3 and 4
-    parent = "one_shot" if method.startswith("omp_") else f"level_{mask_level}"
+    producer = methods.get(method).mask
+    parent = producer if producer != "imp" else f"level_{mask_level}"
     assert job.stage_dir.startswith(f"{parent}/{method}-")
     result = load_result(sweep.trunk_blobs.child(job.stage_dir))
     assert result is not None, f"branch {method} left no final.pt"
@@ -160,7 +180,7 @@ def test_start_mask_has_the_target_per_layer_structure(sweep: Sweep, name: str) 
 
 @pytest.mark.parametrize("name", STARTED)
 def test_branch_training_keeps_masked_weights_at_zero(sweep: Sweep, name: str) -> None:
-    mask = methods.get(name).start(_src(sweep, name)).mask
+    mask = _trained_from(sweep, name).mask
     final = _branch_final(sweep, name)
     for layer in PRUNED:
         assert torch.count_nonzero(final[layer][~mask[layer]]) == 0
@@ -170,7 +190,7 @@ def test_branch_training_keeps_masked_weights_at_zero(sweep: Sweep, name: str) -
 @pytest.mark.parametrize("name", STARTED)
 def test_branch_trains_exactly_its_start_under_its_mask(sweep: Sweep, name: str) -> None:
     trunk = sweep.plan.chains[0].trunk
-    start = methods.get(name).start(_src(sweep, name))
+    start = _trained_from(sweep, name)
     model = models.build(trunk.model, (1, 8, 8), 10, torch.Generator().manual_seed(99))
     model.load_state_dict(start.state)
     expected = loop.train(model, datasets.load(trunk.data), trunk.train, start.mask, trunk.seed)
@@ -195,14 +215,17 @@ def test_branch_emits_schema_valid_rows(sweep: Sweep, name: str) -> None:
     assert len(runs) == 1
     assert list(runs.columns) == schema.RUNS.names
     row = runs.iloc[0]
-    mask_level = methods.mask_level(methods.get(name), TARGET, job.trunk.prune)
-    assert mask_level == (1 if name.startswith("omp_") else levels.level_for(TARGET, 0.2) + 1)
+    hparams = sweep.plan.spec.method_hparams(name)
+    mask_level = methods.mask_level(methods.get(name), TARGET, job.trunk.prune, hparams)
+    expected = {"omp_lth": 1, "omp_random_reinit": 1, "omp_pf": 1, "rst": 1, "rst_iter": 2}
+    assert mask_level == expected.get(name, levels.level_for(TARGET, 0.2) + 1)
     assert (row.method, row.target_sparsity, row.level) == (name, TARGET, mask_level)
     assert row.epochs == EPOCHS
+    extra = _trained_from(sweep, name).extra_epochs  # RST's transformation
     assert row.total_epochs == methods.total_epochs(methods.get(name), mask_level, EPOCHS,
-                                                    job.trunk.prune)
+                                                    job.trunk.prune) + extra
     assert 0.0 <= row.test_acc <= 1.0
-    mask = methods.get(name).start(_src(sweep, name)).mask
+    mask = _trained_from(sweep, name).mask
     assert row.sparsity == pytest.approx(masks.sparsity(mask))
     dense = load.load_runs(sweep.store.path, method="dense").iloc[0]
     for pct in (10, 20, 30, 40, 50):  # the branch describes the trunk's own dense run

@@ -21,8 +21,9 @@ from trainer import tickets
 from trainer.stage import load_result
 
 SPEC = {"name": "tk", "dataset": "digits", "methods": ["dense", "lth", "random_reinit", "pf",
-                                                          "omp_lth"],
-        "lrs": [0.1, 0.05], "sparsities": [0.36, 0.5], "seeds": [0], "training": {"epochs": 1}}
+                                                          "omp_lth", "rst"],
+        "lrs": [0.1, 0.05], "sparsities": [0.36, 0.5], "seeds": [0], "training": {"epochs": 1},
+        "rst": {"reg_step": 0.1, "stabilize_iterations": 10}}
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +81,22 @@ def test_an_exported_ticket_is_the_stored_mask_and_its_start_weights(
     raw = torch.load(out, weights_only=True)
     assert (raw["method"], raw["target_sparsity"], raw["model"]) == (method, sparsity,
                                                                     "lenet_300_100")
+
+
+def test_an_rst_ticket_is_its_transformed_weights_under_its_random_mask(
+        storage: Path, tmp_path: Path) -> None:
+    result, out = _export(storage, tmp_path, "--method", "rst", "--sparsity", "0.5", "--lr",
+                          "0.1")
+    assert result.exit_code == 0, result.output
+    model, mask = tickets.load_ticket(out)
+    job = next(j for j in make_plan(spec_module.parse(SPEC)).branches
+               if j.point.method == "rst" and j.point.target_sparsity == 0.5
+               and j.trunk.train.lr == 0.1)
+    done = checkpoint.load(_trunk_blobs(storage, 0.1).child(job.stage_dir, "prepare"),
+                           "final.pt")
+    assert _equal(mask, done["mask"])
+    state = model.state_dict()
+    assert torch.equal(state["fc1.weight"], done["state"]["fc1.weight"] * mask["fc1.weight"])
 
 
 def test_export_refuses_dense_unknown_points_and_ambiguous_ones(storage: Path,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from trainer import levels
 from trainer.hparams import PruneHparams
 from trainer.methods import dense
@@ -12,7 +14,10 @@ from trainer.methods import omp_random_reinit
 from trainer.methods import pf
 from trainer.methods import random_pruning
 from trainer.methods import random_reinit
+from trainer.methods import rst
+from trainer.methods import rst_iter
 from trainer.methods.base import Method
+from trainer.methods.base import Phase
 from trainer.methods.base import Sources
 from trainer.methods.base import Start
 
@@ -25,12 +30,15 @@ METHODS: dict[str, Method] = {
     "omp_lth": omp_lth.METHOD,
     "omp_random_reinit": omp_random_reinit.METHOD,
     "omp_pf": omp_pf.METHOD,
+    "rst": rst.METHOD,
+    "rst_iter": rst_iter.METHOD,
 }
 
-# Mask producers (STYLE.md 2.7): the chain's IMP masks, or θT pruned in one step.
-PRODUCERS = ("imp", "one_shot")
+# Mask producers (STYLE.md 2.7): the chain's IMP masks, θT pruned in one step, or a random
+# mask the method draws itself.
+PRODUCERS = ("imp", "one_shot", "random")
 
-__all__ = ["METHODS", "PRODUCERS", "Method", "Sources", "Start", "get", "mask_level",
+__all__ = ["METHODS", "PRODUCERS", "Method", "Phase", "Sources", "Start", "get", "mask_level",
            "stages_behind", "total_epochs"]
 
 
@@ -45,21 +53,26 @@ def get(name: str) -> Method:
     return METHODS[name]
 
 
-def mask_level(method: Method, target_sparsity: float, prune: PruneHparams) -> int:
+def mask_level(method: Method, target_sparsity: float, prune: PruneHparams,
+               hparams: Any = None) -> int:
     """Pruning rounds behind a row's mask (the ``level`` column): the one rule for every method.
 
     Args:
         method: The method.
         target_sparsity: Requested sparsity, fraction in [0, 1).
         prune: The trunk's pruning hparams.
+        hparams: The method's own hparams, if it has any (``Method.configure``).
     Returns:
-        0 for ``dense`` and for sparsity 0; 1 for one-shot masks; for IMP masks
-        ``levels.mask_level`` (the IMP level, or one more for a shorter last round).
+        0 for ``dense`` and for sparsity 0; 1 for one-shot masks; ``method.rounds(hparams)``
+        for random masks (RST's cycles); for IMP masks ``levels.mask_level`` (the IMP level,
+        or one more for a shorter last round).
     """
     if method.start is None or target_sparsity == 0.0:
         return 0
     if method.mask == "one_shot":
         return 1
+    if method.mask == "random":
+        return method.rounds(hparams) if method.rounds and hparams is not None else 1
     return levels.mask_level(target_sparsity, prune.rate)
 
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
+from trainer.checkpoint import Blobs
+from trainer.data.base import InMemoryData
 from trainer.hparams import PruneHparams
+from trainer.hparams import TrainHparams
 
 State = dict[str, torch.Tensor]
 
@@ -21,11 +25,15 @@ class Sources:
         init: θ0, the trunk's initial state_dict.
         dense_final: θT, the dense network after ``epochs`` of training (level 0).
         mask: m_s, the method's mask at the target sparsity (the IMP mask, or the one-shot
-            mask of θT, as ``Method.mask`` says): bool tensors for every prunable layer,
-            shaped like the layer's weight (layers kept dense are all True).
+            mask of θT, as ``Method.mask`` says; all True for ``random`` producers, which
+            draw their own): bool tensors for every prunable layer, shaped like the layer's
+            weight (layers kept dense are all True).
         build_model: Builds a freshly initialized network from a CPU generator.
         seed: Replicate seed.
         target_sparsity: The requested sparsity (fraction).
+        exclude: Layers kept dense (``pruning.keep_dense`` resolved), for methods that draw
+            their own mask.
+        hparams: The method's own hparams (``Method.configure``), or None.
     """
 
     init: State
@@ -34,14 +42,48 @@ class Sources:
     build_model: Callable[[torch.Generator], nn.Module]
     seed: int
     target_sparsity: float
+    exclude: frozenset[str] = frozenset()
+    hparams: Any = None
 
 
 @dataclass(frozen=True)
 class Start:
-    """Initial weights and the mask held fixed during the branch's training."""
+    """Initial weights and the mask held fixed during the branch's training.
+
+    Attributes:
+        state: The start state_dict (masked entries are zeroed before training).
+        mask: Bool masks by layer.
+        extra_epochs: Epochs (passes over the training set) the method trained before the
+            branch's own stage, e.g. RST's transformation; added to ``total_epochs``.
+    """
 
     state: State
     mask: State
+    extra_epochs: int = 0
+
+
+@dataclass(frozen=True)
+class Phase:
+    """What a method that trains before the branch's stage (``Method.prepare``) is given.
+
+    Attributes:
+        model: A network of the trunk's architecture on ``data``'s device (scratch weights).
+        data: The trial's dataset.
+        train: The trunk's training hparams (the stage that follows uses them).
+        exclude: Layers kept dense (``pruning.keep_dense`` resolved).
+        blobs: A directory of its own for checkpoints and its result (skip-if-done).
+        hparams: The method's hparams (``Method.configure``'s output).
+        imp_rounds: IMP rounds behind ``lth``'s mask at this sparsity (for budgets that
+            match lth's epochs).
+    """
+
+    model: nn.Module
+    data: InMemoryData
+    train: TrainHparams
+    exclude: frozenset[str]
+    blobs: Blobs
+    hparams: Any
+    imp_rounds: int
 
 
 @dataclass(frozen=True)
@@ -57,7 +99,16 @@ class Method:
         needs_dense: Whether the start uses θT (then at least one dense training is behind).
         source: Paper and section defining the method.
         mask: Which mask producer gives ``Sources.mask``: ``imp`` (the chain's IMP mask at
-            the target) or ``one_shot`` (θT magnitude-pruned straight to the target).
+            the target), ``one_shot`` (θT magnitude-pruned straight to the target) or
+            ``random`` (the method draws its own mask; nothing is stored by the chain).
+        prepare: For methods that train before their stage (RST): ``(sources, phase) ->
+            Start``, resumable through ``phase.blobs``; None for the others, whose start is
+            ``start(sources)``.
+        hparams: The frozen dataclass of its own hparams (jobs carry them as a dict), or None.
+        configure: For methods with hparams of their own: maps the spec's group (e.g.
+            ``rst:``) to this method's hparams, which then enter its points' content keys.
+        rounds: Pruning rounds behind its mask (the ``level`` column) for ``random`` masks,
+            from its hparams.
     """
 
     name: str
@@ -66,7 +117,15 @@ class Method:
     needs_dense: bool
     source: str
     mask: str = "imp"
+    prepare: Callable[[Sources, Phase], Start] | None = None
+    hparams: type | None = None
+    configure: Callable[[Any], Any] | None = None
+    rounds: Callable[[Any], int] | None = None
 
 
 def always(_: PruneHparams) -> bool:
     return True
+
+
+def never(_: PruneHparams) -> bool:
+    return False
