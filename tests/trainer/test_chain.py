@@ -22,9 +22,13 @@ from sweeps.plan import mask_blob
 from sweeps.store import Store
 from sweeps.trials import run_job
 from trainer import checkpoint
+from trainer import data as datasets
 from trainer import levels
+from trainer import loop
 from trainer import masks
 from trainer import methods
+from trainer import metrics
+from trainer import models
 from trainer.jobs import ChainJob
 from trainer.loop import EpochRecord
 from trainer.stage import load_result
@@ -180,6 +184,44 @@ def test_chain_writes_dense_and_on_level_lth_rows(sweep: Sweep) -> None:
         col = f"rp_dense_p{pct}"
         assert 0.0 <= dense[col] <= 1.0
         assert dense[col] == lth[col]  # both describe the same dense run
+
+
+def test_level_l_trains_exactly_theta0_under_its_mask_not_level_l_minus_1_weights(
+        sweep: Sweep) -> None:
+    theta0 = checkpoint.load(sweep.blobs, "init.pt")["state"]
+    trunk = sweep.chain.trunk
+    for level in (1, 3):
+        stored = sweep.level_state(level)
+        mask = {n: stored[n] != 0 for n in (*PRUNED, OUTPUT)}
+        model = models.build(trunk.model, (1, 8, 8), 10, torch.Generator().manual_seed(7))
+        model.load_state_dict(theta0)
+        again = loop.train(model, datasets.load(trunk.data), trunk.train, mask, trunk.seed)
+        assert all(torch.equal(again.state[k], stored[k]) for k in stored), level
+        previous = sweep.level_state(level - 1)
+        model.load_state_dict(previous)  # the same mask from level L-1's weights differs
+        other = loop.train(model, datasets.load(trunk.data), trunk.train, mask, trunk.seed)
+        assert not torch.equal(other.state["fc1.weight"], stored["fc1.weight"])
+
+
+def test_r_p_in_the_rows_equals_metrics_recomputed_on_the_stored_tensors(sweep: Sweep) -> None:
+    rows = _chain_rows(sweep)
+    theta0 = checkpoint.load(sweep.blobs, "init.pt")["state"]
+    dense = sweep.level_state(0)
+    names = (*PRUNED, OUTPUT)
+    a, b = ({n: s[n] for n in names} for s in (theta0, dense))
+    runs = rows["runs"].set_index("method")
+    for pct in (10, 20, 30, 40, 50):
+        assert runs.loc["dense", f"rp_dense_p{pct}"] == metrics.weight_correlation(a, b,
+                                                                                  pct / 100)
+    level = levels.level_for(0.36, RATE)
+    mask, final = sweep.mask(0.36), sweep.level_state(level)
+    start = {n: theta0[n] * mask[n] for n in names}
+    assert runs.loc["lth", "rp_run_p20"] == metrics.weight_correlation(
+        start, {n: final[n] for n in names}, 0.2, mask)
+    layers = rows["layers"]
+    per_layer = metrics.layer_weight_correlation(a, b, 0.2)
+    for _, row in layers.iterrows():
+        assert row.rp_dense_p20 == per_layer[row.layer]
 
 
 def test_chain_layers_rows_count_kept_weights_of_the_mask(sweep: Sweep) -> None:
