@@ -66,6 +66,14 @@ _RUNS_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("best_val_epoch", _I64, "1-based epoch of minimum validation loss (F&C's early stop)."),
     ("best_val_iteration", _I64, "best_val_epoch in iterations (steps from the stage start)."),
     ("test_acc_at_best_val", _F64, "Test accuracy at best_val_epoch, fraction (F&C App. C)."),
+    ("rp_init_vs_pf_p20", _F64, "P&F rows: R_0.2(θ0⊙m, (θT⊙m)_T) over survivors, Liu 2021 "
+                                "Fig. 5c; null for other methods."),
+    ("rp_reinit_vs_pf_p20", _F64, "P&F rows: R_0.2(θ0'⊙m, (θT⊙m)_T), the random-reinit "
+                                  "counterpart (Liu 2021 Fig. 5d)."),
+    ("rp_pf_vs_init_p20", _F64, "P&F rows: R_0.2((θT⊙m)_T, θ0) over whole layers (Liu 2021 "
+                                "App. F); null if density <= 0.2."),
+    ("rp_pf_vs_dense_p20", _F64, "P&F rows: R_0.2((θT⊙m)_T, θT) over whole layers (Liu 2021 "
+                                 "App. F Table 1)."),
 )
 
 _CURVES_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
@@ -112,7 +120,8 @@ _COLUMNS = {"runs": _RUNS_COLUMNS, "curves": _CURVES_COLUMNS, "layers": _LAYERS_
 # fill them with nulls. Every other column must be in every part. Add new columns here.
 ADDED: dict[str, frozenset[str]] = {
     "runs": frozenset({"val_acc", "val_loss", "best_val_epoch", "best_val_iteration",
-                       "test_acc_at_best_val"}),
+                       "test_acc_at_best_val", "rp_init_vs_pf_p20", "rp_reinit_vs_pf_p20",
+                       "rp_pf_vs_init_p20", "rp_pf_vs_dense_p20"}),
     "curves": frozenset({"val_loss", "val_acc"}),
     "layers": frozenset(),
 }

@@ -12,6 +12,7 @@ from trainer import levels
 from trainer import masks
 from trainer import methods
 from trainer import rows
+from trainer import seeding
 from trainer.checkpoint import Blobs
 from trainer.jobs import BranchJob
 from trainer.jobs import curves_part
@@ -80,8 +81,11 @@ def run_branch(job: BranchJob, artifacts: Blobs, sink: Sink, device: torch.devic
     labels = rows.Labels(job.sweep, job.trial_id, job.code_version, rp_dense, rp_layers)
     epochs = job.trunk.train.epochs
     total = methods.total_epochs(method, level, epochs, prune) + start.extra_epochs
+    pairs = {} if not method.pf_pairs else rows.mechanism_pairs(
+        ctx, start.mask, result.state, src.init,
+        ctx.build(seeding.generator(ctx.trunk.seed, "reinit")).state_dict(), src.dense_final)
     run = rows.Run(point=point, result=result, start=start.state, mask=start.mask,
-                   level=level, total_epochs=total)
+                   level=level, total_epochs=total, pairs=pairs)
     sink.write_part("curves", curves_part(job.trial_id),
                     rows.curve_rows(ctx, labels, point.method, point.target_sparsity, level,
                                     masks.sparsity(start.mask), result))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -40,6 +41,7 @@ class Run:
         mask: The run's mask over prunable layers (empty for dense).
         level: IMP rounds behind the mask (0 for dense).
         total_epochs: All training epochs behind the row.
+        pairs: Liu et al.'s mechanism pairs (``mechanism_pairs``) for P&F rows, else {}.
     """
 
     point: Point
@@ -48,6 +50,7 @@ class Run:
     mask: State
     level: int
     total_epochs: int
+    pairs: dict[str, float | None] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,35 @@ def run_row(ctx: TrunkContext, labels: Labels, run: Run) -> dict[str, Any]:
             "weight_decay": t.train.weight_decay, "prune_rate": t.prune.rate,
             "prune_scope": t.prune.scope, "device": ctx.device.type,
             "wall_time_s": res.wall_time_s, "code_version": labels.code_version,
-            **_validation(ctx, res)}
+            **_validation(ctx, res), **{c: run.pairs.get(c) for c in PAIR_COLUMNS}}
+
+
+PAIR_COLUMNS = ("rp_init_vs_pf_p20", "rp_reinit_vs_pf_p20", "rp_pf_vs_init_p20",
+                "rp_pf_vs_dense_p20")
+
+
+def mechanism_pairs(ctx: TrunkContext, mask: State, trained: State, init: State,
+                    reinit: State, dense: State) -> dict[str, float | None]:
+    """Liu et al.'s four R_0.2 pairs around a P&F run (θT ⊙ m)_T = ``trained``.
+
+    The first two compare the masked inits with the P&F result over the survivors; the last
+    two compare the P&F result with the dense θ0 and θT over whole layers, which App. F does
+    only for p below the density (null when the pooled density is <= 0.2).
+
+    Source: Liu et al. 2021 (arXiv 2102.11068) §4.4, Fig. 5c/d, App. D and App. F Table 1.
+    """
+    p = 0.2
+    out = ctx.prunable(trained)
+    pairs = {"rp_init_vs_pf_p20": metrics.weight_correlation(
+                 {n: w * mask[n] for n, w in ctx.prunable(init).items()}, out, p, mask),
+             "rp_reinit_vs_pf_p20": metrics.weight_correlation(
+                 {n: w * mask[n] for n, w in ctx.prunable(reinit).items()}, out, p, mask)}
+    dense_ok = masks.density(mask) > p
+    pairs["rp_pf_vs_init_p20"] = metrics.weight_correlation(out, ctx.prunable(init), p) \
+        if dense_ok else None
+    pairs["rp_pf_vs_dense_p20"] = metrics.weight_correlation(out, ctx.prunable(dense), p) \
+        if dense_ok else None
+    return pairs
 
 
 def _validation(ctx: TrunkContext, res: StageResult) -> dict[str, Any]:

@@ -16,6 +16,7 @@ RUNS_COLUMNS = [
     "rp_dense_p40", "rp_dense_p50", "rp_run_p20", "optimizer", "batch_size", "momentum",
     "weight_decay", "prune_rate", "prune_scope", "device", "wall_time_s", "code_version",
     "val_acc", "val_loss", "best_val_epoch", "best_val_iteration", "test_acc_at_best_val",
+    "rp_init_vs_pf_p20", "rp_reinit_vs_pf_p20", "rp_pf_vs_init_p20", "rp_pf_vs_dense_p20",
 ]  # fmt: skip
 CURVES_COLUMNS = [
     "sweep", "trial_id", "method", "model", "dataset", "lr", "seed", "target_sparsity", "level",

@@ -26,6 +26,7 @@ from trainer import levels
 from trainer import loop
 from trainer import masks
 from trainer import methods
+from trainer import metrics
 from trainer import models
 from trainer import seeding
 from trainer.hparams import PruneHparams
@@ -341,3 +342,33 @@ def test_total_epochs_counts_trunk_levels_behind_the_row(
 ) -> None:
     prune = replace(PruneHparams(), scope=scope)
     assert methods.total_epochs(methods.get(name), mask_level, 10, prune) == expected
+
+
+# --- Liu et al.'s mechanism pairs --------------------------------------------------------------
+
+def test_pf_rows_carry_the_four_correlation_pairs_recomputed_from_stored_tensors(
+        sweep: Sweep) -> None:
+    runs = load.load_runs(sweep.store.path).set_index("method")
+    src = sweep.sources()
+    final = _branch_final(sweep, "pf")
+    names = list(src.mask)
+    mask = src.mask
+    reinit = methods.get("random_reinit").start(src).state
+    out = {n: final[n] for n in names}
+
+    def masked(state: State) -> State:
+        return {n: state[n] * mask[n] for n in names}
+
+    row = runs.loc["pf"]
+    assert row.rp_init_vs_pf_p20 == metrics.weight_correlation(masked(src.init), out, 0.2,
+                                                               mask)
+    assert row.rp_reinit_vs_pf_p20 == metrics.weight_correlation(masked(reinit), out, 0.2,
+                                                                 mask)
+    assert row.rp_pf_vs_init_p20 == metrics.weight_correlation(
+        out, {n: src.init[n] for n in names}, 0.2)
+    assert row.rp_pf_vs_dense_p20 == metrics.weight_correlation(
+        out, {n: src.dense_final[n] for n in names}, 0.2)
+    assert row.rp_pf_vs_dense_p20 > row.rp_pf_vs_init_p20  # P&F stays near θT (App. F)
+    assert not runs.loc["omp_pf", ["rp_init_vs_pf_p20"]].isna().any()
+    for other in ("lth", "random_reinit", "dense", "rst"):
+        assert runs.loc[other, ["rp_init_vs_pf_p20", "rp_pf_vs_dense_p20"]].isna().all()

@@ -109,6 +109,7 @@ class Method:
             ``rst:``) to this method's hparams, which then enter its points' content keys.
         rounds: Pruning rounds behind its mask (the ``level`` column) for ``random`` masks,
             from its hparams.
+        pf_pairs: Whether its rows carry Liu et al.'s P&F mechanism pairs (it trains θT ⊙ m).
     """
 
     name: str
@@ -121,6 +122,7 @@ class Method:
     hparams: type | None = None
     configure: Callable[[Any], Any] | None = None
     rounds: Callable[[Any], int] | None = None
+    pf_pairs: bool = False
 
 
 def always(_: PruneHparams) -> bool:

@@ -18,4 +18,5 @@ def start(src: Sources) -> Start:
 
 
 METHOD = Method(name="pf", start=start, needs_trained_mask=always, needs_dense=True,
-                source="Liu et al. 2021 (arXiv 2102.11068), §3 and §5; METHODS.md 2.2")
+                source="Liu et al. 2021 (arXiv 2102.11068), §3 and §5; METHODS.md 2.2",
+                pf_pairs=True)
