@@ -18,6 +18,7 @@ import pandas as pd
 
 from sweeps.spec import SweepSpec
 from sweeps.store import content_key
+from trainer import data as datasets
 from trainer import levels
 from trainer import methods
 from trainer.jobs import BranchJob
@@ -47,9 +48,22 @@ class Plan:
         return [p for c in self.chains for p in c.points] + [b.point for b in self.branches]
 
     def epochs(self, job: ChainJob | BranchJob) -> int:
-        """Training epochs the job runs (its compute budget), if nothing is stored yet."""
+        """Training epochs the job runs (its compute budget), if nothing is stored yet.
+
+        A branch of a method with a phase of its own (RST's transformation) counts that
+        phase's passes over the training set too.
+        """
         per_run = job.trunk.train.epochs
-        return (job.levels + 1) * per_run if isinstance(job, ChainJob) else per_run
+        if isinstance(job, ChainJob):
+            return (job.levels + 1) * per_run
+        method = methods.get(job.point.method)
+        if method.prepare_epochs is None:
+            return per_run
+        data = job.trunk.data
+        n_train = (data.train_subset or datasets.get(data.name).sizes[0]) - data.validation
+        rounds = levels.mask_level(job.point.target_sparsity, job.trunk.prune.rate)
+        hp = method.hparams(**job.method_hparams)
+        return per_run + method.prepare_epochs(hp, n_train, rounds * per_run)
 
     @property
     def total_epochs(self) -> int:

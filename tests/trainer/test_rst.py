@@ -126,6 +126,8 @@ def test_masked_weights_end_at_exactly_zero_and_the_row_counts_the_transformatio
         assert row.level == cycles
         assert row.total_epochs == math.ceil(iterations / math.ceil(1437 / 64)) + 2
         assert row.sparsity == pytest.approx(masks.sparsity(mask))
+        plan = make_plan(spec_module.parse(SPEC))  # the budget `lottery plan` shows
+        assert plan.epochs(job) == row.total_epochs  # (no trunk level is behind RST)
 
 
 def test_an_interrupted_transformation_resumes_to_the_same_weights(sweep: Store,

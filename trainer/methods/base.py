@@ -109,6 +109,8 @@ class Method:
             ``rst:``) to this method's hparams, which then enter its points' content keys.
         rounds: Pruning rounds behind its mask (the ``level`` column) for ``random`` masks,
             from its hparams.
+        prepare_epochs: ``(hparams, training examples, lth's IMP epochs) -> passes over the
+            data`` that ``prepare`` will train (the budget ``lottery plan`` shows).
         pf_pairs: Whether its rows carry Liu et al.'s P&F mechanism pairs (it trains θT ⊙ m).
     """
 
@@ -122,6 +124,7 @@ class Method:
     hparams: type | None = None
     configure: Callable[[Any], Any] | None = None
     rounds: Callable[[Any], int] | None = None
+    prepare_epochs: Callable[[Any, int, int], int] | None = None
     pf_pairs: bool = False
 
 

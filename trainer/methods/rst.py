@@ -168,6 +168,7 @@ def prepare(src: Sources, phase: Phase) -> Start:
         done = _transform(src, phase, hp)
         checkpoint.save(phase.blobs, RESULT, done)
     extra = math.ceil(done["iterations"] / steps_per_pass(len(phase.data.train_y), hp))
+    # (equals prepare_epochs(hp, n, lth epochs): the iterations come from the same schedule)
     state = {k: v * done["mask"][k] if k in done["mask"] else v
              for k, v in done["state"].items()}
     return Start(state=state, mask=done["mask"], extra_epochs=extra)
@@ -179,18 +180,28 @@ def steps_per_pass(n: int, hp: RSTHparams) -> int:
 
 
 def schedule_for(phase: Phase, hp: RSTHparams) -> Schedule:
+    """The schedule of ``phase`` (see ``schedule``)."""
+    return schedule(hp, len(phase.data.train_y), phase.imp_rounds * phase.train.epochs)
+
+
+def schedule(hp: RSTHparams, n_train: int, lth_epochs: int) -> Schedule:
     """The paper's schedule, or (``match_lth``) one fitted into lth's epochs.
 
-    ``match_lth``: the cycles share ``imp_rounds x training.epochs`` passes over the data (the
+    ``match_lth``: the cycles share ``lth_epochs`` passes over the ``n_train`` examples (the
     IMP levels behind lth's row); the growth is scaled by the same factor as the whole, and the
     stabilization takes the rest of each cycle.
     """
     paper = Schedule(hp)
     if hp.budget == "paper":
         return paper
-    passes = phase.imp_rounds * phase.train.epochs
-    per_cycle = passes * steps_per_pass(len(phase.data.train_y), hp) // hp.cycles
+    per_cycle = lth_epochs * steps_per_pass(n_train, hp) // hp.cycles
     return Schedule(hp, scale=per_cycle / paper.iterations, length=per_cycle)
+
+
+def prepare_epochs(hp: RSTHparams, n_train: int, lth_epochs: int) -> int:
+    """Passes over the training set the transformation takes (``total_epochs``' share)."""
+    iterations = hp.cycles * schedule(hp, n_train, lth_epochs).iterations
+    return math.ceil(iterations / steps_per_pass(n_train, hp))
 
 
 def _transform(src: Sources, phase: Phase, hp: RSTHparams) -> dict[str, Any]:
@@ -281,7 +292,7 @@ def rounds(hp: RSTHparams) -> int:
 
 METHOD = Method(name="rst", start=start, needs_trained_mask=never, needs_dense=False,
                 mask="random", hparams=RSTHparams, prepare=prepare, configure=configure,
-                rounds=rounds,
+                rounds=rounds, prepare_epochs=prepare_epochs,
                 source="Bai et al. 2022 (Dual LTH, arXiv 2203.04248); yueb17/DLTH "
                        "pruner/reg_pruner.py; METHODS.md 2.4")
 

@@ -24,6 +24,6 @@ def configure(group: rst.RSTHparams) -> rst.RSTHparams:
 
 METHOD = Method(name="rst_iter", start=rst.start, needs_trained_mask=never,
                 needs_dense=False, mask="random", hparams=rst.RSTHparams, prepare=rst.prepare,
-                configure=configure, rounds=rst.rounds,
+                configure=configure, rounds=rst.rounds, prepare_epochs=rst.prepare_epochs,
                 source="Bai et al. 2022 (Dual LTH); yueb17/DLTH "
                        "pruner/reg_pruner_iterative.py; METHODS.md 2.4")
