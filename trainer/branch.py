@@ -12,7 +12,6 @@ from trainer import levels
 from trainer import masks
 from trainer import methods
 from trainer import rows
-from trainer import seeding
 from trainer.checkpoint import Blobs
 from trainer.jobs import BranchJob
 from trainer.jobs import curves_part
@@ -81,9 +80,9 @@ def run_branch(job: BranchJob, artifacts: Blobs, sink: Sink, device: torch.devic
     labels = rows.Labels(job.sweep, job.trial_id, job.code_version, rp_dense, rp_layers)
     epochs = job.trunk.train.epochs
     total = methods.total_epochs(method, level, epochs, prune) + start.extra_epochs
+    reinit = methods.get("random_reinit").start  # θ0', drawn as that method draws it
     pairs = {} if not method.pf_pairs else rows.mechanism_pairs(
-        ctx, start.mask, result.state, src.init,
-        ctx.build(seeding.generator(ctx.trunk.seed, "reinit")).state_dict(), src.dense_final)
+        ctx, start.mask, result.state, src.init, reinit(src).state, src.dense_final)
     run = rows.Run(point=point, result=result, start=start.state, mask=start.mask,
                    level=level, total_epochs=total, pairs=pairs)
     sink.write_part("curves", curves_part(job.trial_id),
