@@ -199,10 +199,6 @@ class Store:
         record = commits.Record(key=key, parts={t: tuple(p) for t, p in parts.items()})
         self.put(f"{commits.COMMITS}/{key}{commits.RECORD_SUFFIX}", record.encode())
 
-    def parts(self, table_name: str) -> set[str]:
-        """The part keys present in ``table_name`` (valid or not, committed or not)."""
-        return set(commits.list_parts(self.fs, self.join(table_name)))
-
     def scan(self) -> commits.SweepFiles:
         """Table parts and commit records of this sweep directory (``analysis.commits.scan``)."""
         return commits.scan(self.fs, self.path)

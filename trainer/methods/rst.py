@@ -167,8 +167,7 @@ def prepare(src: Sources, phase: Phase) -> Start:
     if done is None:
         done = _transform(src, phase, hp)
         checkpoint.save(phase.blobs, RESULT, done)
-    extra = math.ceil(done["iterations"] / steps_per_pass(len(phase.data.train_y), hp))
-    # (equals prepare_epochs(hp, n, lth epochs): the iterations come from the same schedule)
+    extra = _passes(done["iterations"], len(phase.data.train_y), hp)
     state = {k: v * done["mask"][k] if k in done["mask"] else v
              for k, v in done["state"].items()}
     return Start(state=state, mask=done["mask"], extra_epochs=extra)
@@ -200,7 +199,11 @@ def schedule(hp: RSTHparams, n_train: int, lth_epochs: int) -> Schedule:
 
 def prepare_epochs(hp: RSTHparams, n_train: int, lth_epochs: int) -> int:
     """Passes over the training set the transformation takes (``total_epochs``' share)."""
-    iterations = hp.cycles * schedule(hp, n_train, lth_epochs).iterations
+    return _passes(hp.cycles * schedule(hp, n_train, lth_epochs).iterations, n_train, hp)
+
+
+def _passes(iterations: int, n_train: int, hp: RSTHparams) -> int:
+    """Transformation iterations as passes over the training set, rounded up."""
     return math.ceil(iterations / steps_per_pass(n_train, hp))
 
 
