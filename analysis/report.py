@@ -16,8 +16,9 @@ from analysis.stats import winning_ticket
 EMPTY_MESSAGE = "No runs to report: the runs table is empty."
 
 # Row order of methods in the accuracy table; unknown methods follow alphabetically.
-_METHOD_ORDER = ("dense", "lth", "random_reinit", "random_pruning", "pf", "omp_lth",
-                 "omp_random_reinit", "omp_pf", "rst", "rst_iter")
+_METHOD_ORDER = ("dense", "lth", "lth_rewind", "random_reinit", "random_pruning", "pf",
+                 "omp_lth", "omp_random_reinit", "omp_pf", "rst", "rst_iter", "sdt",
+                 "transfer")
 
 
 def format_report(runs: pd.DataFrame) -> str:
@@ -132,7 +133,9 @@ def _percent(mean: float, std: float) -> str:
     return f"{100 * mean:.2f}% ± {100 * std:.2f}"
 
 
-def _method_rank(method: str) -> int:
+def _method_rank(arm: str) -> int:
+    """Rank of an arm label by its method (``lth+smooth`` ranks as ``lth``)."""
+    method = arm.split("+")[0].split("[")[0]
     return _METHOD_ORDER.index(method) if method in _METHOD_ORDER else len(_METHOD_ORDER)
 
 

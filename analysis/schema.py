@@ -27,6 +27,8 @@ _SEED = ("seed", _I64, "Replicate index; seeds θ0, data order and masks.")
 _TARGET = ("target_sparsity", _F64, "Requested sparsity, fraction in [0, 1); 0 for dense.")
 _SPARSITY = ("sparsity", _F64, "Measured fraction of prunable weights removed, in [0, 1].")
 _LEVEL = ("level", _I64, "IMP pruning rounds behind the mask; 0 for dense.")
+_RECIPE = ("recipe", _STR, "Retraining recipe (a `recipes:` name; `base` = plain, also for "
+                           "dense and IMP-level rows); null in parts older than recipes.")
 _RP_DOC = "R_{p} in [0, 1] of θ0 vs trained dense θT (same lr, seed), Liu 2021 Eq. 1; null {p}."
 
 _RUNS_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
@@ -48,7 +50,8 @@ _RUNS_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
                             "chosen on the test set (use test_acc_at_best_val)."),
     ("best_epoch", _I64, "1-based epoch of best_test_acc."),
     ("test_loss", _F64, "Test cross-entropy after the final epoch, nats per example."),
-    ("train_loss", _F64, "Mean training cross-entropy over the final epoch, nats per example."),
+    ("train_loss", _F64, "Mean training loss over the final epoch, nats per example: "
+                         "cross-entropy, or the recipe's smoothed / distillation loss."),
     *((f"rp_dense_p{pct}", _F64, _RP_DOC.format(p=pct / 100)) for pct in (10, 20, 30, 40, 50)),
     ("rp_run_p20", _F64, "R_0.2 of the run's initial vs final masked weights (survivors only)."),
     ("optimizer", _STR, "Optimizer name, e.g. sgd or adam."),
@@ -74,6 +77,16 @@ _RUNS_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
                                 "App. F); null if density <= 0.2."),
     ("rp_pf_vs_dense_p20", _F64, "P&F rows: R_0.2((θT⊙m)_T, θT) over whole layers (Liu 2021 "
                                  "App. F Table 1)."),
+    _RECIPE,
+    ("source_dataset", _STR, "Dataset the mask was found on (the trunk's); equals `dataset` "
+                             "except for transfer rows."),
+    ("target_dataset", _STR, "Dataset the row trained and is evaluated on; equals `dataset`."),
+    ("transfer_init", _STR, "Transfer rows: start weights late_reset (θS, source-trained), "
+                            "init (θ0) or reinit (θ0'); null otherwise."),
+    ("transfer_regime", _STR, "Transfer rows: finetune (all layers) or freeze (features "
+                              "frozen, new head trained); null otherwise."),
+    ("rewind_step", _I64, "lth_rewind rows: k, the dense-training step whose weights θk the "
+                          "survivors reset to; null otherwise."),
 )
 
 _CURVES_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
@@ -89,11 +102,13 @@ _CURVES_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
     _SPARSITY,
     ("epoch", _I64, "1-based epoch within this (trial, level) training."),
     ("lr_epoch", _F64, "Learning rate used during the epoch (after the schedule)."),
-    ("train_loss", _F64, "Mean training cross-entropy over the epoch, nats per example."),
+    ("train_loss", _F64, "Mean training loss over the epoch, nats per example (the recipe's "
+                         "objective; cross-entropy for `base`)."),
     ("test_loss", _F64, "Test cross-entropy after the epoch, nats per example."),
     ("test_acc", _F64, "Test accuracy after the epoch, fraction in [0, 1]."),
     ("val_loss", _F64, "Validation cross-entropy after the epoch, nats; null without split."),
     ("val_acc", _F64, "Validation accuracy after the epoch, fraction; null without split."),
+    _RECIPE,
 )
 
 _LAYERS_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
@@ -112,6 +127,7 @@ _LAYERS_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("sparsity", _F64, "Fraction of the layer's weights removed, 1 - n_kept / n_weights."),
     ("rp_run_p20", _F64, "Per-layer R_0.2 of initial vs final masked weights; NaN if < 5 kept."),
     ("rp_dense_p20", _F64, "Per-layer R_0.2 of θ0 vs trained dense θT at this lr and seed."),
+    _RECIPE,
 )
 
 _COLUMNS = {"runs": _RUNS_COLUMNS, "curves": _CURVES_COLUMNS, "layers": _LAYERS_COLUMNS}
@@ -121,9 +137,10 @@ _COLUMNS = {"runs": _RUNS_COLUMNS, "curves": _CURVES_COLUMNS, "layers": _LAYERS_
 ADDED: dict[str, frozenset[str]] = {
     "runs": frozenset({"val_acc", "val_loss", "best_val_epoch", "best_val_iteration",
                        "test_acc_at_best_val", "rp_init_vs_pf_p20", "rp_reinit_vs_pf_p20",
-                       "rp_pf_vs_init_p20", "rp_pf_vs_dense_p20"}),
-    "curves": frozenset({"val_loss", "val_acc"}),
-    "layers": frozenset(),
+                       "rp_pf_vs_init_p20", "rp_pf_vs_dense_p20", "recipe", "source_dataset",
+                       "target_dataset", "transfer_init", "transfer_regime", "rewind_step"}),
+    "curves": frozenset({"val_loss", "val_acc", "recipe"}),
+    "layers": frozenset({"recipe"}),
 }
 
 TABLE_DOCS: dict[str, str] = {

@@ -122,13 +122,42 @@ def _arm_accuracies(runs: pd.DataFrame) -> pd.DataFrame:
     return table[[*keys, "lth_test_acc", "dense_test_acc", "random_reinit_test_acc"]]
 
 
+def arm_labels(runs: pd.DataFrame) -> pd.Series:
+    """The arm of each row: its method, with a non-plain recipe and a transfer variant added.
+
+    ``lth`` (recipe base), ``lth+smooth`` (recipe smooth), ``transfer[late_reset,freeze]``,
+    ``transfer[init,finetune]+kd``. Rows of parts older than these columns (nulls) are plain.
+
+    Args:
+        runs: A runs table (columns method, and recipe / transfer_init / transfer_regime
+            when present).
+    Returns:
+        A string Series aligned with ``runs``.
+    """
+    label = runs["method"].astype(str)
+    if "transfer_init" in runs.columns:
+        init, regime = runs["transfer_init"], runs["transfer_regime"]
+        has = init.notna()
+        label = label.where(~has, label + "[" + init.astype(str) + "," + regime.astype(str)
+                            + "]")
+    if "recipe" in runs.columns:
+        recipe = runs["recipe"]
+        named = recipe.notna() & (recipe != "base")
+        label = label.where(~named, label + "+" + recipe.astype(str))
+    return label
+
+
 def _round_keys(runs: pd.DataFrame) -> pd.DataFrame:
-    """Copy of `runs` with lr and target_sparsity rounded, so float noise cannot split groups."""
+    """Copy of `runs` with lr and target_sparsity rounded, so float noise cannot split groups,
+    and `method` holding the arm label (`arm_labels`), so recipes and transfer variants of a
+    method are grouped apart."""
     rounded = {
         column: runs[column].round(_FLOAT_KEY_DECIMALS)
         for column in ("lr", "target_sparsity")
         if column in runs.columns
     }
+    if "method" in runs.columns:
+        rounded["method"] = arm_labels(runs)
     return runs.assign(**rounded)
 
 

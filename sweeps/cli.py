@@ -164,11 +164,20 @@ def export(name: str,
            out: Annotated[Path, typer.Option(help="Ticket file to write (.pt).")],
            seed: Annotated[int, typer.Option(help="Replicate.")] = 0,
            lr: Annotated[float | None, typer.Option(help="Learning rate, if several.")] = None,
+           model: Annotated[str | None, typer.Option(help="Model, if several.")] = None,
+           dataset: Annotated[str | None, typer.Option(
+               help="Dataset (as the spec writes it), if several.")] = None,
+           target: Annotated[str | None, typer.Option(
+               help="transfer: the target dataset, e.g. fashion-mnist[5-9].")] = None,
+           init: Annotated[str | None, typer.Option(
+               help="transfer: late_reset, init or reinit.")] = None,
+           regime: Annotated[str | None, typer.Option(
+               help="transfer: finetune or freeze.")] = None,
            storage: StorageOpt = None) -> None:
     """Write the ticket of METHOD at SPARSITY of sweep NAME: its mask and start weights.
 
-    The file holds θ_start ⊙ m (θ0, θ0' or θT as the method says, never trained branch
-    weights), the mask, the model key and the hyperparameters; read it back with
+    The file holds θ_start ⊙ m (θ0, θk, θ0', θT or θS as the method says, never trained
+    branch weights), the mask, the model key and the hyperparameters; read it back with
     `trainer.tickets.load_ticket`.
     """
     from sweeps import spec as spec_module
@@ -184,23 +193,30 @@ def export(name: str,
         plan = make_plan(spec_module.parse(raw, store.join("spec.json")))
     except SpecError as err:
         _fail(str(err))
-    found = plan.tickets(method, sparsity, seed, lr)
+    variant = {k: v for k, v in {"target": target, "init": init, "regime": regime}.items()
+               if v is not None}
+    trunks = {k: v for k, v in {"model": model, "dataset": dataset}.items() if v is not None}
+    found = plan.tickets(method, sparsity, seed, lr, trunks, **variant)
     if not found:
         _fail(f"sweep {name!r} has no grid point method={method} sparsity={sparsity:g} "
-              f"seed={seed}" + (f" lr={lr:g}" if lr is not None else ""))
+              f"seed={seed}" + (f" lr={lr:g}" if lr is not None else "") +
+              "".join(f" {k}={v}" for k, v in {**trunks, **variant}.items()))
     if len(found) > 1:
-        options = sorted({f"--lr {t.train.lr:g} ({t.model}, {t.data.name})"
-                          for t, *_ in found})
+        options = sorted({f"--lr {j.trunk.train.lr:g} (--model {j.trunk.model}, --dataset "
+                          f"{j.trunk.data.label}"
+                          + "".join(f", --{k} {v}" for k, v in j.method_hparams.items()
+                                    if k in ("target", "init", "regime")) + ")"
+                          for j in found})
         _fail(f"{len(found)} grid points match; narrow it down: {', '.join(options)}")
-    trunk, point, blob, stage = found[0]
+    job = found[0]
     try:
-        ticket = tickets.make_ticket(trunk, method, point.target_sparsity, blob,
-                                     store.child("artifacts"), stage)
+        ticket = tickets.make_ticket(job, store.child("artifacts"))
     except (ValueError, FileNotFoundError) as err:
         _fail(str(err))
     tickets.save_ticket(ticket, out)
-    typer.echo(f"wrote the {method} ticket at sparsity {point.target_sparsity:g} (seed {seed}, "
-               f"lr {trunk.train.lr:g}, {trunk.model} / {trunk.data.name}) to {out}")
+    trunk = job.trunk
+    typer.echo(f"wrote the {method} ticket at sparsity {job.point.target_sparsity:g} (seed "
+               f"{seed}, lr {trunk.train.lr:g}, {trunk.model} / {trunk.data.label}) to {out}")
 
 
 def main() -> None:

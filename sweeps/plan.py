@@ -16,14 +16,17 @@ from typing import Any
 
 import pandas as pd
 
+from sweeps.spec import BASE_RECIPE
 from sweeps.spec import SweepSpec
 from sweeps.store import content_key
 from trainer import data as datasets
 from trainer import levels
 from trainer import methods
+from trainer.hparams import RecipeHparams
 from trainer.jobs import BranchJob
 from trainer.jobs import ChainJob
 from trainer.jobs import Point
+from trainer.jobs import RewindWalk
 from trainer.jobs import Target
 from trainer.jobs import Trunk
 from trainer.jobs import curves_part
@@ -45,7 +48,8 @@ class Plan:
 
     @property
     def points(self) -> list[Point]:
-        return [p for c in self.chains for p in c.points] + [b.point for b in self.branches]
+        return [p for c in self.chains for p in c.all_points] + \
+            [b.point for b in self.branches]
 
     def epochs(self, job: ChainJob | BranchJob) -> int:
         """Training epochs the job runs (its compute budget), if nothing is stored yet.
@@ -54,13 +58,19 @@ class Plan:
         phase's passes over the training set too.
         """
         per_run = job.trunk.train.epochs
+        data = job.trunk.data
+        n_train = (data.train_subset or datasets.sizes(data)[0]) - data.validation
         if isinstance(job, ChainJob):
-            return (job.levels + 1) * per_run
+            walk = job.rewind
+            rewound = 0 if walk is None else job.rewind.levels * (per_run - _rewound(
+                walk.hparams, n_train, job.trunk.train.batch_size))
+            return (job.levels + 1) * per_run + math.ceil(rewound - 1e-9)
         method = methods.get(job.point.method)
+        if method.mask == "rewind":
+            return math.ceil(per_run - _rewound(job.method_hparams, n_train,
+                                                job.trunk.train.batch_size) - 1e-9)
         if method.prepare_epochs is None:
             return per_run
-        data = job.trunk.data
-        n_train = (data.train_subset or datasets.get(data.name).sizes[0]) - data.validation
         rounds = levels.mask_level(job.point.target_sparsity, job.trunk.prune.rate)
         hp = method.hparams(**job.method_hparams)
         return per_run + method.prepare_epochs(hp, n_train, rounds * per_run)
@@ -73,19 +83,43 @@ class Plan:
         return next(c for c in self.chains if c.trunk == branch.trunk)
 
     def tickets(self, method: str, target_sparsity: float, seed: int, lr: float | None = None,
-                ) -> list[tuple[Trunk, Point, str, str]]:
-        """(trunk, point, mask blob, stage dir) of every grid point matching, for ``lottery
-        export``; the stage dir is "" for points a chain trains.
+                where: dict[str, str] | None = None, **hparams: Any) -> list[BranchJob]:
+        """One job per distinct ticket matching, for ``lottery export``: branches as planned,
+        and jobs standing for the points a chain trains (with their chain's mask blob).
 
-        Floats match within a relative 1e-9 (so 0.3 finds 0.1 + 0.2); ``lr`` None matches all.
+        Points that differ only by recipe share their ticket (a recipe changes retraining,
+        not the mask or the start), so each ticket is listed once. Floats match within a
+        relative 1e-9 (so 0.3 finds 0.1 + 0.2); ``lr`` None matches all; ``where`` keeps the
+        trunks of a ``model`` and a ``dataset`` (as the spec writes it); ``hparams`` keep the
+        variants whose method hparams have those values (e.g. ``init="late_reset"``).
         """
-        jobs = [(c.trunk, p, mask_blob(p.target_sparsity), "") for c in self.chains
-                for p in c.points] + \
-            [(b.trunk, b.point, b.mask_blob, b.stage_dir) for b in self.branches]
-        return [job for job in jobs
-                if job[1].method == method and job[0].seed == seed
-                and math.isclose(job[1].target_sparsity, target_sparsity, rel_tol=1e-9)
-                and (lr is None or math.isclose(job[0].train.lr, lr, rel_tol=1e-9))]
+        where = where or {}
+        jobs = [BranchJob(sweep=c.sweep, trial_id=c.trial_id, code_version=c.code_version,
+                          trunk=c.trunk, point=p, mask_blob=blob, stage_dir="",
+                          method_hparams=hp)
+                for c in self.chains
+                for p, blob, hp in [(p, mask_blob(p.target_sparsity), {}) for p in c.points] +
+                [(p, f"{c.rewind.root}/{mask_blob(p.target_sparsity)}", c.rewind.hparams)
+                 for p in (c.rewind.points if c.rewind else ())]] + list(self.branches)
+        found: dict[tuple, BranchJob] = {}
+        for job in jobs:
+            trunk, point = job.trunk, job.point
+            if point.method == method and trunk.seed == seed \
+                    and math.isclose(point.target_sparsity, target_sparsity, rel_tol=1e-9) \
+                    and (lr is None or math.isclose(trunk.train.lr, lr, rel_tol=1e-9)) \
+                    and all(job.method_hparams.get(k) == v for k, v in hparams.items()) \
+                    and where.get("model", trunk.model) == trunk.model \
+                    and where.get("dataset", trunk.data.label) == trunk.data.label:
+                key = (trunk, point.target_sparsity, job.mask_blob, job.prepare_dir,
+                       tuple(sorted(job.method_hparams.items())))
+                found.setdefault(key, job)
+        return list(found.values())
+
+def _rewound(hparams: dict, n_train: int, batch_size: int) -> float:
+    """Epochs before θk of a rewind point given as a dict (``RewindHparams``)."""
+    hp = methods.get("lth_rewind").hparams(**hparams)
+    per_epoch = math.ceil(n_train / batch_size)
+    return hp.steps(per_epoch) / per_epoch
 
 
 def trunk_key(trunk: Trunk) -> str:
@@ -99,13 +133,17 @@ def trunk_key(trunk: Trunk) -> str:
                                      "train": trunk.train, "prune": trunk.prune})
 
 
-def point_key(trunk: Trunk, method: str, target_sparsity: float, hparams: Any = None) -> str:
-    """The ``config_hash`` of a grid point (its trunk, replicate, method and sparsity, and the
-    method's own hparams when it has any: their non-default fields)."""
-    payload = {"trunk": trunk_key(trunk), "seed": trunk.seed,
-               "target_sparsity": float(target_sparsity)}
+def point_key(trunk: Trunk, method: str, target_sparsity: float, hparams: Any = None,
+              recipe: tuple[str, RecipeHparams] = (BASE_RECIPE, RecipeHparams())) -> str:
+    """The ``config_hash`` of a grid point (its trunk, replicate, method and sparsity, the
+    method's own hparams when it has any (their non-default fields), and its recipe's name
+    and settings unless it is the plain ``base``)."""
+    payload: dict[str, Any] = {"trunk": trunk_key(trunk), "seed": trunk.seed,
+                               "target_sparsity": float(target_sparsity)}
     if hparams is not None:
         payload["hparams"] = hparams
+    if recipe[0] != BASE_RECIPE:
+        payload["recipe"] = list(recipe)
     return content_key(method, payload)
 
 
@@ -121,15 +159,19 @@ def mask_blob(target_sparsity: float, producer: str = "imp") -> str:
     return f"masks/{prefix}sparsity_{target_sparsity:g}-{key}.pt"
 
 
-def stage_dir(point: Point, mask_level: int) -> str:
+def stage_dir(method: str, target_sparsity: float, key: str, mask_level: int,
+              rewind: str = "") -> str:
     """Directory of a branch's training stage inside its trunk's artifact directory.
 
-    ``level_<L>/...`` under the IMP level its mask stands on, ``one_shot/...`` for a one-shot
-    mask, ``random/...`` for a mask the method draws; named by the point's content key.
+    ``level_<L>/...`` under the IMP level its mask stands on (``<rewind>/level_<L>/...`` for
+    a rewind walk's mask), ``one_shot/...`` for a one-shot mask, ``random/...`` for a mask
+    the method draws, ``small_dense/...`` for sdt; named by the content key ``key`` (the
+    point's, or for a method's own phase the point's without its recipe).
     """
-    producer = methods.get(point.method).mask
-    parent = producer if producer != "imp" else f"level_{mask_level}"
-    return f"{parent}/{point.method}-sparsity_{point.target_sparsity:g}-{point.config_hash}"
+    producer = methods.get(method).mask
+    parent = {"imp": f"level_{mask_level}", "rewind": f"{rewind}/level_{mask_level}"}.get(
+        producer, producer)
+    return f"{parent}/{method}-sparsity_{target_sparsity:g}-{key}"
 
 
 def _trunks(spec: SweepSpec) -> list[tuple[Trunk, str]]:
@@ -139,14 +181,13 @@ def _trunks(spec: SweepSpec) -> list[tuple[Trunk, str]]:
         trunk = Trunk(model=model, data=spec.data_hparams(dataset), train=spec.train_hparams(lr),
                       prune=spec.prune_hparams(), seed=seed, artifact_dir="")
         key = trunk_key(trunk)
-        out.append((Trunk(model=model, data=trunk.data, train=trunk.train, prune=trunk.prune,
-                          seed=seed, artifact_dir=f"{model}-{dataset}-{key}/replicate_{seed}"),
-                    key))
+        out.append((dataclasses.replace(
+            trunk, artifact_dir=f"{model}-{trunk.data.slug}-{key}/replicate_{seed}"), key))
     return out
 
 
 def _label(trunk: Trunk) -> str:
-    return f"{trunk.model}-{trunk.data.name}-lr{trunk.train.lr:g}-seed{trunk.seed}"
+    return f"{trunk.model}-{trunk.data.slug}-lr{trunk.train.lr:g}-seed{trunk.seed}"
 
 
 def _level_targets(targets: tuple[float, ...], rate: float, deepest: int) -> tuple[float, ...]:
@@ -160,15 +201,98 @@ def _level_targets(targets: tuple[float, ...], rate: float, deepest: int) -> tup
     return tuple(labels)
 
 
-def _point(trunk: Trunk, method: str, s: float, own: str, chain_id: str,
-           hparams: Any = None) -> Point:
-    """A grid point whose own stage writes curves part ``own``; trunk parts named by chain."""
+def _point(trunk: Trunk, method: str, s: float, own: str, parts: tuple[str, str],
+           hparams: Any = None,
+           recipe: tuple[str, RecipeHparams] = (BASE_RECIPE, RecipeHparams())) -> Point:
+    """A grid point whose own stage writes curves part ``own``; ``parts`` names the curves
+    parts of trunk levels: (the θ0 chain's, the rewind walk's), by level."""
     m = methods.get(method)
     behind = methods.stages_behind(m, methods.mask_level(m, s, trunk.prune, hparams),
                                    trunk.prune)
+    walk = parts[1] if m.mask == "rewind" else parts[0]
     return Point(method=method, target_sparsity=s,
-                 config_hash=point_key(trunk, method, s, hparams),
-                 curves=(*(curves_part(chain_id, level) for level in behind), own))
+                 config_hash=point_key(trunk, method, s, hparams, recipe),
+                 curves=(*(curves_part(parts[0] if level == 0 else walk, level)
+                           for level in behind), own),
+                 recipe=recipe[0])
+
+
+@dataclass(frozen=True)
+class _Trunk:
+    """Names of one trunk's chain trial and its rewind walk while planning."""
+
+    trunk: Trunk
+    chain_id: str
+    rewind_root: str = ""
+    rewind_part: str = ""
+
+    @property
+    def parts(self) -> tuple[str, str]:
+        return self.chain_id, self.rewind_part
+
+
+def rewind_root(hp: Any) -> str:
+    """Directory of a trunk's rewind walk (``lth_rewind``'s chain) inside its artifact dir:
+    ``rewind-<epochs_1|iterations_500>-<key>``."""
+    return f"rewind-{hp.label}-{content_key('rewind_walk', hp)}"
+
+
+def _mask_blob(t: _Trunk, s: float, producer: str) -> str:
+    """Where a branch finds its mask: the chain's blob, or the rewind walk's."""
+    if producer in ("random", "small_dense"):
+        return ""
+    if producer == "rewind":
+        return f"{t.rewind_root}/{mask_blob(s)}"
+    return mask_blob(s, producer)
+
+
+def _branches(spec: SweepSpec, t: _Trunk, method: str, s: float, code_version: str
+              ) -> tuple[list[Point], list[BranchJob]]:
+    """The points of ``method`` at sparsity ``s`` on trunk ``t``: one per hparams variant and
+    recipe. Points a chain trains (plain ``lth`` / ``lth_rewind`` on an IMP level) come back
+    as points, the others as branch jobs."""
+    m, trunk = methods.get(method), t.trunk
+    chain_points, jobs = [], []
+    for hp in spec.method_variants(method):
+        if m.retarget is not None and m.retarget(hp, trunk.data).label == trunk.data.label:
+            continue  # a transfer "to" the trunk's own dataset is not a transfer
+        level = methods.mask_level(m, s, trunk.prune, hp)
+        root = t.rewind_root if m.mask == "rewind" else ""
+        ticket = stage_dir(method, s, point_key(trunk, method, s, hp), level, root)
+        for recipe in spec.recipe_hparams().items():
+            if method in ("lth", "lth_rewind") and recipe[0] == BASE_RECIPE and \
+                    levels.is_level_sparsity(s, trunk.prune.rate):
+                part = t.rewind_part if method == "lth_rewind" else t.chain_id
+                chain_points.append(_point(trunk, method, s, curves_part(part, level),
+                                           t.parts, hp))
+                continue
+            key = point_key(trunk, method, s, hp, recipe)
+            named = "" if recipe[0] == BASE_RECIPE else f"-{recipe[0]}"
+            trial_id = f"{method}-{_label(trunk)}-s{s:g}{named}-{key[:8]}"
+            point = _point(trunk, method, s, curves_part(trial_id), t.parts, hp, recipe)
+            jobs.append(BranchJob(
+                sweep=spec.name, code_version=code_version, trunk=trunk, point=point,
+                trial_id=trial_id, mask_blob=_mask_blob(t, s, m.mask),
+                stage_dir=stage_dir(method, s, key, level, root),
+                method_hparams={} if hp is None else dataclasses.asdict(hp),
+                recipe=recipe[1], prepare_dir=f"{ticket}/prepare" if m.prepare else ""))
+    return chain_points, jobs
+
+
+def _rewind_walk(spec: SweepSpec, t: _Trunk, targets: tuple[float, ...],
+                 points: list[Point]) -> RewindWalk | None:
+    """The trunk's rewind walk when ``lth_rewind`` is in the grid: its points and masks."""
+    if "lth_rewind" not in spec.methods:
+        return None
+    rate = spec.pruning.rate
+    deepest = max(levels.level_for(s, rate) for s in targets)
+    hp = spec.method_hparams("lth_rewind")
+    return RewindWalk(hparams=dataclasses.asdict(hp), root=t.rewind_root, part=t.rewind_part,
+                      levels=deepest,
+                      targets=tuple(Target(sparsity=s, mask_blob=_mask_blob(t, s, "rewind"),
+                                           producer="rewind") for s in targets),
+                      level_targets=_level_targets(targets, rate, deepest),
+                      points=tuple(p for p in points if p.method == "lth_rewind"))
 
 
 def make_plan(spec: SweepSpec, code_version: str = "") -> Plan:
@@ -183,28 +307,22 @@ def make_plan(spec: SweepSpec, code_version: str = "") -> Plan:
     """
     sparse = [m for m in spec.methods if m != "dense"]
     targets = tuple(sorted(spec.sparsities)) if sparse else ()
-    producers = sorted({methods.get(m).mask for m in sparse} - {"random"})  # chains store these
+    # the θ0 chain stores these masks (random / none are drawn, rewind's has its own walk)
+    producers = sorted({methods.get(m).mask for m in sparse} & {"imp", "one_shot"})
     rate = spec.pruning.rate
     chains, branches = [], []
     for trunk, key in _trunks(spec):
         chain_id = f"chain-{_label(trunk)}-{key[:8]}"
-        points = [_point(trunk, "dense", 0.0, curves_part(chain_id, 0), chain_id)] \
+        t = _Trunk(trunk, chain_id)
+        if "lth_rewind" in spec.methods:
+            root = rewind_root(spec.method_hparams("lth_rewind"))
+            t = _Trunk(trunk, chain_id, root, f"{chain_id}-rw{root.rsplit('-', 1)[1][:8]}")
+        points = [_point(trunk, "dense", 0.0, curves_part(chain_id, 0), t.parts)] \
             if "dense" in spec.methods else []
         for method, s in product(sparse, targets):
-            m = methods.get(method)
-            level = methods.mask_level(m, s, trunk.prune)
-            if method == "lth" and levels.is_level_sparsity(s, rate):
-                points.append(_point(trunk, method, s, curves_part(chain_id, level), chain_id))
-                continue
-            hp = spec.method_hparams(method)
-            key = point_key(trunk, method, s, hp)
-            trial_id = f"{method}-{_label(trunk)}-s{s:g}-{key[:8]}"
-            point = _point(trunk, method, s, curves_part(trial_id), chain_id, hp)
-            branches.append(BranchJob(
-                sweep=spec.name, code_version=code_version, trunk=trunk, point=point,
-                trial_id=trial_id, mask_blob=mask_blob(s, m.mask) if m.mask != "random" else "",
-                stage_dir=stage_dir(point, level),
-                method_hparams={} if hp is None else dataclasses.asdict(hp)))
+            on_chain, jobs = _branches(spec, t, method, s, code_version)
+            points += on_chain
+            branches += jobs
         imp = targets if "imp" in producers else ()
         deepest = max((levels.level_for(s, rate) for s in imp), default=0)
         chains.append(ChainJob(sweep=spec.name, trial_id=chain_id, code_version=code_version,
@@ -213,22 +331,33 @@ def make_plan(spec: SweepSpec, code_version: str = "") -> Plan:
                                                     producer=p)
                                              for p in producers for s in targets),
                                level_targets=_level_targets(imp, rate, deepest),
-                               points=tuple(points)))
+                               points=tuple(p for p in points if p.method != "lth_rewind"),
+                               rewind=_rewind_walk(spec, t, targets, points)))
     return Plan(spec=spec, chains=tuple(chains), branches=tuple(branches))
 
 
+def _arm(job: BranchJob) -> str:
+    """A branch's method with its recipe and transfer variant, as ``analysis.stats`` names
+    arms: ``lth+smooth``, ``transfer[late_reset,freeze]``."""
+    hp = job.method_hparams
+    variant = f"[{hp['init']},{hp['regime']}]" if {"init", "regime"} <= set(hp) else ""
+    recipe = "" if job.point.recipe == BASE_RECIPE else f"+{job.point.recipe}"
+    return f"{job.point.method}{variant}{recipe}"
+
+
 def describe(plan: Plan) -> pd.DataFrame:
-    """One row per trial: id, phase, methods, lr, seed, sparsities, levels and epochs."""
+    """One row per trial: id, phase, methods (arms), lr, seed, sparsities, levels, epochs."""
     rows = []
     for job in plan.chains:
         rows.append({"trial_id": job.trial_id, "phase": "chain",
-                     "methods": ",".join(sorted({p.method for p in job.points})) or "-",
+                     "methods": ",".join(sorted({p.method for p in job.all_points})) or "-",
                      "lr": job.trunk.train.lr, "seed": job.trunk.seed,
-                     "sparsities": ",".join(f"{p.target_sparsity:g}" for p in job.points
+                     "sparsities": ",".join(f"{p.target_sparsity:g}" for p in job.all_points
                                             if p.method != "dense") or "-",
-                     "levels": job.levels, "epochs": plan.epochs(job)})
+                     "levels": job.levels if job.rewind is None else
+                     f"{job.levels}+{job.rewind.levels}", "epochs": plan.epochs(job)})
     for job in plan.branches:
-        rows.append({"trial_id": job.trial_id, "phase": "branch", "methods": job.point.method,
+        rows.append({"trial_id": job.trial_id, "phase": "branch", "methods": _arm(job),
                      "lr": job.trunk.train.lr, "seed": job.trunk.seed,
                      "sparsities": f"{job.point.target_sparsity:g}", "levels": "-",
                      "epochs": plan.epochs(job)})

@@ -12,6 +12,7 @@ where it also checks that a worker sees a local storage path (a probe file).
 from __future__ import annotations
 
 import logging
+import math
 import os
 import uuid
 from pathlib import Path
@@ -24,6 +25,7 @@ from sweeps.store import Store
 from trainer import data as datasets
 from trainer import masks
 from trainer import models
+from trainer import recipes
 from trainer import seeding
 from trainer.hparams import DataHparams
 
@@ -40,27 +42,80 @@ def _axis(name: str, index: int, values: list[str]) -> str:
 
 
 def model_problems(spec: SweepSpec) -> list[Problem]:
-    """Build every (model, dataset) pair, run a forward pass, resolve ``keep_dense``."""
+    """Build every (model, dataset) pair, run a forward pass, resolve ``keep_dense``; build
+    every model with each recipe's architecture options."""
     out: list[Problem] = []
     prunes = set(spec.methods) - {"dense"}
     for i, model in enumerate(spec.models):
         for dataset in spec.datasets:
-            info = datasets.get(dataset)
+            hp = spec.data_hparams(dataset)
+            shape, classes = datasets.get(hp.name).input_shape, datasets.num_classes(hp)
             where = _axis("model", i, spec.models)
             try:
-                net = models.build(model, info.input_shape, info.num_classes,
-                                   seeding.generator(0, "preflight"))
-                with torch.no_grad():
-                    logits = net.eval()(torch.zeros((2, *info.input_shape)))
+                net = _forward(model, shape, classes)
             except (ValueError, TypeError, RuntimeError) as err:
                 out.append((where, f"{model} cannot be built for {dataset} inputs "
-                                   f"{info.input_shape}: {err}"))
+                                   f"{shape}: {err}"))
                 continue
-            if tuple(logits.shape) != (2, info.num_classes):
-                out.append((where, f"{model} maps {dataset} inputs to logits of shape "
-                                   f"{tuple(logits.shape)}, expected (B, {info.num_classes})"))
             out += _keep_dense_problems(spec, net, model, bool(prunes))
+            out += _recipe_problems(spec, model, shape, classes)
+        out += _target_problems(spec, model)
     return list(dict.fromkeys(out))
+
+
+def _target_problems(spec: SweepSpec, model: str) -> list[Problem]:
+    """Each transfer target must have the sources' example shape, and ``model`` must build
+    for its classes."""
+    out: list[Problem] = []
+    fields = data_fields(spec)
+    sources = {datasets.get(spec.data_hparams(d).name).input_shape for d in spec.datasets}
+    for field, hp in fields.items():
+        if not field.startswith("transfer."):
+            continue
+        shape = datasets.get(hp.name).input_shape
+        if sources != {shape}:
+            out.append((field, f"{hp.label} examples are {shape} but the datasets it is "
+                               f"trained from have {sorted(sources)}; a ticket transfers "
+                               "between datasets of one example shape"))
+            continue
+        try:
+            _forward(model, shape, datasets.num_classes(hp))
+        except (ValueError, TypeError, RuntimeError) as err:
+            out.append((field, f"{model} cannot be built for {hp.label}: {err}"))
+    return out
+
+
+def _forward(model: str, shape: tuple[int, int, int], classes: int,
+             arch: models.Arch | None = None) -> torch.nn.Module:
+    """Build ``model`` and run a forward pass on a (2, C, H, W) zero batch.
+
+    Raises:
+        ValueError: the logits are not (2, classes); or what building raises.
+    """
+    net = models.build(model, shape, classes, seeding.generator(0, "preflight"),
+                       arch or models.Arch())
+    with torch.no_grad():
+        logits = net.eval()(torch.zeros((2, *shape)))
+    if tuple(logits.shape) != (2, classes):
+        raise ValueError(f"logits of shape {tuple(logits.shape)}, expected (B, {classes})")
+    return net
+
+
+def _recipe_problems(spec: SweepSpec, model: str, shape: tuple[int, int, int],
+                     classes: int) -> list[Problem]:
+    """Each recipe whose architecture options ``model`` cannot take (e.g. jump convolutions
+    on a network without residual blocks)."""
+    out = []
+    for name, recipe in spec.recipe_hparams().items():
+        arch = recipes.arch(recipe)
+        if arch == models.Arch():
+            continue
+        try:
+            _forward(model, shape, classes, arch)
+        except (ValueError, TypeError, RuntimeError) as err:
+            field = "skip_connections" if recipe.skip_connections else "activation"
+            out.append((f"recipes.{name}.{field}", f"{model}: {err}"))
+    return out
 
 
 def _keep_dense_problems(spec: SweepSpec, net: torch.nn.Module, model: str,
@@ -79,11 +134,24 @@ def _keep_dense_problems(spec: SweepSpec, net: torch.nn.Module, model: str,
     return out
 
 
+def data_fields(spec: SweepSpec) -> dict[str, DataHparams]:
+    """Every dataset a trial trains on, by the spec field naming it: ``dataset`` (or
+    ``dataset[i]``) and, with the ``transfer`` method, ``transfer.targets[j]``."""
+    out = {_axis("dataset", i, spec.datasets): spec.data_hparams(d)
+           for i, d in enumerate(spec.datasets)}
+    if "transfer" in spec.methods:
+        out.update({f"transfer.targets[{j}]": spec.data_hparams(t)
+                    for j, t in enumerate(spec.transfer.targets)})
+    return out
+
+
 def subset_problems(spec: SweepSpec) -> list[Problem]:
-    """Subsets larger than a dataset's split; a validation split that leaves no training."""
+    """Subsets larger than a dataset's split; a validation split that leaves no training;
+    lth_rewind's θk at or past the end of training."""
     out = []
-    for dataset in spec.datasets:
-        train_n, test_n = datasets.get(dataset).sizes
+    for hp in data_fields(spec).values():
+        dataset = hp.label
+        train_n, test_n = datasets.sizes(hp)
         for field, want, have in (("train_subset", spec.data.train_subset, train_n),
                                   ("test_subset", spec.data.test_subset, test_n)):
             if want > have:
@@ -93,24 +161,40 @@ def subset_problems(spec: SweepSpec) -> list[Problem]:
         if spec.data.validation >= kept:
             out.append(("data.validation", f"must leave training examples: {dataset} has "
                                            f"{kept} to split, got {spec.data.validation}"))
-    return out
+        elif "lth_rewind" in spec.methods:
+            out += _rewind_problems(spec, dataset, kept - spec.data.validation)
+    return list(dict.fromkeys(out))
+
+
+def _rewind_problems(spec: SweepSpec, dataset: str, n_train: int) -> list[Problem]:
+    """θk must come before the end of the dense run (steps of ``n_train`` examples)."""
+    rewind = spec.method_hparams("lth_rewind")
+    per_epoch = math.ceil(n_train / spec.training.batch_size)
+    k, end = rewind.steps(per_epoch), spec.training.epochs * per_epoch
+    if k < end:
+        return []
+    field = "epochs" if rewind.epochs is not None else "iterations"
+    return [(f"pruning.rewind.{field}", f"rewinds to step {k}, at or past the end of training "
+                                        f"on {dataset} ({spec.training.epochs} epochs of "
+                                        f"{per_epoch} steps = {end} steps)")]
 
 
 def missing_files(spec: SweepSpec) -> list[Problem]:
     """Each dataset whose files are not on this machine (names the first few paths)."""
-    return _missing({d: spec.data_hparams(d) for d in spec.datasets}, spec.datasets)
+    return _missing(data_fields(spec))
 
 
-def _missing(hps: dict[str, DataHparams], axis: list[str]) -> list[Problem]:
+def _missing(hps: dict[str, DataHparams]) -> list[Problem]:
+    """Missing files of each dataset, by the spec field naming it."""
     out = []
-    for j, (name, hp) in enumerate(hps.items()):
-        paths = datasets.get(name).missing_files(hp)
+    for field, hp in hps.items():
+        paths = datasets.get(hp.name).missing_files(hp)
         if paths:
             shown = ", ".join(str(p) for p in paths[:_SHOWN_FILES])
             more = f" and {len(paths) - _SHOWN_FILES} more" if len(paths) > _SHOWN_FILES else ""
-            out.append((_axis("dataset", j, axis),
-                        f"{name} files missing on {os.uname().nodename}: {shown}{more} (set "
-                        "data.root to where they are, or data.download: true to fetch them)"))
+            out.append((field, f"{hp.name} files missing on {os.uname().nodename}: {shown}"
+                               f"{more} (set data.root to where they are, or data.download: "
+                               "true to fetch them)"))
     return out
 
 
@@ -151,8 +235,7 @@ def check_on_cluster(spec: SweepSpec, store: Store) -> None:
     task = ray.remote(_worker_problems).options(num_cpus=spec.resources.cpu,
                                                 num_gpus=spec.resources.gpu)
     try:
-        ref = task.remote({d: spec.data_hparams(d) for d in spec.datasets}, spec.datasets,
-                          probe)
+        ref = task.remote(data_fields(spec), probe)
         ready, _ = ray.wait([ref], timeout=REMOTE_TIMEOUT_S)
         if not ready:
             ray.cancel(ref, force=True)
@@ -167,10 +250,9 @@ def check_on_cluster(spec: SweepSpec, store: Store) -> None:
         raise SpecError(spec.name, problems)
 
 
-def _worker_problems(hps: dict[str, DataHparams], axis: list[str],
-                     probe: str | None) -> list[Problem]:
+def _worker_problems(hps: dict[str, DataHparams], probe: str | None) -> list[Problem]:
     """What a Ray worker finds missing: dataset files, and the driver's probe file."""
-    out = _missing(hps, axis)
+    out = _missing(hps)
     if probe is not None and not Path(probe).is_file():
         out.append(("storage", f"workers do not see the driver's storage directory "
                                f"{Path(probe).parent} (on {os.uname().nodename}); use a path "

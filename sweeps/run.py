@@ -40,12 +40,13 @@ from sweeps.trials import trainable
 from sweeps.trials import trial_state
 from trainer.jobs import BranchJob
 from trainer.jobs import ChainJob
-from trainer.jobs import curves_part
 from trainer.jobs import to_dict
 
 # Settings that define what the rows mean; a sweep name keeps them for life.
 FIXED_KEYS = ("training", "pruning", "data", "rst")
-LOCATION_KEYS = ("root", "download")
+# Fields of those groups that may change: where the data is, and lth_rewind's θk (its rows,
+# masks and stages are keyed by it, so another θk is new points beside the old ones).
+MUTABLE_KEYS = {"data": ("root", "download"), "pruning": ("rewind",)}
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,7 @@ def check_compatible(store: Store, spec: SweepSpec) -> None:
     changed = []
     for group in FIXED_KEYS:
         for key in sorted(set(old[group]) | set(new[group])):
-            if group == "data" and key in LOCATION_KEYS:
+            if key in MUTABLE_KEYS.get(group, ()):
                 continue
             before, after = old[group].get(key), new[group].get(key)
             if before != after:
@@ -114,9 +115,12 @@ def pending_jobs(plan: Plan, done: set[str]) -> tuple[list[ChainJob], list[Branc
     chains = []
     for chain in plan.chains:
         todo = tuple(p for p in chain.points if p.config_hash not in done)
-        stages = {curves_part(chain.trial_id, level) for level in range(chain.levels + 1)}
-        if todo or chain.trunk in needed or not stages <= done:
-            chains.append(dataclasses.replace(chain, points=todo))
+        walk = chain.rewind and dataclasses.replace(
+            chain.rewind, points=tuple(p for p in chain.rewind.points
+                                       if p.config_hash not in done))
+        if todo or (walk and walk.points) or chain.trunk in needed or \
+                not set(chain.stage_parts) <= done:
+            chains.append(dataclasses.replace(chain, points=todo, rewind=walk))
     skipped = sum(1 for p in plan.points if p.config_hash in done)
     return chains, branches, skipped
 

@@ -4,9 +4,8 @@ Validation uses pydantic (strict types, unknown keys forbidden, no inf/nan anywh
 collected and raised together as one ``SpecError`` whose lines name the field path, the reason
 and the value, e.g. ``lrs[1]: must be > 0 (got -0.1)``.
 
-YAML is read with ruamel.yaml's safe loader (YAML 1.2, so ``1e-3`` is a number; no Python
-tags). Duplicate keys are errors, reported with their field paths, never resolved silently.
-What needs the models and the data (layers, shapes, files) is checked by ``sweeps.preflight``.
+YAML is read by ``sweeps.spec_yaml`` (safe loader, duplicate keys refused). What needs the
+models and the data (layers, shapes, files) is checked by ``sweeps.preflight``.
 """
 
 from __future__ import annotations
@@ -24,25 +23,22 @@ from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import field_validator
 from pydantic import model_validator
-from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError
-from ruamel.yaml.error import YAMLError
-from ruamel.yaml.nodes import MappingNode
-from ruamel.yaml.nodes import Node
-from ruamel.yaml.nodes import SequenceNode
 
 from sweeps.errors import SpecError
+from sweeps.spec_yaml import read_yaml
 from trainer import data as datasets
 from trainer import methods
 from trainer import models
 from trainer.hparams import DataHparams
 from trainer.hparams import PruneHparams
+from trainer.hparams import RecipeHparams
 from trainer.hparams import TrainHparams
-from trainer.methods.rst import RSTHparams
+from trainer.hparams import parse_dataset
 
-__all__ = ["SpecError", "SweepSpec", "load", "parse"]
+__all__ = ["SpecError", "SweepSpec", "load", "parse", "read_yaml"]
 
 DEFAULT_METHODS = ["dense", "lth", "random_reinit", "random_pruning", "pf"]
+BASE_RECIPE = "base"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
@@ -62,12 +58,54 @@ class TrainingSpec(_Group):
     gamma: Annotated[float, Field(gt=0, le=1)] = 0.1
 
 
+class RewindSpec(_Group):
+    """``pruning.rewind:`` θk of ``lth_rewind``: ``{epochs: e}`` or ``{iterations: k}``."""
+
+    epochs: Annotated[int, Field(ge=0)] | None = None
+    iterations: Annotated[int, Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> RewindSpec:
+        if (self.epochs is None) == (self.iterations is None):
+            raise ValueError(".epochs: give exactly one of epochs or iterations")
+        return self
+
+
 class PruningSpec(_Group):
-    """``pruning:`` IMP rate per level, scope and layers kept dense."""
+    """``pruning:`` IMP rate per level, scope, layers kept dense, and lth_rewind's θk."""
 
     rate: Annotated[float, Field(gt=0, lt=1)] = 0.2
     scope: Literal["layerwise", "global"] = "layerwise"
     keep_dense: list[str] = ["output"]
+    rewind: RewindSpec = RewindSpec(epochs=1)
+
+
+class TransferSpec(_Group):
+    """``transfer:`` the arms of method ``transfer`` (``trainer.methods.transfer``): every
+    (target, init, regime) combination, for every dataset of the grid but the target."""
+
+    targets: list[str] = []
+    inits: list[Literal["late_reset", "init", "reinit"]] = ["late_reset", "init", "reinit"]
+    regimes: list[Literal["finetune", "freeze"]] = ["finetune", "freeze"]
+
+    @field_validator("targets", mode="after")
+    @classmethod
+    def _targets(cls, value: list[str]) -> list[str]:
+        for i, target in enumerate(value):
+            try:
+                hp = _data(target)
+                datasets.check_classes(hp)
+            except ValueError as err:
+                raise ValueError(f"transfer.targets[{i}] {err}") from None
+        return value
+
+    @field_validator("targets", "inits", "regimes", mode="after")
+    @classmethod
+    def _distinct(cls, value: list[str], info: Any) -> list[str]:
+        same = [_data(v).label for v in value] if info.field_name == "targets" else value
+        if len(set(same)) != len(same):
+            raise ValueError(f"has duplicate values {value}")
+        return value
 
 
 class RSTSpec(_Group):
@@ -85,6 +123,38 @@ class RSTSpec(_Group):
     schedule: Literal["x", "x^2", "x^3"] = "x"
     cycles: Annotated[int, Field(gt=0)] = 5
     budget: Literal["paper", "match_lth"] = "paper"
+
+
+class DistillSpec(_Group):
+    """``distill:`` of a recipe: knowledge distillation from the trunk's dense θT (KD ticket)."""
+
+    temperature: Annotated[float, Field(gt=0)] = 5.0
+    alpha: Annotated[float, Field(gt=0, le=1)] = 0.9  # 0 would be no distillation
+
+
+class RecipeSpec(_Group):
+    """One entry of ``recipes:`` (``trainer.hparams.RecipeHparams``; METHODS.md 2.5)."""
+
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    activation: Literal["relu", "swish", "mish", "pswish"] = "relu"
+    beta: Annotated[float, Field(gt=0)] = 2.0
+    distill: DistillSpec | None = None
+    warmup_epochs: Annotated[float, Field(ge=0)] = 0.0
+    skip_connections: bool = False
+
+    @model_validator(mode="after")
+    def _beta_needs_pswish(self) -> RecipeSpec:
+        if self.beta != 2.0 and self.activation != "pswish":
+            raise ValueError(".beta: only used with activation: pswish")
+        return self
+
+    def hparams(self) -> RecipeHparams:
+        d = self.distill
+        return RecipeHparams(label_smoothing=self.label_smoothing, activation=self.activation,
+                             beta=self.beta, distill_alpha=d.alpha if d else 0.0,
+                             distill_temperature=d.temperature if d else 1.0,
+                             warmup_epochs=self.warmup_epochs,
+                             skip_connections=self.skip_connections)
 
 
 class ResourcesSpec(_Group):
@@ -124,6 +194,9 @@ class SweepSpec(_Group):
     training: TrainingSpec = TrainingSpec()
     pruning: PruningSpec = PruningSpec()
     rst: RSTSpec = RSTSpec()
+    transfer: TransferSpec = TransferSpec()
+    recipes: dict[Annotated[str, Field(pattern=NAME_PATTERN, max_length=60)], RecipeSpec] = \
+        {BASE_RECIPE: RecipeSpec()}
     resources: ResourcesSpec = ResourcesSpec()
     data: DataSpec = DataSpec()
     execution: ExecutionSpec = ExecutionSpec()
@@ -138,8 +211,16 @@ class SweepSpec(_Group):
         names = [(info.field_name, value)] if isinstance(value, str) else [
             (f"{info.field_name}[{i}]", v) for i, v in enumerate(value)]
         for where, name in names:
+            prefix = "" if isinstance(value, str) else f"{where} "
+            if info.field_name == "dataset":  # NAME or NAME[classes]
+                try:
+                    hp = _data(name)
+                    if hp.name in registry:
+                        datasets.check_classes(hp)
+                except ValueError as err:
+                    raise ValueError(f"{prefix}{err}") from None
+                name = hp.name
             if name not in registry:
-                prefix = "" if isinstance(value, str) else f"{where} "
                 raise ValueError(f"{prefix}unknown {what} {name!r}; known: {sorted(registry)}")
         return value
 
@@ -165,7 +246,9 @@ class SweepSpec(_Group):
         values = [value] if isinstance(value, str) else value
         if info.field_name != "sparsities" and not values:
             raise ValueError("must not be empty (the grid would have no points)")
-        if len(set(values)) != len(values):
+        # one class selection may be written two ways: digits[0-2] and digits[0,1,2]
+        same = [_data(v).label for v in values] if info.field_name == "dataset" else values
+        if len(set(same)) != len(same):
             raise ValueError(f"has duplicate values {values}")
         return value
 
@@ -173,6 +256,50 @@ class SweepSpec(_Group):
     def _sparsities_needed(self) -> SweepSpec:
         if set(self.methods) - {"dense"} and not self.sparsities:
             raise ValueError("sparsities: must not be empty (the grid would have no points)")
+        return self
+
+    @model_validator(mode="after")
+    def _transfer(self) -> SweepSpec:
+        arms = "transfer" in self.methods
+        if arms and not self.transfer.targets:
+            raise ValueError("transfer.targets: method transfer needs at least one target "
+                             "dataset")
+        if self.transfer.targets and not arms:
+            raise ValueError("transfer.targets: given, but `transfer` is not in methods")
+        if arms and (not self.transfer.inits or not self.transfer.regimes):
+            raise ValueError("transfer: inits and regimes must not be empty")
+        labels = {_data(d).label for d in self.datasets}
+        for j, target in enumerate(self.transfer.targets if arms else ()):
+            if not labels - {_data(target).label}:
+                raise ValueError(f"transfer.targets[{j}]: {target} is the grid's only dataset; "
+                                 "a target is trained from every other `dataset` entry")
+        distilled = [n for n, r in self.recipes.items() if r.distill is not None]
+        if arms and distilled:
+            raise ValueError(f"recipes.{distilled[0]}.distill: the teacher θT predicts the "
+                             "source's classes, so transfer arms cannot distill from it")
+        if self.pruning.rewind.epochs is not None and "lth_rewind" in self.methods and \
+                self.pruning.rewind.epochs >= self.training.epochs:
+            raise ValueError(f"pruning.rewind.epochs: must be below training.epochs "
+                             f"({self.training.epochs}), got {self.pruning.rewind.epochs}")
+        return self
+
+    @model_validator(mode="after")
+    def _recipes(self) -> SweepSpec:
+        if not self.recipes:
+            raise ValueError("recipes: must not be empty; the plain recipe is `base: {}`")
+        seen: dict[RecipeHparams, str] = {}
+        for name, recipe in self.recipes.items():
+            hp = recipe.hparams()
+            if name == BASE_RECIPE and hp != RecipeHparams():
+                raise ValueError(f"recipes.{name}: `{BASE_RECIPE}` is the plain recipe of the "
+                                 "dense run and the IMP levels and must be {}; give these "
+                                 "settings another name")
+            if name != BASE_RECIPE and hp == RecipeHparams():
+                raise ValueError(f"recipes.{name}: changes nothing; the plain recipe is "
+                                 f"`{BASE_RECIPE}: {{}}`")
+            if hp in seen:
+                raise ValueError(f"recipes.{name}: same settings as recipes.{seen[hp]}")
+            seen[hp] = name
         return self
 
     @property
@@ -196,20 +323,37 @@ class SweepSpec(_Group):
         p = self.pruning
         return PruneHparams(rate=p.rate, scope=p.scope, keep_dense=tuple(p.keep_dense))
 
+    def method_variants(self, method: str) -> list[Any]:
+        """The hparams variants of ``method`` from its spec group (``[None]`` if it has none):
+        one for ``rst`` (the ``rst:`` group), one per combination for grouped axes."""
+        m = methods.get(method)
+        if m.configure is None:
+            return [None]
+        return list(m.configure(self.model_dump()[m.group]))
+
     def method_hparams(self, method: str) -> Any:
-        """The hparams of ``method`` from its spec group (``rst:``), or None if it has none."""
-        configure = methods.get(method).configure
-        return None if configure is None else configure(RSTHparams(**self.rst.model_dump()))
+        """The one hparams variant of ``method`` (None if it has none), e.g. ``rst``'s."""
+        return self.method_variants(method)[0]
+
+    def recipe_hparams(self) -> dict[str, RecipeHparams]:
+        """Recipe name -> its hparams (``base`` -> ``RecipeHparams()``)."""
+        return {name: recipe.hparams() for name, recipe in self.recipes.items()}
 
     def data_hparams(self, dataset: str) -> DataHparams:
-        d = self.data
-        return DataHparams(name=dataset, root=d.root, download=d.download,
-                           train_subset=d.train_subset, test_subset=d.test_subset,
-                           validation=d.validation)
+        """The data of one ``dataset`` entry (``fashion-mnist[0-4]`` selects classes)."""
+        return _data(dataset, self.data)
 
     def to_json(self) -> dict[str, Any]:
         """The full spec, defaults included (stored as ``spec.json`` beside the results)."""
         return json.loads(self.model_dump_json())
+
+
+def _data(dataset: str, d: DataSpec | None = None) -> DataHparams:
+    name, classes = parse_dataset(dataset)
+    d = d or DataSpec()
+    return DataHparams(name=name, root=d.root, download=d.download,
+                       train_subset=d.train_subset, test_subset=d.test_subset,
+                       validation=d.validation, classes=classes)
 
 
 _UNION_TAGS = {"str", "list[str]"}  # pydantic names the branches of ``str | list[str]``
@@ -231,6 +375,8 @@ def _pydantic_problems(err: pydantic.ValidationError) -> list[tuple[str, str]]:
             head, _, rest = reason.partition(" ")
             if path and head.startswith(f"{path}["):
                 path, reason = head, rest
+            elif path and head.startswith(".") and head.endswith(":"):  # a nested field
+                path, reason = path + head[:-1], rest
             elif not path and ": " in reason:
                 path, reason = reason.split(": ", 1)
         elif e["type"] != "extra_forbidden" and not isinstance(e.get("input"), dict):
@@ -267,69 +413,3 @@ def load(path: str | Path) -> SweepSpec:
         reason = getattr(err, "strerror", None) or str(err)
         raise SpecError(str(path), [("(file)", f"cannot read: {reason}")]) from None
     return parse(read_yaml(text, str(path)), str(path))
-
-
-def read_yaml(text: str, source: str = "<spec>") -> Any:
-    """Decode YAML text with the safe loader, refusing duplicate keys.
-
-    Raises:
-        SpecError: a syntax error, duplicate keys (all of them, by field path) or an unsafe
-            tag (with the field it is on).
-    """
-    yaml = YAML(typ="safe", pure=True)
-    try:
-        root = yaml.compose(text)
-    except YAMLError as err:
-        raise SpecError(source, [("(yaml)", _one_line(err))]) from None
-    duplicates = _duplicate_keys(root, "") if root is not None else []
-    if duplicates:
-        raise SpecError(source, duplicates)
-    try:
-        return yaml.load(text)
-    except YAMLError as err:
-        mark = getattr(err, "problem_mark", None) if isinstance(err, MarkedYAMLError) else None
-        where = _path_at(root, mark.line, mark.column, "") if mark and root else None
-        raise SpecError(source, [(where or "(yaml)", _one_line(err))]) from None
-
-
-def _one_line(err: YAMLError) -> str:
-    """``context problem (line L, column C)`` of a YAML error, on one line."""
-    if not isinstance(err, MarkedYAMLError) or err.problem is None:
-        return " ".join(str(err).split())
-    mark = err.problem_mark
-    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-    return " ".join(p for p in (err.context, err.problem) if p) + where
-
-
-def _child_paths(node: Node, path: str) -> list[tuple[str, Node, Node | None]]:
-    """(path, value node, key node) of each child of a mapping or sequence node."""
-    if isinstance(node, MappingNode):
-        return [(f"{path}.{k.value}" if path else str(k.value), v, k) for k, v in node.value]
-    if isinstance(node, SequenceNode):
-        return [(f"{path}[{i}]", v, None) for i, v in enumerate(node.value)]
-    return []
-
-
-def _duplicate_keys(node: Node, path: str) -> list[tuple[str, str]]:
-    """Every key that appears twice in one mapping, as (field path, reason)."""
-    out, seen = [], {}
-    for child, value, key in _child_paths(node, path):
-        if key is not None:
-            line = key.start_mark.line + 1
-            if child in seen:
-                out.append((child, f"duplicate key (lines {seen[child]} and {line}); each key "
-                                   "may appear once"))
-            seen.setdefault(child, line)
-        out += _duplicate_keys(value, child)
-    return out
-
-
-def _path_at(node: Node, line: int, column: int, path: str) -> str | None:
-    """The field path of the deepest node starting at (line, column), 0-based."""
-    for child, value, _ in _child_paths(node, path):
-        if (value.start_mark.line, value.start_mark.column) == (line, column):
-            return child
-        deeper = _path_at(value, line, column, child)
-        if deeper:
-            return deeper
-    return None

@@ -52,7 +52,7 @@ def trial_table(store: Store, check: integrity.Integrity | None = None,
     done = (check or integrity.inspect(store)).done
     now = time.time()
     rows = []
-    jobs = [(c, "chain", c.points) for c in plan.chains] + \
+    jobs = [(c, "chain", c.all_points) for c in plan.chains] + \
         [(b, "branch", (b.point,)) for b in plan.branches]
     for job, phase, points in jobs:
         have = sum(p.config_hash in done for p in points)

@@ -7,12 +7,15 @@ depend on the requested sparsities, so adding a sparsity to a sweep reuses every
 A requested sparsity s between levels gets its mask from one extra pruning step of level
 L = ``level_for(s)``'s trained weights (a shorter last round). One-shot masks (the ``omp_*``
 methods; Ma et al. 2021 §2.1) prune level 0's trained weights θT straight to s, and are stored
-right after level 0.
+right after level 0. With ``lth_rewind`` in the grid the trial then walks the trunk's rewind
+walk: levels 1.. again, each resetting to θk and training from step k (see
+``trainer.methods.lth_rewind``), with masks and stages of its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -24,15 +27,21 @@ from trainer import rows
 from trainer.checkpoint import Blobs
 from trainer.jobs import ChainJob
 from trainer.jobs import Point
+from trainer.jobs import Target
 from trainer.jobs import curves_part
 from trainer.loop import EpochRecord
+from trainer.loop import StageOptions
 from trainer.loop import StageResult
+from trainer.loop import steps_per_epoch
 from trainer.rows import Sink
 from trainer.stage import run_stage
 from trainer.trunk import State
 from trainer.trunk import TrunkContext
 from trainer.trunk import dense_correlation
 from trainer.trunk import open_trunk
+from trainer.trunk import rewind_blob
+from trainer.trunk import rewind_state
+from trainer.trunk import rewind_steps
 
 
 def target_mask(ctx: TrunkContext, level: int, level_mask: State, trained: StageResult,
@@ -60,14 +69,16 @@ def target_mask(ctx: TrunkContext, level: int, level_mask: State, trained: Stage
 
 def run_chain(job: ChainJob, artifacts: Blobs, sink: Sink, device: torch.device,
               on_epoch: Callable[[EpochRecord], None] | None = None) -> None:
-    """Train levels 0..``job.levels``, store every target mask, write the chain's rows.
+    """Train levels 0..``job.levels`` (then the rewind walk), store every target mask, write
+    the chain's rows.
 
     Each level's ``curves`` part and its own commit record (keyed by the part) are written
     when the level is done; a point's ``runs`` and ``layers`` parts and its commit record
     follow (``rows.write_point``).
 
     Args:
-        job: What to walk and which rows to write (``dense``, on-level ``lth``).
+        job: What to walk and which rows to write (``dense``, on-level ``lth`` and
+            ``lth_rewind``).
         artifacts: The sweep's ``artifacts/`` directory.
         sink: Row sink (table parts and commit records).
         device: Training device.
@@ -76,52 +87,125 @@ def run_chain(job: ChainJob, artifacts: Blobs, sink: Sink, device: torch.device,
         ValueError, FileNotFoundError: from loading the trunk (bad model, data or layers).
     """
     ctx = open_trunk(job.trunk, artifacts, device)
+    k = rewind_steps(ctx, job.rewind.hparams) if job.rewind else 0
+    dense = _walk(ctx, job, sink, Walk(job.trial_id, "", job.levels, job.targets,
+                                       job.level_targets, job.points), on_epoch, k)
+    if job.rewind is not None:
+        w = job.rewind
+        walk = Walk(w.part, w.root, w.levels, w.targets, w.level_targets, w.points,
+                    start=rewind_state(ctx, k), start_step=k)
+        _walk(ctx, job, sink, walk, on_epoch, 0, dense)
+
+
+@dataclass(frozen=True)
+class Walk:
+    """One IMP walk of a chain: the θ0 levels, or the rewind walk's levels 1.. from θk.
+
+    Attributes:
+        part: Prefix of its levels' curves parts.
+        root: Its directory in the trunk's artifacts ("" for the θ0 levels).
+        levels: Deepest level.
+        targets: Masks it stores.
+        level_targets: Curves ``target_sparsity`` labels by level.
+        points: Rows it writes.
+        start: Weights every level resets to (None: θ0).
+        start_step: First step of every level (k when rewinding).
+    """
+
+    part: str
+    root: str
+    levels: int
+    targets: tuple[Target, ...]
+    level_targets: tuple[float, ...]
+    points: tuple[Point, ...]
+    start: State | None = None
+    start_step: int = 0
+
+
+def _walk(ctx: TrunkContext, job: ChainJob, sink: Sink, walk: Walk,
+          on_epoch: Callable[[EpochRecord], None] | None, snapshot: int,
+          dense: StageResult | None = None) -> StageResult:
+    """Train the walk's levels (level 0, the dense run, unless ``dense`` is given) and return
+    level 0's result; ``snapshot`` > 0 keeps θ_snapshot of the dense run (for rewinding)."""
     prune = job.trunk.prune
     mask = masks.full_mask(ctx.init, ctx.names)
-    labels, prev = None, None
-    for level in range(job.levels + 1):
+    labels, prev = None, dense
+    start = ctx.init if walk.start is None else walk.start
+    for level in range(0 if dense is None else 1, walk.levels + 1):
         if level > 0:
             mask = masks.magnitude_prune(ctx.prunable(prev.state), mask,
                                          levels.level_sparsity(prune.rate, level), prune.scope,
                                          ctx.exclude)
-        blobs = ctx.blobs.child(f"level_{level}")
-        result = run_stage(blobs, ctx.model, ctx.init, ctx.to_device(mask) if level else {},
-                           ctx.data, job.trunk.train, job.trunk.seed, on_epoch)
-        if level == 0:
-            rp_dense, rp_layers = dense_correlation(ctx, result.state)
+        blobs = ctx.blobs.child(walk.root, f"level_{level}") if walk.root else \
+            ctx.blobs.child(f"level_{level}")
+        options = StageOptions(start_step=walk.start_step if level else 0,
+                               on_step=_snapshot(ctx, snapshot) if level == 0 else None)
+        result = run_stage(blobs, ctx.model, start if level else ctx.init,
+                           ctx.to_device(mask) if level else {}, ctx.data, job.trunk.train,
+                           job.trunk.seed, on_epoch, options)
+        if labels is None:
+            rp_dense, rp_layers = dense_correlation(ctx, (dense or result).state)
             labels = rows.Labels(job.sweep, job.trial_id, job.code_version, rp_dense, rp_layers)
-        part = curves_part(job.trial_id, level)
+        part = curves_part(walk.part, level)
+        method = "dense" if level == 0 else "lth_rewind" if walk.root else "lth"
         sink.write_part("curves", part,
-                        rows.curve_rows(ctx, labels, "dense" if level == 0 else "lth",
-                                        job.level_targets[level], level, masks.sparsity(mask),
-                                        result))
+                        rows.curve_rows(ctx, labels, method, walk.level_targets[level], level,
+                                        masks.sparsity(mask), result))
         sink.commit(part, {"curves": [part]})  # the level's own record: its curves are done
-        for target in job.targets:
-            if target.producer == "one_shot" and level == 0:
-                m = masks.magnitude_prune(ctx.prunable(result.state), mask, target.sparsity,
-                                          prune.scope, ctx.exclude)
-                checkpoint.save(ctx.blobs, target.mask_blob, {"mask": m})
-            elif target.producer == "imp" and \
-                    levels.level_for(target.sparsity, prune.rate) == level:
-                m, _ = target_mask(ctx, level, mask, result, target.sparsity)
-                checkpoint.save(ctx.blobs, target.mask_blob, {"mask": m})
-        for point in job.points:
-            _write_point(ctx, labels, sink, point, level, mask, result)
+        _store_masks(ctx, walk, level, mask, result)
+        for point in walk.points:
+            _write_point(ctx, labels, sink, point, level, mask, result, walk.start_step)
         prev = result
+        dense = dense or result
+    return dense
+
+
+def _store_masks(ctx: TrunkContext, walk: Walk, level: int, mask: State,
+                 result: StageResult) -> None:
+    """Save the masks of the walk's targets that ``level`` produces."""
+    prune = ctx.trunk.prune
+    for target in walk.targets:
+        if target.producer == "one_shot" and level == 0:
+            m = masks.magnitude_prune(ctx.prunable(result.state), mask, target.sparsity,
+                                      prune.scope, ctx.exclude)
+            checkpoint.save(ctx.blobs, target.mask_blob, {"mask": m})
+        elif target.producer in ("imp", "rewind") and \
+                levels.level_for(target.sparsity, prune.rate) == level:
+            m, _ = target_mask(ctx, level, mask, result, target.sparsity)
+            checkpoint.save(ctx.blobs, target.mask_blob, {"mask": m})
+
+
+def _snapshot(ctx: TrunkContext, k: int) -> Callable[[int, torch.nn.Module], None] | None:
+    """A step hook that stores the dense run's weights after step ``k`` (None for k = 0)."""
+    if k == 0:
+        return None
+
+    def keep(step: int, model: torch.nn.Module) -> None:
+        if step == k:
+            state = {n: v.detach().cpu().clone() for n, v in model.state_dict().items()}
+            checkpoint.save(ctx.blobs.child("level_0"), rewind_blob(k), {"state": state})
+
+    return keep
 
 
 def _write_point(ctx: TrunkContext, labels: rows.Labels, sink: Sink, point: Point, level: int,
-                 mask: State, result: StageResult) -> None:
-    """Write the rows of ``point`` if it is produced by ``level`` of the chain."""
+                 mask: State, result: StageResult, start_step: int) -> None:
+    """Write the rows of ``point`` if it is produced by ``level`` of the walk."""
     trunk = ctx.trunk
+    start = ctx.init
     if point.method == "dense":
         if level != 0:
             return
         mask = {}
     elif levels.level_for(point.target_sparsity, trunk.prune.rate) != level:
         return
+    per_epoch = steps_per_epoch(len(ctx.data.train_y), trunk.train.batch_size)
     total = methods.total_epochs(methods.get(point.method), level, trunk.train.epochs,
-                                 trunk.prune)
-    run = rows.Run(point=point, result=result, start=ctx.init, mask=mask, level=level,
-                   total_epochs=total)
+                                 trunk.prune, start_step / per_epoch)
+    columns = {"rewind_step": start_step} if point.method == "lth_rewind" else {}
+    if point.method == "lth_rewind":
+        start = rewind_state(ctx, start_step)
+    run = rows.Run(point=point, result=result, start=start, mask=mask, level=level,
+                   total_epochs=total, sparsity=masks.sparsity(mask) if mask else 0.0,
+                   columns=columns)
     rows.write_point(sink, ctx, labels, run)

@@ -9,6 +9,7 @@ checks here only guard programmatic construction.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,10 @@ class DataHparams:
         validation: Examples held out of the (subset) training set as a validation split
             (0 = none; Frankle & Carbin 2019 hold out 5,000). The same examples for every
             replicate and method: a permutation seeded by (0, "validation_split") picks them.
+        classes: Keep only these classes (sorted, distinct), relabelled 0..k-1 in that order;
+            () = all. Written ``fashion-mnist[0-4]`` in a spec (``parse_dataset``), e.g. the
+            source and target halves of a transfer experiment (Mehta 2019; METHODS.md 2.6).
+            Subsets and the validation split apply after the class selection.
     """
 
     name: str = "digits"
@@ -38,6 +43,70 @@ class DataHparams:
     train_subset: int = 0
     test_subset: int = 0
     validation: int = 0
+    classes: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "classes", tuple(sorted({int(c) for c in self.classes})))
+        if any(c < 0 for c in self.classes):
+            raise ValueError(f"classes must be >= 0, got {self.classes}")
+
+    @property
+    def label(self) -> str:
+        """The dataset as a spec writes it: ``fashion-mnist`` or ``fashion-mnist[0-4]``."""
+        return self.name if not self.classes else f"{self.name}[{_ranges(self.classes)}]"
+
+    @property
+    def slug(self) -> str:
+        """``label`` safe in file and trial names: ``fashion-mnist_c0-4``, ``digits_c0.2``."""
+        return self.name if not self.classes else \
+            f"{self.name}_c{_ranges(self.classes).replace(',', '.')}"
+
+
+def _ranges(classes: tuple[int, ...]) -> str:
+    """Sorted ints as ranges: (0, 1, 2, 5) -> ``0-2,5``."""
+    parts, start = [], None
+    for i, c in enumerate(classes):
+        start = c if start is None else start
+        if i + 1 == len(classes) or classes[i + 1] != c + 1:
+            parts.append(f"{start}" if start == c else f"{start}-{c}")
+            start = None
+    return ",".join(parts)
+
+
+_DATASET_PATTERN = re.compile(r"^([^\[\]]+?)(?:\[([0-9 ,\-]*)\])?$")
+
+
+def parse_dataset(text: str) -> tuple[str, tuple[int, ...]]:
+    """Split a spec's dataset entry into (registry name, classes).
+
+    ``fashion-mnist`` -> ("fashion-mnist", ()); ``fashion-mnist[0-4]`` -> (..., (0, 1, 2, 3,
+    4)); ``cifar10[0,2,5-7]`` -> (..., (0, 2, 5, 6, 7)).
+
+    Raises:
+        ValueError: malformed brackets or ranges, a descending range, a repeated class, or an
+            empty selection.
+    """
+    match = _DATASET_PATTERN.match(text.strip())
+    if match is None:
+        raise ValueError(f"dataset {text!r}: expected NAME or NAME[CLASSES], e.g. "
+                         "fashion-mnist[0-4] or cifar10[0,2,5-7]")
+    name, spec = match.group(1).strip(), match.group(2)
+    if spec is None:
+        return name, ()
+    classes: list[int] = []
+    for part in spec.split(","):
+        lo, dash, hi = part.strip().partition("-")
+        try:
+            first, last = int(lo), int(hi) if dash else int(lo)
+        except ValueError:
+            raise ValueError(f"dataset {text!r}: {part.strip()!r} is not a class index or a "
+                             "range like 0-4") from None
+        if last < first:
+            raise ValueError(f"dataset {text!r}: range {part.strip()!r} is descending")
+        classes += range(first, last + 1)
+    if len(set(classes)) != len(classes):
+        raise ValueError(f"dataset {text!r}: a class is selected twice")
+    return name, tuple(sorted(classes))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,6 +171,55 @@ class PruneHparams:
             raise ValueError(f"pruning rate must be in (0, 1), got {self.rate}")
         if self.scope not in ("layerwise", "global"):
             raise ValueError(f"pruning scope must be 'layerwise' or 'global', got {self.scope!r}")
+
+
+ACTIVATIONS = ("relu", "swish", "mish", "pswish")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecipeHparams:
+    """A retraining recipe: the "tweaks" applied to a stage that trains after its mask.
+
+    Every default is a no-op, so ``RecipeHparams()`` is the plain recipe (``base``) and only
+    non-default fields enter content keys. Recipes never touch the dense run or the IMP levels
+    that make masks.
+
+    Attributes:
+        label_smoothing: α in [0, 1): the target puts 1 - α on the label and α / (C - 1) on
+            each other class (ToST ``label-smoothening/train_ticket.py``).
+        activation: ``relu`` | ``swish`` (x·σ(x)) | ``mish`` | ``pswish`` (x·σ(βx)).
+        beta: β of ``pswish`` (ToST's default 2).
+        distill_alpha: α in [0, 1] of knowledge distillation from the trunk's dense θT:
+            loss = α·T²·KL(p_T(teacher) ‖ p_T(student)) + (1 - α)·CE; 0 = none (KD ticket,
+            VITA-Group/KD-ticket: T = 5, α = 0.9).
+        distill_temperature: T > 0 of the distillation softmax.
+        warmup_epochs: Linear LR warmup over this many epochs (in steps: the LR of step i is
+            lr·min(1, (i + 1) / W), W = warmup_epochs x steps per epoch), then the schedule.
+        skip_connections: ToST's extra 1x1 "jump" convolutions in every ResNet block
+            (``trainer.models.Arch``); only ResNets have them.
+    Source: Jaiswal et al. 2021 (arXiv 2101.03255 v3) and the ToST / KD-ticket code;
+        METHODS.md 2.5.
+    """
+
+    label_smoothing: float = 0.0
+    activation: str = "relu"
+    beta: float = 2.0
+    distill_alpha: float = 0.0
+    distill_temperature: float = 1.0
+    warmup_epochs: float = 0.0
+    skip_connections: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("label_smoothing", "beta", "distill_alpha", "distill_temperature",
+                     "warmup_epochs"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got "
+                             f"{self.activation!r}")
+        if not 0.0 <= self.label_smoothing < 1.0 or not 0.0 <= self.distill_alpha <= 1.0:
+            raise ValueError("label_smoothing must be in [0, 1) and distill_alpha in [0, 1]")
+        if self.beta <= 0 or self.distill_temperature <= 0 or self.warmup_epochs < 0:
+            raise ValueError("beta and distill_temperature must be > 0, warmup_epochs >= 0")
 
 
 def to_dict(group: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from trainer.hparams import DataHparams
 from trainer.hparams import PruneHparams
+from trainer.hparams import RecipeHparams
 from trainer.hparams import TrainHparams
 
 
@@ -48,12 +49,14 @@ class Point:
             commit record.
         curves: ``curves`` part keys of every training stage behind the row (the trunk
             levels behind its mask, then its own stage); its commit record lists them.
+        recipe: Name of the retraining recipe (the ``recipes:`` key; ``base`` = plain).
     """
 
     method: str
     target_sparsity: float
     config_hash: str
     curves: tuple[str, ...] = ()
+    recipe: str = "base"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,6 +76,29 @@ class Target:
 
 
 @dataclass(frozen=True, kw_only=True)
+class RewindWalk:
+    """A trunk's IMP walk that resets to θk (``lth_rewind``'s own chain; see ``chain``).
+
+    Attributes:
+        hparams: The rewind point (``trainer.methods.lth_rewind.RewindHparams`` as a dict).
+        root: Its directory inside the trunk's artifact directory (levels, masks).
+        part: Prefix of its levels' ``curves`` parts (``curves_part(part, level)``).
+        levels: Deepest level to train (its level 0 is the trunk's dense run).
+        targets: Sparsities whose masks it stores (producer ``rewind``), with blob names.
+        level_targets: ``target_sparsity`` of the curves rows of levels 0..``levels``.
+        points: The ``lth_rewind`` rows it writes (plain recipe, on an IMP level).
+    """
+
+    hparams: dict
+    root: str
+    part: str
+    levels: int
+    targets: tuple[Target, ...]
+    level_targets: tuple[float, ...]
+    points: tuple[Point, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
 class ChainJob:
     """Walk IMP levels 0..``levels`` and store the mask of every target sparsity.
 
@@ -86,6 +112,8 @@ class ChainJob:
         level_targets: ``target_sparsity`` of the curves rows of levels 0..``levels``: the
             requested sparsity that is that level (as in its ``runs`` rows), else the level's.
         points: Rows this trial writes (``dense`` and on-level ``lth`` points).
+        rewind: The trunk's rewind walk, walked after the θ0 levels (None = no
+            ``lth_rewind`` in the grid).
     """
 
     sweep: str
@@ -96,6 +124,20 @@ class ChainJob:
     targets: tuple[Target, ...]
     level_targets: tuple[float, ...]
     points: tuple[Point, ...]
+    rewind: RewindWalk | None = None
+
+    @property
+    def all_points(self) -> tuple[Point, ...]:
+        """Every row the trial writes: its own and its rewind walk's."""
+        return self.points + (self.rewind.points if self.rewind else ())
+
+    @property
+    def stage_parts(self) -> tuple[str, ...]:
+        """The ``curves`` parts of every level it trains (each committed on its own)."""
+        own = tuple(curves_part(self.trial_id, level) for level in range(self.levels + 1))
+        walk = self.rewind
+        return own + (tuple(curves_part(walk.part, level) for level in
+                            range(1, walk.levels + 1)) if walk else ())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,6 +155,9 @@ class BranchJob:
         stage_dir: The branch stage's directory inside the trunk's artifact directory,
             named by the point's content key.
         method_hparams: The method's own hparams as a dict of JSON values ({} if none).
+        recipe: The retraining recipe of the branch's stage (``point.recipe`` names it).
+        prepare_dir: Directory of the method's own phase (RST's transformation), shared by
+            every recipe of the ticket ("" = none).
     """
 
     sweep: str
@@ -123,6 +168,8 @@ class BranchJob:
     mask_blob: str
     stage_dir: str
     method_hparams: dict = dataclasses.field(default_factory=dict)
+    recipe: RecipeHparams = RecipeHparams()
+    prepare_dir: str = ""
 
 
 def curves_part(trial_id: str, level: int | None = None) -> str:
@@ -132,7 +179,8 @@ def curves_part(trial_id: str, level: int | None = None) -> str:
 
 
 _TYPES = {"DataHparams": DataHparams, "TrainHparams": TrainHparams,
-          "PruneHparams": PruneHparams, "Trunk": Trunk, "Point": Point, "Target": Target,
+          "PruneHparams": PruneHparams, "RecipeHparams": RecipeHparams, "Trunk": Trunk,
+          "RewindWalk": RewindWalk, "Point": Point, "Target": Target,
           "ChainJob": ChainJob, "BranchJob": BranchJob}
 
 

@@ -41,7 +41,9 @@ class Run:
         mask: The run's mask over prunable layers (empty for dense).
         level: IMP rounds behind the mask (0 for dense).
         total_epochs: All training epochs behind the row.
+        sparsity: The row's measured sparsity (of the mask; sdt's from its width).
         pairs: Liu et al.'s mechanism pairs (``mechanism_pairs``) for P&F rows, else {}.
+        columns: Method-specific columns (``METHOD_COLUMNS``; ``Method.columns``).
     """
 
     point: Point
@@ -50,7 +52,9 @@ class Run:
     mask: State
     level: int
     total_epochs: int
+    sparsity: float
     pairs: dict[str, float | None] = dataclasses.field(default_factory=dict)
+    columns: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -67,7 +71,11 @@ class Labels:
 def _keys(ctx: TrunkContext, labels: Labels) -> dict[str, Any]:
     t = ctx.trunk
     return {"sweep": labels.sweep, "trial_id": labels.trial_id, "model": t.model,
-            "dataset": t.data.name, "lr": t.train.lr, "seed": t.seed}
+            "dataset": ctx.data_hp.label, "lr": t.train.lr, "seed": t.seed}
+
+
+# Columns only some methods fill (``Method.columns``); null in every other row.
+METHOD_COLUMNS = ("transfer_init", "transfer_regime", "rewind_step")
 
 
 def _masked_start(ctx: TrunkContext, run: Run) -> State:
@@ -83,7 +91,7 @@ def run_row(ctx: TrunkContext, labels: Labels, run: Run) -> dict[str, Any]:
                                         0.2, mask)
     return {**_keys(ctx, labels), "config_hash": run.point.config_hash,
             "method": run.point.method, "target_sparsity": run.point.target_sparsity,
-            "sparsity": masks.sparsity(run.mask) if run.mask else 0.0, "level": run.level,
+            "sparsity": run.sparsity, "level": run.level,
             "epochs": len(res.records), "total_epochs": run.total_epochs,
             "test_acc": res.final.test_acc, "best_test_acc": res.best.test_acc,
             "best_epoch": res.best.epoch, "test_loss": res.final.test_loss,
@@ -94,7 +102,10 @@ def run_row(ctx: TrunkContext, labels: Labels, run: Run) -> dict[str, Any]:
             "weight_decay": t.train.weight_decay, "prune_rate": t.prune.rate,
             "prune_scope": t.prune.scope, "device": ctx.device.type,
             "wall_time_s": res.wall_time_s, "code_version": labels.code_version,
-            **_validation(ctx, res), **{c: run.pairs.get(c) for c in PAIR_COLUMNS}}
+            **_validation(ctx, res), **{c: run.pairs.get(c) for c in PAIR_COLUMNS},
+            "recipe": run.point.recipe, "source_dataset": t.data.label,
+            "target_dataset": ctx.data_hp.label,
+            **{c: run.columns.get(c) for c in METHOD_COLUMNS}}
 
 
 PAIR_COLUMNS = ("rp_init_vs_pf_p20", "rp_reinit_vs_pf_p20", "rp_pf_vs_init_p20",
@@ -148,17 +159,19 @@ def layer_rows(ctx: TrunkContext, labels: Labels, run: Run) -> list[dict[str, An
                      "method": run.point.method,
                      "target_sparsity": run.point.target_sparsity, "layer": name,
                      "n_weights": n, "n_kept": kept, "sparsity": 1.0 - kept / n,
-                     "rp_run_p20": rp, "rp_dense_p20": labels.rp_dense_layers[name]})
+                     "rp_run_p20": rp, "rp_dense_p20": labels.rp_dense_layers[name],
+                     "recipe": run.point.recipe})
     return rows
 
 
 def curve_rows(ctx: TrunkContext, labels: Labels, method: str, target_sparsity: float,
-               level: int, sparsity: float, result: StageResult) -> list[dict[str, Any]]:
+               level: int, sparsity: float, result: StageResult,
+               recipe: str = "base") -> list[dict[str, Any]]:
     """One ``curves`` row per epoch of ``result``."""
     return [{**_keys(ctx, labels), "method": method, "target_sparsity": target_sparsity,
              "level": level, "sparsity": sparsity, "epoch": r.epoch, "lr_epoch": r.lr,
              "train_loss": r.train_loss, "test_loss": r.test_loss, "test_acc": r.test_acc,
-             "val_loss": r.val_loss, "val_acc": r.val_acc}
+             "val_loss": r.val_loss, "val_acc": r.val_acc, "recipe": recipe}
             for r in result.records]
 
 

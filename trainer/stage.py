@@ -23,6 +23,7 @@ from trainer.data.base import InMemoryData
 from trainer.hparams import TrainHparams
 from trainer.loop import EpochHook
 from trainer.loop import EpochRecord
+from trainer.loop import StageOptions
 from trainer.loop import StageResult
 from trainer.loop import train
 
@@ -63,7 +64,8 @@ def load_result(blobs: Blobs) -> StageResult | None:
 
 def run_stage(blobs: Blobs, model: nn.Module, start: Mapping[str, torch.Tensor],
               mask: Mapping[str, torch.Tensor], data: InMemoryData, hp: TrainHparams,
-              seed: int, on_epoch: EpochHook | None = None) -> StageResult:
+              seed: int, on_epoch: EpochHook | None = None,
+              options: StageOptions | None = None) -> StageResult:
     """Train from ``start`` under ``mask`` unless this stage already finished.
 
     Args:
@@ -75,6 +77,7 @@ def run_stage(blobs: Blobs, model: nn.Module, start: Mapping[str, torch.Tensor],
         hp: Training hparams.
         seed: Replicate seed (data order).
         on_epoch: Progress hook.
+        options: Loss, warmup, frozen parameters, start step (``trainer.loop.StageOptions``).
     Returns:
         The stage result (loaded or freshly computed).
     """
@@ -82,7 +85,7 @@ def run_stage(blobs: Blobs, model: nn.Module, start: Mapping[str, torch.Tensor],
     if done is not None:
         return done
     model.load_state_dict(start)
-    result = train(model, data, hp, mask, seed, BlobCheckpoints(blobs), on_epoch)
+    result = train(model, data, hp, mask, seed, BlobCheckpoints(blobs), on_epoch, options)
     checkpoint.save(blobs, FINAL, {"state": result.state,
                                    "records": [asdict(r) for r in result.records],
                                    "wall_time_s": result.wall_time_s})

@@ -1,11 +1,12 @@
 """Tickets as artifacts: a mask plus the weights it resets to, in one self-describing file.
 
 A ticket of method M at sparsity s is what M trains from: its mask m and its start weights
-θ_start (θ0 for ``lth``/``omp_lth``, θ0' for the random-reinit arms, θT for the P&F arms, the
-transformed weights for RST; never the weights a branch ended with), stored as θ_start ⊙ m
-together with the model key, the example shape, the class count and the trunk's
-hyperparameters, so it can be rebuilt without the sweep (Frankle & Carbin 2019 §1: "the
-winning ticket" is (m, θ0)).
+θ_start (θ0 for ``lth``/``omp_lth``, θk for ``lth_rewind``, θ0' for the random-reinit arms,
+θT for the P&F arms, θS / θ0 / θ0' with the target's head for ``transfer``, the transformed
+weights for RST, the small network's init for ``sdt``; never the weights a branch ended
+with), stored as θ_start ⊙ m together with the model key, the example shape, the class
+count, the width and the hyperparameters, so it can be rebuilt without the sweep (Frankle &
+Carbin 2019 §1: "the winning ticket" is (m, θ0)).
 """
 
 from __future__ import annotations
@@ -17,82 +18,70 @@ from typing import Any
 import torch
 from torch import nn
 
+from trainer import branch
 from trainer import checkpoint
-from trainer import data as datasets
 from trainer import masks
 from trainer import methods
 from trainer import models
 from trainer import seeding
 from trainer.checkpoint import Blobs
-from trainer.jobs import Trunk
+from trainer.jobs import BranchJob
 from trainer.jobs import to_dict
-from trainer.stage import load_result
+from trainer.trunk import open_trunk
 
 FORMAT = "lottery-sweeps-ticket/1"
 State = dict[str, torch.Tensor]
 
 
-def make_ticket(trunk: Trunk, method: str, target_sparsity: float, mask_blob: str,
-                artifacts: Blobs, stage_dir: str = "") -> dict[str, Any]:
-    """Build the ticket of ``method`` at ``target_sparsity`` from a trunk's stored artifacts.
+def make_ticket(job: BranchJob, artifacts: Blobs) -> dict[str, Any]:
+    """Build the ticket of a grid point from its trunk's stored artifacts (nothing trains).
 
     Args:
-        trunk: The trunk (its ``artifact_dir`` locates θ0, θT and the masks).
-        method: A method key with a start (not ``dense``).
-        target_sparsity: Requested sparsity, fraction in [0, 1).
-        mask_blob: The stored mask's blob name (``sweeps.plan.mask_blob``).
+        job: The point's branch job (``sweeps.plan.Plan.tickets`` also makes these for the
+            points a chain trains): its trunk, method, sparsity, mask blob, the method's
+            hparams, and for methods with a phase of their own (RST) ``prepare_dir``, whose
+            stored result (the transformed weights under m) is the ticket.
         artifacts: The sweep's ``artifacts/`` directory.
-        stage_dir: The branch's stage directory: methods that train before their stage
-            (RST) export what that phase stored there (the transformed weights under m).
     Returns:
-        The ticket: ``format``, ``model``, ``input_shape`` (C, H, W), ``num_classes``,
-        ``method``, ``target_sparsity``, ``seed``, ``trunk`` (the trunk as a dict), ``mask``
-        (bool tensors by layer) and ``state`` (θ_start ⊙ m, a full state_dict on the CPU).
+        The ticket: ``format``, ``model``, ``input_shape`` (C, H, W), ``num_classes`` (of
+        the data it trains on: a transfer target's), ``width`` (sdt's factor; 1 otherwise),
+        ``method``, ``target_sparsity``, ``seed``, ``trunk`` (the trunk as a dict),
+        ``hparams`` (the method's), ``mask`` (bool tensors by layer) and ``state``
+        (θ_start ⊙ m, a full state_dict on the CPU).
     Raises:
-        ValueError: ``method`` has no start (``dense``) or is unknown.
-        FileNotFoundError: the trunk's θ0, θT or mask is not stored (or unreadable) yet.
+        ValueError: the method has no start (``dense``) or is unknown.
+        FileNotFoundError: the trunk's θ0, θT, θk or mask is not stored (or unreadable) yet.
     """
-    m = methods.get(method)
+    m = methods.get(job.point.method)
     if m.start is None:
-        raise ValueError(f"method {method!r} trains the dense net: it has no ticket")
-    info = datasets.get(trunk.data.name)
+        raise ValueError(f"method {m.name!r} trains the dense net: it has no ticket")
+    hparams = m.hparams(**job.method_hparams) if m.hparams else None
+    trunk = job.trunk
     blobs = artifacts.child(trunk.artifact_dir)
-    if m.prepare is not None:
-        start = _prepared(m, blobs, stage_dir)
-    else:
-        start = _start(m, trunk, blobs, mask_blob, target_sparsity)
+    if checkpoint.load_or_none(blobs, "init.pt", ("state",)) is None:
+        raise FileNotFoundError(f"{trunk.artifact_dir}: θ0 is not stored yet; run (or "
+                                "resume) the sweep first")
+    ctx = open_trunk(trunk, artifacts, torch.device("cpu"),
+                     m.retarget(hparams, trunk.data) if m.retarget else None)
+    try:
+        src = branch.sources(ctx, job, m, hparams)
+    except RuntimeError as err:
+        raise FileNotFoundError(f"{err}; run (or resume) the sweep first") from None
+    start = _prepared(m, ctx.blobs, job.prepare_dir) if m.prepare else m.start(src)
     state = {k: v * start.mask[k] if k in start.mask else v.clone()
              for k, v in start.state.items()}
-    return {"format": FORMAT, "model": trunk.model, "input_shape": list(info.input_shape),
-            "num_classes": info.num_classes, "method": method,
-            "target_sparsity": float(target_sparsity), "seed": trunk.seed,
-            "trunk": _plain(to_dict(trunk)), "mask": dict(start.mask), "state": state}
+    return {"format": FORMAT, "model": trunk.model, "input_shape": list(ctx.data.input_shape),
+            "num_classes": ctx.data.num_classes, "width": start.width, "method": m.name,
+            "target_sparsity": float(job.point.target_sparsity), "seed": trunk.seed,
+            "trunk": _plain(to_dict(trunk)), "hparams": _plain(job.method_hparams),
+            "mask": dict(start.mask), "state": state}
 
 
-def _start(m: methods.Method, trunk: Trunk, blobs: Blobs, mask_blob: str,
-           target_sparsity: float) -> methods.Start:
-    info = datasets.get(trunk.data.name)
-    init = checkpoint.load_or_none(blobs, "init.pt", ("state",))
-    dense = load_result(blobs.child("level_0"))
-    saved = checkpoint.load_or_none(blobs, mask_blob, ("mask",))
-    if init is None or dense is None or saved is None:
-        raise FileNotFoundError(f"{trunk.artifact_dir}: θ0, θT or the mask {mask_blob} is not "
-                                "stored yet; run (or resume) the sweep first")
-
-    def build(generator: torch.Generator) -> nn.Module:
-        return models.build(trunk.model, info.input_shape, info.num_classes, generator)
-
-    return m.start(methods.Sources(init=init["state"], dense_final=dense.state,
-                                   mask=saved["mask"], build_model=build, seed=trunk.seed,
-                                   target_sparsity=target_sparsity))
-
-
-def _prepared(m: methods.Method, blobs: Blobs, stage_dir: str) -> methods.Start:
+def _prepared(m: methods.Method, blobs: Blobs, prepare_dir: str) -> methods.Start:
     """The stored result of a method's own phase (RST's transformed weights and mask)."""
-    done = checkpoint.load_or_none(blobs.child(stage_dir, "prepare"), "final.pt",
-                                   ("state", "mask"))
+    done = checkpoint.load_or_none(blobs.child(prepare_dir), "final.pt", ("state", "mask"))
     if done is None:
-        raise FileNotFoundError(f"{stage_dir}: the {m.name} phase has not finished yet; run "
+        raise FileNotFoundError(f"{prepare_dir}: the {m.name} phase has not finished yet; run "
                                 "(or resume) the sweep first")
     return methods.Start(state=done["state"], mask=done["mask"])
 
@@ -126,7 +115,8 @@ def load_ticket(path: str | Path) -> tuple[nn.Module, State]:
     if not isinstance(ticket, dict) or ticket.get("format") != FORMAT:
         raise ValueError(f"{path}: not a lottery-sweeps ticket (format {FORMAT!r})")
     model = models.build(ticket["model"], tuple(ticket["input_shape"]), ticket["num_classes"],
-                         seeding.generator(0, "ticket"))
+                         seeding.generator(0, "ticket"),
+                         models.Arch(width=ticket.get("width", 1.0)))
     model.load_state_dict(ticket["state"])
     masks.apply(model, ticket["mask"])
     return model, ticket["mask"]

@@ -10,12 +10,18 @@ from torch import nn
 from trainer import checkpoint
 from trainer import data as datasets
 from trainer import masks
+from trainer import methods
 from trainer import metrics
 from trainer import models
 from trainer import seeding
 from trainer.checkpoint import Blobs
 from trainer.data.base import InMemoryData
+from trainer.hparams import DataHparams
 from trainer.jobs import Trunk
+from trainer.loop import StageOptions
+from trainer.loop import steps_per_epoch
+from trainer.loop import train
+from trainer.models import Arch
 
 State = dict[str, torch.Tensor]
 RP_DENSE_PS = (0.1, 0.2, 0.3, 0.4, 0.5)
@@ -28,12 +34,15 @@ class TrunkContext:
     Attributes:
         trunk: The trunk description.
         blobs: The trunk's artifact directory.
-        data: The dataset on ``device``.
+        data: The dataset the trial trains on, on ``device`` (the trunk's, or a transfer
+            target's).
         device: Where training runs.
-        model: A network of the trunk's architecture on ``device`` (weights are scratch).
-        init: θ0 state_dict on CPU.
+        model: A network of the trunk's architecture for ``data`` on ``device`` (weights are
+            scratch).
+        init: θ0 state_dict on CPU (for the trunk's own dataset).
         names: Prunable parameter names.
         exclude: Names kept dense (``pruning.keep_dense`` resolved).
+        data_hp: What ``data`` is.
     """
 
     trunk: Trunk
@@ -44,11 +53,19 @@ class TrunkContext:
     init: State
     names: list[str]
     exclude: frozenset[str]
+    data_hp: DataHparams
 
-    def build(self, generator: torch.Generator) -> nn.Module:
-        """A fresh CPU network of the trunk's architecture initialized from ``generator``."""
+    def build(self, generator: torch.Generator, arch: Arch | None = None) -> nn.Module:
+        """A fresh CPU network of the trunk's architecture for ``data`` (its class count),
+        with architecture options ``arch`` (default: the plain ones), initialized from
+        ``generator``."""
         return models.build(self.trunk.model, self.data.input_shape, self.data.num_classes,
-                            generator)
+                            generator, arch or Arch())
+
+    def count_weights(self, arch: Arch) -> int:
+        """Prunable weights of ``build(·, arch)``'s network (``models.count_weights``)."""
+        return models.count_weights(self.trunk.model, self.data.input_shape,
+                                    self.data.num_classes, arch)
 
     def prunable(self, state: State) -> State:
         """The prunable weights of ``state`` (CPU)."""
@@ -58,17 +75,25 @@ class TrunkContext:
         return {n: m.to(self.device) for n, m in mask.items()}
 
 
-def open_trunk(trunk: Trunk, artifacts: Blobs, device: torch.device) -> TrunkContext:
+def open_trunk(trunk: Trunk, artifacts: Blobs, device: torch.device,
+               data_hp: DataHparams | None = None) -> TrunkContext:
     """Load the data and θ0 (``init.pt``; built from the seed and stored on first use).
 
+    Args:
+        trunk: The trunk.
+        artifacts: The sweep's ``artifacts/`` directory.
+        device: Where training runs.
+        data_hp: The data the trial trains on when not the trunk's (a transfer target of the
+            same example shape).
     Raises:
         ValueError: unknown model/dataset or a bad ``keep_dense`` entry.
         FileNotFoundError: the dataset is not on disk and downloading is off.
     """
-    data = datasets.load(trunk.data, device)
+    data_hp = data_hp or trunk.data
+    data = datasets.load(data_hp, device)
     blobs = artifacts.child(trunk.artifact_dir)
-    net = models.build(trunk.model, data.input_shape, data.num_classes,
-                       seeding.generator(trunk.seed, "init"))
+    net = models.build(trunk.model, datasets.get(trunk.data.name).input_shape,
+                       datasets.num_classes(trunk.data), seeding.generator(trunk.seed, "init"))
     # θ0 is a pure function of the seed, so a missing or corrupt init.pt is rebuilt, not fatal
     stored = checkpoint.load_or_none(blobs, "init.pt", ("state",))
     if stored is None:
@@ -80,8 +105,12 @@ def open_trunk(trunk: Trunk, artifacts: Blobs, device: torch.device) -> TrunkCon
         net.load_state_dict(init)
     names = masks.prunable_names(net)
     exclude = masks.resolve_keep_dense(net, trunk.prune.keep_dense)
+    if data.num_classes != datasets.num_classes(trunk.data):  # a transfer target's head
+        net = models.build(trunk.model, data.input_shape, data.num_classes,
+                           seeding.generator(trunk.seed, "init"))
     return TrunkContext(trunk=trunk, blobs=blobs, data=data, device=device,
-                        model=net.to(device), init=init, names=names, exclude=exclude)
+                        model=net.to(device), init=init, names=names, exclude=exclude,
+                        data_hp=data_hp)
 
 
 def dense_correlation(ctx: TrunkContext, dense_final: State) -> tuple[dict[float, float],
@@ -94,3 +123,32 @@ def dense_correlation(ctx: TrunkContext, dense_final: State) -> tuple[dict[float
     pooled = {p: metrics.weight_correlation(a, b, p) for p in RP_DENSE_PS}
     return pooled, metrics.layer_weight_correlation(a, b, 0.2)
 
+
+def rewind_steps(ctx: TrunkContext, hparams: dict) -> int:
+    """k of a rewind point (``RewindHparams`` as a dict) on the trunk's data, in steps."""
+    per_epoch = steps_per_epoch(len(ctx.data.train_y), ctx.trunk.train.batch_size)
+    return methods.get("lth_rewind").hparams(**hparams).steps(per_epoch)
+
+
+def rewind_blob(k: int) -> str:
+    """θk's blob inside the dense run's directory ``level_0``."""
+    return f"rewind-step_{k}.pt"
+
+
+def rewind_state(ctx: TrunkContext, k: int) -> State:
+    """θk: the dense run's stored weights after step k; when the dense run was stored without
+    them, its first k steps are trained again (the same weights on the CPU) and stored.
+
+    Source: Frankle et al. 2020; open_lth ``lottery/runner.py``; METHODS.md 2.1.
+    """
+    if k == 0:
+        return ctx.init
+    blobs = ctx.blobs.child("level_0")
+    saved = checkpoint.load_or_none(blobs, rewind_blob(k), ("state",))
+    if saved is not None:
+        return saved["state"]
+    ctx.model.load_state_dict(ctx.init)
+    state = train(ctx.model, ctx.data, ctx.trunk.train, {}, ctx.trunk.seed,
+                  options=StageOptions(end_step=k)).state
+    checkpoint.save(blobs, rewind_blob(k), {"state": state})
+    return state

@@ -49,6 +49,10 @@ def _row(method: str, lr: float, target: float, seed: int, acc: float) -> dict[s
         "target_sparsity": target,
         "seed": seed,
         "test_acc": acc,
+        "recipe": "base",
+        "transfer_init": None,
+        "transfer_regime": None,
+        "rewind_step": None,
         **{f"rp_dense_p{pct}": value for pct, value in zip((10, 20, 30, 40, 50), rp, strict=True)},
     }
 

@@ -17,14 +17,18 @@ RUNS_COLUMNS = [
     "weight_decay", "prune_rate", "prune_scope", "device", "wall_time_s", "code_version",
     "val_acc", "val_loss", "best_val_epoch", "best_val_iteration", "test_acc_at_best_val",
     "rp_init_vs_pf_p20", "rp_reinit_vs_pf_p20", "rp_pf_vs_init_p20", "rp_pf_vs_dense_p20",
+    "recipe", "source_dataset", "target_dataset", "transfer_init", "transfer_regime",
+    "rewind_step",
 ]  # fmt: skip
 CURVES_COLUMNS = [
     "sweep", "trial_id", "method", "model", "dataset", "lr", "seed", "target_sparsity", "level",
     "sparsity", "epoch", "lr_epoch", "train_loss", "test_loss", "test_acc", "val_loss", "val_acc",
+    "recipe",
 ]  # fmt: skip
 LAYERS_COLUMNS = [
     "sweep", "trial_id", "config_hash", "method", "model", "dataset", "lr", "seed",
     "target_sparsity", "layer", "n_weights", "n_kept", "sparsity", "rp_run_p20", "rp_dense_p20",
+    "recipe",
 ]  # fmt: skip
 
 

@@ -60,12 +60,12 @@ def test_errors_and_missing_files_are_reported_together(
 
 def test_a_worker_that_does_not_see_the_probe_file_names_the_storage(tmp_path: Path) -> None:
     probe = tmp_path / ".probe-x"
-    hps = {"digits": DataHparams(name="digits")}
-    assert preflight._worker_problems(hps, ["digits"], None) == []
-    [(field, reason)] = preflight._worker_problems(hps, ["digits"], str(probe))
+    hps = {"dataset": DataHparams(name="digits")}
+    assert preflight._worker_problems(hps, None) == []
+    [(field, reason)] = preflight._worker_problems(hps, str(probe))
     assert field == "storage" and str(tmp_path) in reason and "s3://" in reason
     probe.write_text("x")
-    assert preflight._worker_problems(hps, ["digits"], str(probe)) == []
+    assert preflight._worker_problems(hps, str(probe)) == []
 
 
 def test_a_validation_split_must_leave_training_examples() -> None:

@@ -215,8 +215,9 @@ def test_spec_error_message_lists_path_and_reason() -> None:
 
 def test_unknown_name_error_lists_the_known_names() -> None:
     _, reason = _only_problem({"name": "x", "methods": ["magic"]})
-    assert "known: ['dense', 'lth', 'omp_lth', 'omp_pf', 'omp_random_reinit', 'pf', " \
-        "'random_pruning', 'random_reinit', 'rst', 'rst_iter']" in reason
+    assert "known: ['dense', 'lth', 'lth_rewind', 'omp_lth', 'omp_pf', 'omp_random_reinit', " \
+        "'pf', 'random_pruning', 'random_reinit', 'rst', 'rst_iter', 'sdt', 'transfer']" \
+        in reason
 
 
 def test_empty_sparsities_are_fine_when_only_dense_runs() -> None:

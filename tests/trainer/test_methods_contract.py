@@ -20,6 +20,7 @@ from sweeps.plan import make_plan
 from sweeps.plan import mask_blob
 from sweeps.store import Store
 from sweeps.trials import run_job
+from trainer import branch
 from trainer import checkpoint
 from trainer import data as datasets
 from trainer import levels
@@ -32,9 +33,12 @@ from trainer import seeding
 from trainer.hparams import PruneHparams
 from trainer.jobs import BranchJob
 from trainer.stage import load_result
+from trainer.trunk import TrunkContext
+from trainer.trunk import open_trunk
 
 TARGET = 0.5
 EPOCHS = 1
+TRANSFER_TARGET = "digits[5-9]"  # 5 classes: the transfer branch gets a new head
 CPU = torch.device("cpu")
 STARTED = sorted(name for name, m in methods.METHODS.items() if m.start is not None)
 PRUNED = ("fc1.weight", "fc2.weight")  # LeNet's fc3.weight is the output layer, kept dense
@@ -69,15 +73,20 @@ class Sweep:
                                target_sparsity=TARGET)
 
 
+def _ctx(sweep: Sweep, name: str) -> TrunkContext:
+    """The trunk context the branch of ``name`` opens (a transfer branch: its target data)."""
+    job, method = sweep.branch(name), methods.get(name)
+    hp = method.hparams(**job.method_hparams) if method.hparams else None
+    data = method.retarget(hp, job.trunk.data) if method.retarget else None
+    return open_trunk(job.trunk, sweep.store.child("artifacts"), CPU, data)
+
+
 def _src(sweep: Sweep, name: str, seed: int | None = None) -> methods.Sources:
-    """The sources of method ``name`` as ``trainer.branch`` builds them: its producer's mask
-    (all True for methods that draw their own), the layers kept dense, its hparams."""
-    method = methods.get(name)
-    own = method.mask == "random"
-    src = sweep.sources(seed, "imp" if own else method.mask)
-    mask = masks.full_mask(src.init, src.mask) if own else src.mask
-    return replace(src, mask=mask, exclude=frozenset({"fc3.weight"}),
-                   hparams=sweep.plan.spec.method_hparams(name))
+    """The sources of method ``name`` exactly as ``trainer.branch`` builds them."""
+    job, method = sweep.branch(name), methods.get(name)
+    hp = method.hparams(**job.method_hparams) if method.hparams else None
+    src = branch.sources(_ctx(sweep, name), job, method, hp)
+    return src if seed is None else replace(src, seed=seed)
 
 
 def _trained_from(sweep: Sweep, name: str) -> methods.Start:
@@ -88,7 +97,7 @@ def _trained_from(sweep: Sweep, name: str) -> methods.Start:
     job = sweep.branch(name)
     phase = methods.Phase(model=None, data=None, train=job.trunk.train,
                           exclude=src.exclude, hparams=src.hparams, imp_rounds=0,
-                          blobs=sweep.trunk_blobs.child(job.stage_dir, "prepare"))
+                          blobs=sweep.trunk_blobs.child(job.prepare_dir))
     return method.prepare(src, replace(phase, data=datasets.load(job.trunk.data)))
 
 
@@ -96,6 +105,9 @@ def _run_sweep(root: str) -> Sweep:
     spec = sweep_spec.parse({"name": "contract", "dataset": "digits", "lrs": [0.1],
                              "methods": sorted(methods.METHODS),
                              "rst": {"reg_step": 0.1, "stabilize_iterations": 20, "cycles": 2},
+                             "transfer": {"targets": [TRANSFER_TARGET], "inits": ["init"],
+                                          "regimes": ["finetune"]},
+                             "pruning": {"rewind": {"iterations": 5}},
                              "seeds": [0], "sparsities": [TARGET],
                              "training": {"epochs": EPOCHS}})
     plan = make_plan(spec)
@@ -129,7 +141,9 @@ def _branch_final(sweep: Sweep, method: str) -> State:
     job = sweep.branch(method)
     mask_level = levels.level_for(TARGET, 0.2) + 1  # 0.5 is between levels 3 and 4
     producer = methods.get(method).mask
-    parent = producer if producer != "imp" else f"level_{mask_level}"
+    parent = {"imp": f"level_{mask_level}",
+              "rewind": f"{sweep.plan.chains[0].rewind.root}/level_{mask_level}"}.get(
+        producer, producer)
     assert job.stage_dir.startswith(f"{parent}/{method}-")
     result = load_result(sweep.trunk_blobs.child(job.stage_dir))
     assert result is not None, f"branch {method} left no final.pt"
@@ -169,12 +183,21 @@ def test_start_is_seeded_deterministic(sweep: Sweep, name: str) -> None:
 @pytest.mark.parametrize("name", STARTED)
 def test_start_mask_has_the_target_per_layer_structure(sweep: Sweep, name: str) -> None:
     src = _src(sweep, name)
-    mask = methods.get(name).start(src).mask
-    assert set(mask) == set(src.mask) == {*PRUNED, "fc3.weight"}
+    start = methods.get(name).start(src)
+    mask = start.mask
+    if methods.get(name).mask == "small_dense":  # no mask: the sparsity is in the widths
+        assert mask == {} and start.width < 1.0 and start.sparsity == pytest.approx(TARGET,
+                                                                                    abs=0.02)
+        return
+    assert set(src.mask) == {*PRUNED, "fc3.weight"}
+    assert set(PRUNED) <= set(mask) <= set(src.mask)
     for layer, m in mask.items():
         assert m.dtype == torch.bool
-        assert m.shape == src.init[layer].shape
-    assert bool(mask["fc3.weight"].all())  # pruning.keep_dense = [output]
+        assert m.shape == start.state[layer].shape
+    if "fc3.weight" in mask:
+        assert bool(mask["fc3.weight"].all())  # pruning.keep_dense = [output]
+    else:
+        assert name == "transfer"  # a new head (5 target classes) is dense, unmasked
     for layer in PRUNED:
         assert int(mask[layer].sum()) == round((1 - TARGET) * mask[layer].numel())
 
@@ -183,6 +206,9 @@ def test_start_mask_has_the_target_per_layer_structure(sweep: Sweep, name: str) 
 def test_branch_training_keeps_masked_weights_at_zero(sweep: Sweep, name: str) -> None:
     mask = _trained_from(sweep, name).mask
     final = _branch_final(sweep, name)
+    if not mask:  # sdt: nothing masked, every weight trains
+        assert all(bool((final[layer] != 0).all()) for layer in PRUNED)
+        return
     for layer in PRUNED:
         assert torch.count_nonzero(final[layer][~mask[layer]]) == 0
         assert torch.count_nonzero(final[layer][mask[layer]]) == int(mask[layer].sum())
@@ -191,10 +217,12 @@ def test_branch_training_keeps_masked_weights_at_zero(sweep: Sweep, name: str) -
 @pytest.mark.parametrize("name", STARTED)
 def test_branch_trains_exactly_its_start_under_its_mask(sweep: Sweep, name: str) -> None:
     trunk = sweep.plan.chains[0].trunk
-    start = _trained_from(sweep, name)
-    model = models.build(trunk.model, (1, 8, 8), 10, torch.Generator().manual_seed(99))
+    start, ctx = _trained_from(sweep, name), _ctx(sweep, name)
+    model = ctx.build(torch.Generator().manual_seed(99), models.Arch(width=start.width))
     model.load_state_dict(start.state)
-    expected = loop.train(model, datasets.load(trunk.data), trunk.train, start.mask, trunk.seed)
+    options = loop.StageOptions(frozen=start.frozen, start_step=start.start_step)
+    expected = loop.train(model, ctx.data, trunk.train, start.mask, trunk.seed,
+                          options=options)
     assert _equal(_branch_final(sweep, name), expected.state)
 
 
@@ -218,24 +246,33 @@ def test_branch_emits_schema_valid_rows(sweep: Sweep, name: str) -> None:
     row = runs.iloc[0]
     hparams = sweep.plan.spec.method_hparams(name)
     mask_level = methods.mask_level(methods.get(name), TARGET, job.trunk.prune, hparams)
-    expected = {"omp_lth": 1, "omp_random_reinit": 1, "omp_pf": 1, "rst": 1, "rst_iter": 2}
+    expected = {"omp_lth": 1, "omp_random_reinit": 1, "omp_pf": 1, "rst": 1, "rst_iter": 2,
+                "sdt": 0}
     assert mask_level == expected.get(name, levels.level_for(TARGET, 0.2) + 1)
     assert (row.method, row.target_sparsity, row.level) == (name, TARGET, mask_level)
     assert row.epochs == EPOCHS
-    extra = _trained_from(sweep, name).extra_epochs  # RST's transformation
+    start = _trained_from(sweep, name)
+    rewound = start.start_step / loop.steps_per_epoch(len(_ctx(sweep, name).data.train_y),
+                                                      job.trunk.train.batch_size)
     assert row.total_epochs == methods.total_epochs(methods.get(name), mask_level, EPOCHS,
-                                                    job.trunk.prune) + extra
+                                                    job.trunk.prune, rewound) + \
+        start.extra_epochs  # RST's transformation
     assert 0.0 <= row.test_acc <= 1.0
-    mask = _trained_from(sweep, name).mask
-    assert row.sparsity == pytest.approx(masks.sparsity(mask))
+    mask = start.mask
+    measured = masks.sparsity(mask) if start.sparsity is None else start.sparsity
+    assert row.sparsity == pytest.approx(measured)
     dense = load.load_runs(sweep.store.path, method="dense").iloc[0]
     for pct in (10, 20, 30, 40, 50):  # the branch describes the trunk's own dense run
         assert row[f"rp_dense_p{pct}"] == dense[f"rp_dense_p{pct}"]
+    assert row.recipe == "base" and row.source_dataset == "digits"
+    assert row.target_dataset == row.dataset == (TRANSFER_TARGET if name == "transfer"
+                                                 else "digits")
 
     layers = load.load_layers(sweep.store.path, config_hash=job.point.config_hash)
-    assert sorted(layers.layer) == sorted(mask)
+    assert sorted(layers.layer) == sorted({*PRUNED, "fc3.weight"})
     kept = dict(zip(layers.layer, layers.n_kept, strict=True))
-    assert kept == {layer: int(m.sum()) for layer, m in mask.items()}
+    assert kept == {layer: int(mask[layer].sum()) if layer in mask else
+                    start.state[layer].numel() for layer in kept}
 
     curves = load.load_curves(sweep.store.path, trial_id=job.trial_id)
     assert list(curves.epoch) == list(range(1, EPOCHS + 1))

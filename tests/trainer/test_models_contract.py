@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import pickle
 
 import pytest
 import torch
 from torch import nn
 
 from trainer import models
+from trainer.models import Arch
 
 # (C, H, W) of sklearn digits, MNIST / Fashion-MNIST and CIFAR.
 SHAPES: list[tuple[int, int, int]] = [(1, 8, 8), (1, 28, 28), (3, 32, 32)]
@@ -28,6 +30,13 @@ def _build(name: str, shape: tuple[int, int, int], seed: int = 0) -> nn.Module:
 
 def _weighted_modules(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+
+
+def _assert_same_state(a: nn.Module, b: nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert list(sa) == list(sb)
+    for key in sa:
+        assert torch.equal(sa[key], sb[key]), key
 
 
 def test_registry_holds_exactly_the_documented_keys() -> None:
@@ -212,3 +221,79 @@ def test_vgg_on_cifar_pools_down_to_2x2_before_the_classifier(name: str, params:
     model = models.build(name, (3, 32, 32), 10, _gen(0))
     assert sum(model.pool_after) == 4  # 32 -> 2, then global average pool (open_lth AvgPool2d(2))
     assert _num_params(model) == params
+
+
+# --- Arch: the default is the model as before; other arches keep the contract ----------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_explicit_default_arch_gives_the_same_model_and_outputs(name: str) -> None:
+    implicit = models.build(name, SHAPES[0], NUM_CLASSES, _gen(3))
+    explicit = models.build(name, SHAPES[0], NUM_CLASSES, _gen(3), Arch(width=1))
+    _assert_same_state(implicit, explicit)
+    x = torch.randn(4, *SHAPES[0], generator=_gen(4))
+    with torch.no_grad():
+        assert torch.equal(implicit(x), explicit(x))
+
+
+def _draw_like_init(state: dict, order: list[str], gen: torch.Generator) -> dict:
+    """Redo base.init_'s draws for the modules named in ``order`` (kaiming weights, U(0,1) BNs)."""
+    expected = {}
+    for module in order:
+        weight = state[f"{module}.weight"]
+        if weight.dim() == 1:  # BatchNorm2d
+            expected[module] = torch.empty_like(weight).uniform_(0.0, 1.0, generator=gen)
+        else:
+            std = math.sqrt(2.0 / weight[0].numel())
+            expected[module] = torch.empty_like(weight).normal_(0.0, std, generator=gen)
+    return expected
+
+
+def _resnet20_init_order() -> list[str]:
+    order = ["conv", "bn"]
+    for i in range(9):
+        order += [f"blocks.{i}.{m}" for m in ("conv1", "bn1", "conv2", "bn2")]
+        order += [f"blocks.{i}.shortcut.{j}" for j in (0, 1) if i in (3, 6)]
+    return order + ["fc"]
+
+
+@pytest.mark.parametrize(
+    ("name", "order"),
+    [("lenet_300_100", ["fc1", "fc2", "fc3"]), ("resnet20", _resnet20_init_order())],
+)
+def test_default_init_draws_in_module_order(name: str, order: list[str]) -> None:
+    # Stored checkpoints and seeds depend on this order; Arch must not add draws by default.
+    state = models.build(name, SHAPES[2], 10, _gen(11)).state_dict()
+    assert {k.rsplit(".", 1)[0] for k in state if k.endswith(".weight")} == set(order)
+    for module, weight in _draw_like_init(state, order, _gen(11)).items():
+        assert torch.equal(state[f"{module}.weight"], weight), module
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_builders_pickle(name: str) -> None:
+    builder = pickle.loads(pickle.dumps(models.get(name)))
+    arch = Arch(width=0.25, activation="pswish")
+    unpickled = builder(SHAPES[0], 3, _gen(0), arch)
+    _assert_same_state(unpickled, models.build(name, SHAPES[0], 3, _gen(0), arch))
+
+
+NON_DEFAULT_ARCHES = [
+    pytest.param(Arch(width=0.5, activation="swish"), id="w0.5-swish"),
+    pytest.param(Arch(width=1.5, activation="pswish", beta=1.0), id="w1.5-pswish"),
+    pytest.param(Arch(width=0.25, activation="mish"), id="w0.25-mish"),
+]
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("arch", NON_DEFAULT_ARCHES)
+def test_non_default_arch_keeps_the_model_contract(name: str, arch: Arch) -> None:
+    before = torch.random.get_rng_state()
+    model = models.build(name, SHAPES[0], NUM_CLASSES, _gen(0), arch)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    _assert_same_state(model, models.build(name, SHAPES[0], NUM_CLASSES, _gen(0), arch))
+    assert model.get_parameter(model.first_layer) is _weighted_modules(model)[0][1].weight
+    assert model.get_parameter(model.output_layer).shape[0] == NUM_CLASSES
+    x = torch.randn(2, *SHAPES[0], generator=_gen(1))
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (2, NUM_CLASSES) and torch.isfinite(out).all()

@@ -34,6 +34,8 @@ class Dataset:
         sizes: (training examples, test examples) of the full splits.
         missing_files: ``DataHparams -> list[Path]``: the files ``load`` would need that are
             not on this machine ([] when all are there, or when it may download them).
+        class_sizes: (train, test) examples of each class, so a class selection's sizes are
+            known without reading the files.
     """
 
     load: Callable[[DataHparams], InMemoryData]
@@ -41,23 +43,28 @@ class Dataset:
     num_classes: int
     sizes: tuple[int, int]
     missing_files: Callable[[DataHparams], list[Path]]
+    class_sizes: tuple[tuple[int, ...], tuple[int, ...]]
 
 
 def _none_missing(_: DataHparams) -> list[Path]:
     return []  # bundled with scikit-learn
 
 
+def _even(train: int, test: int, classes: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    return (train,) * classes, (test,) * classes
+
+
 DATASETS: dict[str, Dataset] = {
     "digits": Dataset(digits.load, (1, 8, 8), 10, (digits.NUM_TRAIN, digits.NUM_TEST),
-                      _none_missing),
+                      _none_missing, digits.CLASS_SIZES),
     "fashion-mnist": Dataset(mnist_family.load_fashion_mnist, (1, 28, 28), 10, (60000, 10000),
-                             mnist_family.missing_fashion_mnist),
+                             mnist_family.missing_fashion_mnist, _even(6000, 1000, 10)),
     "mnist": Dataset(mnist_family.load_mnist, (1, 28, 28), 10, (60000, 10000),
-                     mnist_family.missing_mnist),
+                     mnist_family.missing_mnist, mnist_family.MNIST_CLASS_SIZES),
     "cifar10": Dataset(cifar.load_cifar10, (3, 32, 32), 10, (50000, 10000),
-                       cifar.missing_cifar10),
+                       cifar.missing_cifar10, _even(5000, 1000, 10)),
     "cifar100": Dataset(cifar.load_cifar100, (3, 32, 32), 100, (50000, 10000),
-                        cifar.missing_cifar100),
+                        cifar.missing_cifar100, _even(500, 100, 100)),
 }
 
 
@@ -78,6 +85,34 @@ def get(name: str) -> Dataset:
     return DATASETS[name]
 
 
+def check_classes(hp: DataHparams) -> None:
+    """Raise ValueError unless every class of ``hp.classes`` exists in the dataset."""
+    n = get(hp.name).num_classes
+    bad = [c for c in hp.classes if c >= n]
+    if bad:
+        raise ValueError(f"dataset {hp.label!r}: {hp.name} has classes 0-{n - 1}, not {bad}")
+
+
+def num_classes(hp: DataHparams) -> int:
+    """Classes a model for ``hp`` predicts: the selection's size, else the dataset's."""
+    check_classes(hp)
+    return len(hp.classes) or get(hp.name).num_classes
+
+
+def sizes(hp: DataHparams) -> tuple[int, int]:
+    """(training, test) examples of ``hp``'s class selection, before subsets and validation.
+
+    Raises:
+        ValueError: unknown dataset or a class it does not have.
+    """
+    check_classes(hp)
+    entry = get(hp.name)
+    if not hp.classes:
+        return entry.sizes
+    train, test = entry.class_sizes
+    return sum(train[c] for c in hp.classes), sum(test[c] for c in hp.classes)
+
+
 def load(hp: DataHparams, device: torch.device | str = "cpu") -> InMemoryData:
     """Load a dataset, keep the requested subsets and move every tensor to ``device``.
 
@@ -86,7 +121,8 @@ def load(hp: DataHparams, device: torch.device | str = "cpu") -> InMemoryData:
     CPU its tensors are views of the cached ones, so callers must not modify them in place.
 
     Args:
-        hp: Which dataset; ``train_subset``/``test_subset`` keep the first N examples (0 = all).
+        hp: Which dataset; ``classes`` keeps those classes (relabelled 0..k-1 in sorted
+            order), then ``train_subset``/``test_subset`` keep the first N examples (0 = all).
         device: Where the returned tensors live, e.g. ``"cuda:0"``.
 
     Returns:
@@ -96,12 +132,12 @@ def load(hp: DataHparams, device: torch.device | str = "cpu") -> InMemoryData:
         whatever device the batch is on).
 
     Raises:
-        ValueError: unknown name, a subset that is negative or larger than the split, or a
-            validation split that leaves no training example.
+        ValueError: unknown name or class, a subset that is negative or larger than the
+            split, or a validation split that leaves no training example.
         FileNotFoundError: the dataset's files are missing and ``hp.download`` is False.
     """
-    get(hp.name)  # unknown names fail before touching the cache
-    full = _load_cpu(hp.name, hp.root, hp.download)
+    check_classes(hp)  # unknown names and classes fail before touching the cache
+    full = _select(_load_cpu(hp.name, hp.root, hp.download), hp.classes)
     train_n = _subset_size(hp.train_subset, len(full.train_y), "train_subset", hp.name)
     test_n = _subset_size(hp.test_subset, len(full.test_y), "test_subset", hp.name)
     train_idx, val_idx = validation_split(train_n, hp.validation)
@@ -118,6 +154,23 @@ def load(hp: DataHparams, device: torch.device | str = "cpu") -> InMemoryData:
         augment=full.augment,
         **val,
     )
+
+
+def _select(full: InMemoryData, classes: tuple[int, ...]) -> InMemoryData:
+    """The examples of ``classes`` (in their order), labels mapped to 0..k-1; all if ()."""
+    if not classes:
+        return full
+    lookup = torch.full((full.num_classes,), -1, dtype=torch.int64)
+    lookup[list(classes)] = torch.arange(len(classes))
+
+    def keep(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = torch.isin(y, torch.tensor(classes)).nonzero().flatten()  # (n,) in file order
+        return x[idx], lookup[y[idx]]
+
+    (train_x, train_y), (test_x, test_y) = keep(full.train_x, full.train_y), \
+        keep(full.test_x, full.test_y)
+    return InMemoryData(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
+                        num_classes=len(classes), augment=full.augment)
 
 
 def validation_split(n: int, validation: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from trainer import levels
 from trainer.hparams import PruneHparams
 from trainer.methods import dense
 from trainer.methods import lth
+from trainer.methods import lth_rewind
 from trainer.methods import omp_lth
 from trainer.methods import omp_pf
 from trainer.methods import omp_random_reinit
@@ -16,6 +18,8 @@ from trainer.methods import random_pruning
 from trainer.methods import random_reinit
 from trainer.methods import rst
 from trainer.methods import rst_iter
+from trainer.methods import sdt
+from trainer.methods import transfer
 from trainer.methods.base import Method
 from trainer.methods.base import Phase
 from trainer.methods.base import Sources
@@ -32,11 +36,15 @@ METHODS: dict[str, Method] = {
     "omp_pf": omp_pf.METHOD,
     "rst": rst.METHOD,
     "rst_iter": rst_iter.METHOD,
+    "sdt": sdt.METHOD,
+    "transfer": transfer.METHOD,
+    "lth_rewind": lth_rewind.METHOD,
 }
 
-# Mask producers (STYLE.md 2.7): the chain's IMP masks, θT pruned in one step, or a random
-# mask the method draws itself.
-PRODUCERS = ("imp", "one_shot", "random")
+# Mask producers (STYLE.md 2.7): the chain's IMP masks, θT pruned in one step, a random mask
+# the method draws itself, no mask (a narrower dense network), or the IMP masks of the
+# trunk's rewind walk (levels reset to θk).
+PRODUCERS = ("imp", "one_shot", "random", "small_dense", "rewind")
 
 __all__ = ["METHODS", "PRODUCERS", "Method", "Phase", "Sources", "Start", "get", "mask_level",
            "stages_behind", "total_epochs"]
@@ -63,11 +71,12 @@ def mask_level(method: Method, target_sparsity: float, prune: PruneHparams,
         prune: The trunk's pruning hparams.
         hparams: The method's own hparams, if it has any (``Method.configure``).
     Returns:
-        0 for ``dense`` and for sparsity 0; 1 for one-shot masks; ``method.rounds(hparams)``
-        for random masks (RST's cycles); for IMP masks ``levels.mask_level`` (the IMP level,
-        or one more for a shorter last round).
+        0 for ``dense``, for sparsity 0 and for unmasked small-dense networks; 1 for one-shot
+        masks; ``method.rounds(hparams)`` for random masks (RST's cycles); for IMP masks
+        (of the θ0 chain or a rewind walk) ``levels.mask_level`` (the IMP level, or one more
+        for a shorter last round).
     """
-    if method.start is None or target_sparsity == 0.0:
+    if method.start is None or target_sparsity == 0.0 or method.mask == "small_dense":
         return 0
     if method.mask == "one_shot":
         return 1
@@ -97,7 +106,8 @@ def stages_behind(method: Method, mask_level: int, prune: PruneHparams) -> tuple
     return tuple(sorted(behind))
 
 
-def total_epochs(method: Method, mask_level: int, epochs: int, prune: PruneHparams) -> int:
+def total_epochs(method: Method, mask_level: int, epochs: int, prune: PruneHparams,
+                 rewound: float = 0.0) -> int:
     """All training epochs behind one row of ``method`` (the ``total_epochs`` column).
 
     Args:
@@ -105,8 +115,14 @@ def total_epochs(method: Method, mask_level: int, epochs: int, prune: PruneHpara
         mask_level: IMP pruning rounds behind the row's mask (see ``stages_behind``).
         epochs: Epochs of one training run.
         prune: The trunk's pruning hparams.
+        rewound: For rewind-walk masks (``lth_rewind``): epochs before θk (k / steps per
+            epoch), which its levels and its own stage skip.
     Returns:
-        Epochs: the trunk levels behind the row (``stages_behind``, each ``epochs`` long)
-        plus the row's own training.
+        Epochs, rounded up: the trunk levels behind the row (``stages_behind``: the dense run
+        ``epochs`` long, rewind-walk levels ``epochs - rewound``, θ0 levels ``epochs``) plus
+        the row's own training.
     """
-    return (len(stages_behind(method, mask_level, prune)) + 1) * epochs
+    short = epochs - rewound if method.mask == "rewind" else epochs
+    behind = stages_behind(method, mask_level, prune)
+    total = sum(epochs if level == 0 else short for level in behind) + short
+    return math.ceil(total - 1e-9)

@@ -11,6 +11,7 @@ from torch import nn
 
 from trainer.checkpoint import Blobs
 from trainer.data.base import InMemoryData
+from trainer.hparams import DataHparams
 from trainer.hparams import PruneHparams
 from trainer.hparams import TrainHparams
 
@@ -28,22 +29,34 @@ class Sources:
             mask of θT, as ``Method.mask`` says; all True for ``random`` producers, which
             draw their own): bool tensors for every prunable layer, shaped like the layer's
             weight (layers kept dense are all True).
-        build_model: Builds a freshly initialized network from a CPU generator.
+        build_model: ``(generator, arch=Arch()) -> network``: a freshly initialized CPU
+            network of the trunk's architecture for the data the branch trains on (its class
+            count: the target's, for transfer).
         seed: Replicate seed.
         target_sparsity: The requested sparsity (fraction).
         exclude: Layers kept dense (``pruning.keep_dense`` resolved), for methods that draw
             their own mask.
         hparams: The method's own hparams (``Method.configure``), or None.
+        scope: The trunk's ``pruning.scope`` (how its masks count kept weights).
+        count_weights: ``arch -> prunable weights`` of the branch's network with those
+            options, without building it (``trainer.models.count_weights``).
+        rewound: θk, the dense run's weights after ``rewind_step`` steps (``lth_rewind``
+            only; else None).
+        rewind_step: k, in steps (0 when not rewinding).
     """
 
     init: State
     dense_final: State
     mask: State
-    build_model: Callable[[torch.Generator], nn.Module]
+    build_model: Callable[..., nn.Module]
     seed: int
     target_sparsity: float
     exclude: frozenset[str] = frozenset()
     hparams: Any = None
+    scope: str = "layerwise"
+    count_weights: Callable[[Any], int] | None = None
+    rewound: State | None = None
+    rewind_step: int = 0
 
 
 @dataclass(frozen=True)
@@ -55,11 +68,20 @@ class Start:
         mask: Bool masks by layer.
         extra_epochs: Epochs (passes over the training set) the method trained before the
             branch's own stage, e.g. RST's transformation; added to ``total_epochs``.
+        width: Width multiplier of the network trained (``trainer.models.Arch``; sdt's).
+        sparsity: The row's ``sparsity`` when no mask measures it (sdt: 1 - its weights /
+            the full network's); None = measured from ``mask``.
+        frozen: Parameter names not trained (transfer's frozen feature layers).
+        start_step: First step of the schedule to train (rewinding to θk trains from k).
     """
 
     state: State
     mask: State
     extra_epochs: int = 0
+    width: float = 1.0
+    sparsity: float | None = None
+    frozen: frozenset[str] = frozenset()
+    start_step: int = 0
 
 
 @dataclass(frozen=True)
@@ -105,13 +127,19 @@ class Method:
             Start``, resumable through ``phase.blobs``; None for the others, whose start is
             ``start(sources)``.
         hparams: The frozen dataclass of its own hparams (jobs carry them as a dict), or None.
-        configure: For methods with hparams of their own: maps the spec's group (e.g.
-            ``rst:``) to this method's hparams, which then enter its points' content keys.
+        group: The spec group its hparams come from (``rst``, ``transfer``, ``pruning``).
+        configure: For methods with hparams of their own: maps the spec group (its values as
+            a dict) to the list of this method's hparams variants, each a grid point of its
+            own; the variant enters the point's content key.
         rounds: Pruning rounds behind its mask (the ``level`` column) for ``random`` masks,
             from its hparams.
         prepare_epochs: ``(hparams, training examples, lth's IMP epochs) -> passes over the
             data`` that ``prepare`` will train (the budget ``lottery plan`` shows).
         pf_pairs: Whether its rows carry Liu et al.'s P&F mechanism pairs (it trains θT ⊙ m).
+        retarget: ``(hparams, trunk data) -> data the branch trains on`` (transfer's target);
+            None = the trunk's data.
+        columns: ``hparams -> {column: value}`` of method-specific ``runs`` columns (e.g.
+            ``transfer_init``); None = none.
     """
 
     name: str
@@ -122,10 +150,13 @@ class Method:
     mask: str = "imp"
     prepare: Callable[[Sources, Phase], Start] | None = None
     hparams: type | None = None
-    configure: Callable[[Any], Any] | None = None
+    group: str = ""
+    configure: Callable[[dict[str, Any]], list[Any]] | None = None
     rounds: Callable[[Any], int] | None = None
     prepare_epochs: Callable[[Any, int, int], int] | None = None
     pf_pairs: bool = False
+    retarget: Callable[[Any, DataHparams], DataHparams] | None = None
+    columns: Callable[[Any], dict[str, Any]] | None = None
 
 
 def always(_: PruneHparams) -> bool:

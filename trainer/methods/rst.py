@@ -284,9 +284,9 @@ def _one_pass(model: torch.nn.Module, data: Any, opt: torch.optim.Optimizer, mas
     return i, total / max(seen, 1)
 
 
-def configure(group: RSTHparams) -> RSTHparams:
-    """``rst`` is the one-cycle transformation."""
-    return replace(group, cycles=1)
+def configure(group: dict[str, Any]) -> list[RSTHparams]:
+    """The ``rst:`` group; ``rst`` is its one-cycle transformation."""
+    return [replace(RSTHparams(**group), cycles=1)]
 
 
 def rounds(hp: RSTHparams) -> int:
@@ -294,7 +294,8 @@ def rounds(hp: RSTHparams) -> int:
 
 
 METHOD = Method(name="rst", start=start, needs_trained_mask=never, needs_dense=False,
-                mask="random", hparams=RSTHparams, prepare=prepare, configure=configure,
+                mask="random", hparams=RSTHparams, prepare=prepare, group="rst",
+                configure=configure,
                 rounds=rounds, prepare_epochs=prepare_epochs,
                 source="Bai et al. 2022 (Dual LTH, arXiv 2203.04248); yueb17/DLTH "
                        "pruner/reg_pruner.py; METHODS.md 2.4")

@@ -12,18 +12,21 @@ Source: Bai et al. 2022 (Dual LTH); yueb17/DLTH ``pruner/reg_pruner_iterative.py
 
 from __future__ import annotations
 
+from typing import Any
+
 from trainer.methods import rst
 from trainer.methods.base import Method
 from trainer.methods.base import never
 
 
-def configure(group: rst.RSTHparams) -> rst.RSTHparams:
+def configure(group: dict[str, Any]) -> list[rst.RSTHparams]:
     """``rst:`` as given: ``cycles`` cycles (5 by default, DLTH's README)."""
-    return group
+    return [rst.RSTHparams(**group)]
 
 
 METHOD = Method(name="rst_iter", start=rst.start, needs_trained_mask=never,
                 needs_dense=False, mask="random", hparams=rst.RSTHparams, prepare=rst.prepare,
+                group="rst",
                 configure=configure, rounds=rst.rounds, prepare_epochs=rst.prepare_epochs,
                 source="Bai et al. 2022 (Dual LTH); yueb17/DLTH "
                        "pruner/reg_pruner_iterative.py; METHODS.md 2.4")

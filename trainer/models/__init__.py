@@ -1,4 +1,4 @@
-"""The model registry: registry key -> builder ``(input_shape, num_classes, generator) -> Module``.
+"""The model registry: key -> builder ``(input_shape, num_classes, generator, arch) -> Module``.
 
 Every built model
 
@@ -11,7 +11,14 @@ Every built model
 - is initialized entirely from ``generator`` (see ``trainer.models.base.init_``), without
   touching the global torch RNG.
 
-Adding a model: one module with a builder, plus its import and one line in ``MODELS``.
+:class:`Arch` varies a model without changing its key: hidden width multiplier, activation
+(relu / swish / mish / pswish) and, for ResNets only, ToST's 1x1 jump connections. The default
+``Arch()`` builds exactly the models of before (same names, same generator draws).
+:func:`count_weights` gives a model's Conv2d / Linear weight count without building it, e.g. to
+size a small dense network that matches a sparse one.
+
+Adding a model: one module with a factory ``(input_shape, num_classes, arch) -> Module`` wrapped
+in ``base.Builder``, plus its import and one line in ``MODELS``.
 """
 
 from __future__ import annotations
@@ -23,9 +30,13 @@ from trainer.models import conv
 from trainer.models import lenet
 from trainer.models import resnet
 from trainer.models import vgg
+from trainer.models.base import DEFAULT_ARCH
+from trainer.models.base import Arch
+from trainer.models.base import Builder
 from trainer.models.base import ModelBuilder
+from trainer.models.base import construct
 
-MODELS: dict[str, ModelBuilder] = {
+MODELS: dict[str, Builder] = {
     "lenet_300_100": lenet.lenet_300_100,
     "conv2": conv.conv2,
     "conv4": conv.conv4,
@@ -36,13 +47,13 @@ MODELS: dict[str, ModelBuilder] = {
 }
 
 
-def get(name: str) -> ModelBuilder:
+def get(name: str) -> Builder:
     """Return the builder registered under ``name``.
 
     Args:
         name: Registry key, e.g. ``"resnet20"``.
     Returns:
-        A builder ``(input_shape, num_classes, generator) -> nn.Module``.
+        A :class:`ModelBuilder` ``(input_shape, num_classes, generator, arch=Arch()) -> Module``.
     Raises:
         ValueError: ``name`` is not a key of ``MODELS``.
     """
@@ -56,6 +67,7 @@ def build(
     input_shape: tuple[int, int, int],
     num_classes: int,
     generator: torch.Generator,
+    arch: Arch = DEFAULT_ARCH,
 ) -> nn.Module:
     """Build and initialize the model registered under ``name``.
 
@@ -64,14 +76,46 @@ def build(
         input_shape: (C, H, W) of one example, e.g. (1, 28, 28).
         num_classes: Number of output logits (>= 1).
         generator: CPU ``torch.Generator``; the same seed gives the same state_dict.
+        arch: Architecture options (width, activation, ResNet jumps); the default ``Arch()``
+            is the model as published.
     Returns:
         The model on the CPU in training mode, mapping (B, C, H, W) to (B, num_classes).
     Raises:
-        ValueError: unknown ``name``, invalid ``input_shape`` or ``num_classes``, or a
-            non-CPU generator.
-        TypeError: ``generator`` is not a ``torch.Generator``.
+        ValueError: unknown ``name``, invalid ``input_shape`` or ``num_classes``, a non-CPU
+            generator, or ``arch.skip_connections`` for a model that is not a ResNet.
+        TypeError: ``generator`` is not a ``torch.Generator`` or ``arch`` is not an ``Arch``.
     """
-    return get(name)(input_shape, num_classes, generator)
+    return get(name)(input_shape, num_classes, generator, arch)
 
 
-__all__ = ["MODELS", "ModelBuilder", "build", "get"]
+def count_weights(
+    name: str,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    arch: Arch = DEFAULT_ARCH,
+) -> int:
+    """Number of elements of all Conv2d / Linear ``.weight`` tensors of a model.
+
+    The model is constructed on the ``meta`` device: no memory, no initialization and no RNG
+    use. Biases and BatchNorm parameters are not counted.
+
+    Args:
+        name: Registry key, e.g. ``"conv2"``.
+        input_shape: (C, H, W) of one example.
+        num_classes: Number of output logits (>= 1).
+        arch: Architecture options, as for :func:`build`.
+    Returns:
+        The weight count, e.g. 4,300,992 for ``conv2`` on (3, 32, 32) with 10 classes.
+    Raises:
+        ValueError: as :func:`build` (without the generator checks).
+        TypeError: ``arch`` is not an ``Arch``.
+    """
+    model = construct(get(name).factory, input_shape, num_classes, arch)
+    return sum(
+        module.weight.numel()
+        for module in model.modules()
+        if isinstance(module, (nn.Conv2d, nn.Linear))
+    )
+
+
+__all__ = ["MODELS", "Arch", "ModelBuilder", "build", "count_weights", "get"]

@@ -1,27 +1,182 @@
-"""Shared plumbing for the model zoo: input checks, seeded initialization, spatial bookkeeping.
+"""Shared plumbing for the model zoo: architecture options, input checks, seeded initialization.
 
-Every builder in ``trainer.models`` goes through :func:`instantiate`, which
+Every builder in ``trainer.models`` is a :class:`Builder`, which calls :func:`instantiate`:
 
-1. checks ``input_shape``, ``num_classes`` and ``generator`` once, at the boundary;
-2. constructs the module on the ``meta`` device, so PyTorch's default ``reset_parameters`` never
+1. check ``input_shape``, ``num_classes``, ``arch`` and ``generator`` once, at the boundary;
+2. construct the module on the ``meta`` device, so PyTorch's default ``reset_parameters`` never
    draws from (or advances) the global torch RNG;
-3. materializes it on the CPU and initializes *every* parameter and buffer from ``generator``.
+3. materialize it on the CPU and initialize *every* parameter and buffer from ``generator``;
+4. call the model's ``post_init()``, if it has one, for values that are not random.
 
-So a model is a pure function of (name, input_shape, num_classes, generator state).
+So a model is a pure function of (name, input_shape, num_classes, arch, generator state). At
+the default :class:`Arch` every model is exactly the one built before ``Arch`` existed.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Callable
+from typing import Protocol
 
 import torch
 from torch import nn
 
-# (C, H, W) of one example, number of classes, CPU generator -> initialized model.
-ModelBuilder = Callable[[tuple[int, int, int], int, torch.Generator], nn.Module]
+ACTIVATIONS: tuple[str, ...] = ("relu", "swish", "mish", "pswish")
 
-# (C, H, W) and number of classes -> uninitialized model (constructed on the meta device).
-ModelFactory = Callable[[tuple[int, int, int], int], nn.Module]
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Arch:
+    """Architecture options that do not change the registry key.
+
+    Attributes:
+        width: Multiplier (finite, > 0, stored as float) of every hidden width: LeNet units,
+            conv channels, Conv-n FCs, ResNet stages, VGG convs. A width n becomes
+            ``max(1, round(n * width))``; input channels and ``num_classes`` never scale.
+        activation: ``relu``, ``swish`` (SiLU), ``mish`` or ``pswish`` (x * sigmoid(beta * x)).
+        beta: The fixed beta of ``pswish``, finite and > 0; ignored by other activations.
+        skip_connections: ToST's two 1x1 "jump" convs + BN in every ResNet BasicBlock; only
+            ResNets have them (building another model with it raises ValueError).
+
+    Raises:
+        ValueError: a field is out of range or of the wrong type.
+
+    Source: ToST (Jaiswal et al., ICML 2022; VITA-Group/ToST ``soft_activation/`` and
+        ``skip_connection/models/resnet_modified.py``); METHODS.md §2.5.
+    """
+
+    width: float = 1.0
+    activation: str = "relu"
+    beta: float = 2.0
+    skip_connections: bool = False
+
+    def __post_init__(self) -> None:
+        for field in ("width", "beta"):
+            value = getattr(self, field)
+            real = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if not real or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"Arch.{field} must be a finite number > 0, got {value!r}")
+            object.__setattr__(self, field, float(value))  # so width=1 equals width=1.0
+        if not isinstance(self.activation, str) or self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"Arch.activation must be one of {list(ACTIVATIONS)}, got {self.activation!r}"
+            )
+        if not isinstance(self.skip_connections, bool):
+            raise ValueError(
+                f"Arch.skip_connections must be a bool, got {self.skip_connections!r}"
+            )
+
+
+DEFAULT_ARCH = Arch()
+
+
+class PSwish(nn.Module):
+    """Parametric swish with a fixed beta: x * sigmoid(beta * x), elementwise, any shape.
+
+    ``beta`` is a plain float, not a parameter or buffer: neither trained nor saved.
+
+    Args:
+        beta: Slope inside the sigmoid (> 0); 1 gives swish (SiLU).
+
+    Source: ToST ``activations.py::SwishParameteric`` (beta = 2 there).
+    """
+
+    def __init__(self, beta: float) -> None:
+        super().__init__()
+        self.beta = float(beta)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply x * sigmoid(beta * x) to a tensor of any shape."""
+        return x * torch.sigmoid(self.beta * x)
+
+    def extra_repr(self) -> str:
+        """Show beta in the module's repr."""
+        return f"beta={self.beta}"
+
+
+def activation_module(arch: Arch) -> nn.Module:
+    """Return a fresh, parameter-free module applying ``arch.activation`` elementwise.
+
+    Args:
+        arch: Architecture options; ``activation`` (and ``beta`` for ``pswish``) are used.
+    Returns:
+        ``nn.ReLU()``, ``nn.SiLU()``, ``nn.Mish()`` or ``PSwish(arch.beta)``.
+    Source: ToST ``soft_activation/`` (``--activation swish | mish | pswish``).
+    """
+    if arch.activation == "swish":
+        return nn.SiLU()
+    if arch.activation == "mish":
+        return nn.Mish()
+    if arch.activation == "pswish":
+        return PSwish(arch.beta)
+    return nn.ReLU()
+
+
+def scale_width(n: int, arch: Arch) -> int:
+    """Scale a hidden width: ``max(1, round(n * arch.width))`` (Python's round, half to even)."""
+    return max(1, round(n * arch.width))
+
+
+def reject_skip_connections(model: nn.Module, arch: Arch) -> None:
+    """Raise ValueError if ``arch.skip_connections`` is set for a model that is not a ResNet."""
+    if arch.skip_connections:
+        raise ValueError(
+            f"{type(model).__name__} cannot be built with Arch(skip_connections=True): "
+            "only ResNets support skip connections"
+        )
+
+
+# (C, H, W), number of classes and architecture options -> uninitialized model.
+ModelFactory = Callable[[tuple[int, int, int], int, Arch], nn.Module]
+
+
+class ModelBuilder(Protocol):
+    """The type of a registered builder; :class:`Builder` is the one implementation."""
+
+    def __call__(
+        self,
+        input_shape: tuple[int, int, int],
+        num_classes: int,
+        generator: torch.Generator,
+        arch: Arch = DEFAULT_ARCH,
+    ) -> nn.Module:
+        """(C, H, W), number of classes, CPU generator[, arch] -> initialized model."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Builder:
+    """The :class:`ModelBuilder` of one factory: calling it runs :func:`instantiate`.
+
+    Args:
+        factory: Constructs the architecture from ``(input_shape, num_classes, arch)``.
+    """
+
+    factory: ModelFactory
+
+    def __call__(
+        self,
+        input_shape: tuple[int, int, int],
+        num_classes: int,
+        generator: torch.Generator,
+        arch: Arch = DEFAULT_ARCH,
+    ) -> nn.Module:
+        """Build and initialize the model; see :func:`instantiate` for Args/Returns/Raises."""
+        return instantiate(self.factory, input_shape, num_classes, generator, arch)
+
+
+def construct(
+    factory: ModelFactory,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    arch: Arch = DEFAULT_ARCH,
+) -> nn.Module:
+    """Validate the inputs; return ``factory``'s uninitialized model on the ``meta`` device.
+
+    No memory, values or RNG use. Args/Raises as in :func:`instantiate`, less the generator's.
+    """
+    shape = _check_inputs(input_shape, num_classes, arch)
+    with torch.device("meta"):
+        return factory(shape, num_classes, arch)
 
 
 def instantiate(
@@ -29,6 +184,7 @@ def instantiate(
     input_shape: tuple[int, int, int],
     num_classes: int,
     generator: torch.Generator,
+    arch: Arch = DEFAULT_ARCH,
 ) -> nn.Module:
     """Validate the inputs, construct ``factory``'s model and initialize it from ``generator``.
 
@@ -37,29 +193,29 @@ def instantiate(
         input_shape: (C, H, W) of one example, all positive ints.
         num_classes: Number of output logits (>= 1).
         generator: CPU ``torch.Generator``; the only source of randomness.
+        arch: Architecture options (width, activation, ResNet jumps).
     Returns:
         The model on the CPU in training mode, with ``first_layer`` and ``output_layer`` set.
     Raises:
         ValueError: ``input_shape`` is not three positive ints, ``num_classes`` < 1, the
-            generator is not on the CPU, or the model lacks valid ``first_layer`` /
-            ``output_layer`` names.
-        TypeError: ``generator`` is not a ``torch.Generator``, or the model holds a module type
-            this initializer does not know.
+            generator is not on the CPU, the model does not support ``arch``, or the model
+            lacks valid ``first_layer`` / ``output_layer`` names.
+        TypeError: ``generator`` is not a ``torch.Generator``, ``arch`` is not an
+            :class:`Arch`, or the model holds a module type this initializer does not know.
     Source: open_lth ``models/registry.py`` (``kaiming_normal`` + ``batchnorm_init='uniform'``),
         with the draws seeded instead of taken from the global RNG.
     """
-    shape = check_input_shape(input_shape)
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
+    _check_inputs(input_shape, num_classes, arch)
     if not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     if generator.device.type != "cpu":
         raise ValueError(f"generator must be a CPU torch.Generator, got device {generator.device}")
-    # Built on meta: no memory, no default init, and the global RNG is left alone.
-    with torch.device("meta"):
-        model = factory(shape, num_classes)
-    model = model.to_empty(device="cpu")
+    model = construct(factory, input_shape, num_classes, arch).to_empty(device="cpu")
     init_(model, generator)
+    post_init = getattr(model, "post_init", None)
+    if callable(post_init):
+        with torch.no_grad():
+            post_init()
     _check_layer_names(model)
     return model.train()
 
@@ -126,11 +282,18 @@ def can_pool(height: int, width: int) -> bool:
     return height >= 2 and width >= 2
 
 
+def _check_inputs(input_shape: tuple, num_classes: int, arch: Arch) -> tuple[int, int, int]:
+    shape = check_input_shape(input_shape)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be an int >= 1, got {num_classes!r}")
+    if not isinstance(arch, Arch):
+        raise TypeError(f"arch must be a trainer.models.Arch, got {type(arch).__name__}")
+    return shape
+
+
 def _check_layer_names(model: nn.Module) -> None:
     params = dict(model.named_parameters())
     for attr in ("first_layer", "output_layer"):
         name = getattr(model, attr, None)
         if not isinstance(name, str) or name not in params:
-            raise ValueError(
-                f"{type(model).__name__}.{attr} must name a parameter, got {name!r}"
-            )
+            raise ValueError(f"{type(model).__name__}.{attr} must name a parameter, got {name!r}")

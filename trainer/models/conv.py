@@ -14,26 +14,32 @@ from torch import nn
 
 from trainer.models import base
 
-# Channels of each 3x3 conv; a 2x2 max-pool follows every second conv (F&C Fig. 2).
+# Channels of each 3x3 conv at Arch.width 1; a 2x2 max-pool follows every second conv (F&C Fig. 2).
 CONV2_PLAN: tuple[int, ...] = (64, 64)
 CONV4_PLAN: tuple[int, ...] = (64, 64, 128, 128)
 CONV6_PLAN: tuple[int, ...] = (64, 64, 128, 128, 256, 256)
 
-# Widths of the two hidden fully connected layers.
+# Widths of the two hidden fully connected layers at Arch.width 1.
 FC_WIDTHS: tuple[int, int] = (256, 256)
 
 
 class ConvNet(nn.Module):
-    """Pairs of 3x3 convs (padding 1, ReLU), each pair followed by a 2x2 max-pool, then 3 FCs.
+    """Pairs of 3x3 convs (padding 1), each pair followed by a 2x2 max-pool, then 3 FCs.
 
     Parameter names: ``convs.<i>.weight`` for the convs, then ``fc1``, ``fc2`` and the
     classifier ``fc3``. A pool is skipped once a spatial side is 1, so 8x8 inputs work; the
-    input size of ``fc1`` is derived from ``input_shape``.
+    input size of ``fc1`` is derived from ``input_shape``. Conv channels and the hidden FC
+    widths (:data:`FC_WIDTHS`) scale with ``arch.width``; the activation is the parameter-free
+    module ``act`` made from ``arch`` (ReLU by default).
 
     Args:
-        plan: Output channels of each conv, an even number of entries.
+        plan: Output channels of each conv at width 1, an even number of entries.
         input_shape: (C, H, W) of one example.
         num_classes: Number of output logits.
+        arch: Architecture options; ``width`` and ``activation`` apply.
+    Raises:
+        ValueError: ``plan`` is empty or odd, or ``arch.skip_connections`` is set (only
+            ResNets support it).
 
     Source: Frankle & Carbin 2019 (arXiv 1803.03635), Fig. 2 and App. H (Conv-2: 4.3M weights,
         Conv-4: 2.4M, Conv-6: 1.7M on CIFAR-10).
@@ -43,15 +49,21 @@ class ConvNet(nn.Module):
     output_layer: str = "fc3.weight"
 
     def __init__(
-        self, plan: tuple[int, ...], input_shape: tuple[int, int, int], num_classes: int
+        self,
+        plan: tuple[int, ...],
+        input_shape: tuple[int, int, int],
+        num_classes: int,
+        arch: base.Arch = base.DEFAULT_ARCH,
     ) -> None:
         super().__init__()
         if not plan or len(plan) % 2:
             raise ValueError(f"conv plan must have an even, non-zero length, got {plan!r}")
+        base.reject_skip_connections(self, arch)
         channels, height, width = input_shape
         convs = []
         pool_after = []
-        for i, out_channels in enumerate(plan):
+        for i, planned in enumerate(plan):
+            out_channels = base.scale_width(planned, arch)
             convs.append(nn.Conv2d(channels, out_channels, kernel_size=3, padding=1))
             channels = out_channels
             pool = i % 2 == 1 and base.can_pool(height, width)
@@ -60,9 +72,11 @@ class ConvNet(nn.Module):
             pool_after.append(pool)
         self.convs = nn.ModuleList(convs)
         self.pool_after: tuple[bool, ...] = tuple(pool_after)
-        self.fc1 = nn.Linear(channels * height * width, FC_WIDTHS[0])
-        self.fc2 = nn.Linear(FC_WIDTHS[0], FC_WIDTHS[1])
-        self.fc3 = nn.Linear(FC_WIDTHS[1], num_classes)
+        h0, h1 = (base.scale_width(n, arch) for n in FC_WIDTHS)
+        self.fc1 = nn.Linear(channels * height * width, h0)
+        self.fc2 = nn.Linear(h0, h1)
+        self.fc3 = nn.Linear(h1, num_classes)
+        self.act = base.activation_module(arch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map a batch to logits.
@@ -73,18 +87,18 @@ class ConvNet(nn.Module):
             (B, num_classes) logits.
         """
         for conv, pool in zip(self.convs, self.pool_after, strict=True):
-            x = F.relu(conv(x))
+            x = self.act(conv(x))
             if pool:
                 x = F.max_pool2d(x, kernel_size=2, stride=2)  # (B, C', H, W) -> (B, C', H/2, W/2)
         x = x.flatten(1)  # (B, C', H', W') -> (B, C'*H'*W')
-        x = F.relu(self.fc1(x))  # (B, 256)
-        x = F.relu(self.fc2(x))  # (B, 256)
+        x = self.act(self.fc1(x))  # (B, 256) at width 1
+        x = self.act(self.fc2(x))  # (B, 256) at width 1
         return self.fc3(x)  # (B, num_classes)
 
 
-def _builder(plan: tuple[int, ...]) -> base.ModelBuilder:
-    """A ``ModelBuilder`` for a ConvNet with conv ``plan`` (contract: ``trainer.models.build``)."""
-    return functools.partial(base.instantiate, functools.partial(ConvNet, plan))
+def _builder(plan: tuple[int, ...]) -> base.Builder:
+    """A :class:`base.Builder` for a ConvNet with conv ``plan`` (see ``trainer.models.build``)."""
+    return base.Builder(functools.partial(ConvNet, plan))
 
 
 # Frankle & Carbin 2019, Fig. 2. Conv-2: [conv 64, conv 64, pool], FC 256, 256, classes.

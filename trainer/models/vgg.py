@@ -10,8 +10,9 @@ from torch import nn
 
 from trainer.models import base
 
-# Conv widths, "M" = 2x2 max-pool. As in open_lth ``cifar_vgg.py``, there is no pool after
-# the last conv group; the final 2x2 map (on CIFAR) is average-pooled into the classifier.
+# Conv widths at Arch.width 1, "M" = 2x2 max-pool. As in open_lth ``cifar_vgg.py``, there is
+# no pool after the last conv group; the final 2x2 map (on CIFAR) is average-pooled into the
+# classifier.
 VGG11_PLAN: tuple[int | str, ...] = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512)
 VGG16_PLAN: tuple[int | str, ...] = (
     64, 64, "M",
@@ -23,23 +24,27 @@ VGG16_PLAN: tuple[int | str, ...] = (
 
 
 class ConvBN(nn.Module):
-    """3x3 conv (padding 1, with bias) + BatchNorm + ReLU.
+    """3x3 conv (padding 1, with bias) + BatchNorm + activation (ReLU by default).
 
     Args:
         in_channels: Input channels.
         out_channels: Output channels.
+        arch: Architecture options; ``activation`` applies (as the parameter-free ``act``).
 
     Source: open_lth ``models/cifar_vgg.py`` (``Model.ConvModule``).
     """
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, arch: base.Arch = base.DEFAULT_ARCH
+    ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)
         self.bn = nn.BatchNorm2d(out_channels)
+        self.act = base.activation_module(arch)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Apply conv, BN and ReLU: (B, in, H, W) -> (B, out, H, W)."""
-        return F.relu(self.bn(self.conv(x)))
+        """Apply conv, BN and activation: (B, in, H, W) -> (B, out, H, W)."""
+        return self.act(self.bn(self.conv(x)))
 
 
 class CifarVGG(nn.Module):
@@ -47,12 +52,17 @@ class CifarVGG(nn.Module):
 
     Parameter names: ``convs.<i>.conv`` / ``convs.<i>.bn`` (i counts convs only, so names do not
     depend on the input size) and the classifier ``fc``. A pool is skipped once a spatial side
-    is 1, so 8x8 and 28x28 inputs work; on 32x32 the network is open_lth's exactly.
+    is 1, so 8x8 and 28x28 inputs work; on 32x32 (default ``arch``) the network is open_lth's
+    exactly. Conv widths scale with ``arch.width``.
 
     Args:
-        plan: Conv widths and "M" (2x2 max-pool) markers.
+        plan: Conv widths at Arch.width 1 and "M" (2x2 max-pool) markers.
         input_shape: (C, H, W) of one example.
         num_classes: Number of output logits.
+        arch: Architecture options; ``width`` and ``activation`` apply.
+    Raises:
+        ValueError: a malformed ``plan``, or ``arch.skip_connections`` is set (only ResNets
+            support it).
 
     Source: Simonyan & Zisserman 2015 (arXiv 1409.1556); open_lth ``models/cifar_vgg.py``.
     """
@@ -61,9 +71,14 @@ class CifarVGG(nn.Module):
     output_layer: str = "fc.weight"
 
     def __init__(
-        self, plan: tuple[int | str, ...], input_shape: tuple[int, int, int], num_classes: int
+        self,
+        plan: tuple[int | str, ...],
+        input_shape: tuple[int, int, int],
+        num_classes: int,
+        arch: base.Arch = base.DEFAULT_ARCH,
     ) -> None:
         super().__init__()
+        base.reject_skip_connections(self, arch)
         channels, height, width = input_shape
         convs: list[ConvBN] = []
         pool_after: list[bool] = []
@@ -75,9 +90,10 @@ class CifarVGG(nn.Module):
                     height, width = height // 2, width // 2
                     pool_after[-1] = True
             elif isinstance(spec, int):
-                convs.append(ConvBN(channels, spec))
+                out_channels = base.scale_width(spec, arch)
+                convs.append(ConvBN(channels, out_channels, arch))
                 pool_after.append(False)
-                channels = spec
+                channels = out_channels
             else:
                 raise ValueError(f"VGG plan entries must be ints or 'M', got {spec!r}")
         self.convs = nn.ModuleList(convs)
@@ -97,13 +113,13 @@ class CifarVGG(nn.Module):
             if pool:
                 x = F.max_pool2d(x, kernel_size=2, stride=2)  # (B, C', H, W) -> (B, C', H/2, W/2)
         # Global average pool; on CIFAR (2x2 maps) this is open_lth's AvgPool2d(2).
-        x = F.adaptive_avg_pool2d(x, 1).flatten(1)  # (B, 512, h, w) -> (B, 512)
+        x = F.adaptive_avg_pool2d(x, 1).flatten(1)  # (B, 512, h, w) -> (B, 512) at width 1
         return self.fc(x)  # (B, num_classes)
 
 
-def _builder(plan: tuple[int | str, ...]) -> base.ModelBuilder:
-    """A ``ModelBuilder`` for a CifarVGG with ``plan`` (contract: ``trainer.models.build``)."""
-    return functools.partial(base.instantiate, functools.partial(CifarVGG, plan))
+def _builder(plan: tuple[int | str, ...]) -> base.Builder:
+    """A :class:`base.Builder` for a CifarVGG with ``plan`` (see ``trainer.models.build``)."""
+    return base.Builder(functools.partial(CifarVGG, plan))
 
 
 vgg11 = _builder(VGG11_PLAN)  # open_lth cifar_vgg_11: 8 convs with BatchNorm + 1 FC

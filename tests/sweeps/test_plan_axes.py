@@ -1,0 +1,456 @@
+"""Tests for the planner's axes beyond the plain grid (sweeps/plan.py): recipes, transfer arms
+between class selections, lth_rewind's rewind walk, sdt, ``Plan.tickets`` and ``Plan.epochs``.
+
+Nothing is trained: these check the jobs, keys and paths ``make_plan`` lays out.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from sweeps.errors import SpecError
+from sweeps.plan import Plan
+from sweeps.plan import make_plan
+from sweeps.plan import mask_blob
+from sweeps.plan import point_key
+from sweeps.plan import rewind_root
+from sweeps.plan import stage_dir
+from sweeps.plan import trunk_key
+from sweeps.spec import SweepSpec
+from sweeps.spec import parse
+from trainer import levels
+from trainer.hparams import RecipeHparams
+from trainer.jobs import BranchJob
+from trainer.jobs import ChainJob
+from trainer.jobs import curves_part
+from trainer.methods.lth_rewind import RewindHparams
+
+LS = ("ls", RecipeHparams(label_smoothing=0.1))
+DIGITS_TRAIN = 1437
+BATCH = 64
+
+
+def _spec(**overrides: Any) -> SweepSpec:
+    return parse({"name": "t", "lrs": [0.1], "seeds": [0], "training": {"epochs": 3},
+                  **overrides})
+
+
+def _only_chain(plan: Plan) -> ChainJob:
+    (chain,) = plan.chains
+    return chain
+
+
+def _branches(plan: Plan, method: str, s: float | None = None) -> list[BranchJob]:
+    return [b for b in plan.branches if b.point.method == method
+            and (s is None or b.point.target_sparsity == s)]
+
+
+# --- stage_dir --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("method", "level", "rewind", "expected"),
+    [
+        ("lth", 2, "", "level_2/lth-sparsity_0.36-k"),
+        ("lth_rewind", 2, "rewind-epochs_1-r",
+         "rewind-epochs_1-r/level_2/lth_rewind-sparsity_0.36-k"),
+        ("omp_lth", 1, "", "one_shot/omp_lth-sparsity_0.36-k"),
+        ("rst", 1, "", "random/rst-sparsity_0.36-k"),
+        ("sdt", 0, "", "small_dense/sdt-sparsity_0.36-k"),
+    ],
+)
+def test_stage_dir_sits_under_the_mask_producers_directory(method: str, level: int,
+                                                           rewind: str, expected: str) -> None:
+    assert stage_dir(method, 0.36, "k", level, rewind) == expected
+
+
+# --- recipes ----------------------------------------------------------------------------------
+
+RECIPE_METHODS = ["dense", "lth", "pf", "rst", "sdt"]
+RECIPE_GRID = {"methods": RECIPE_METHODS, "sparsities": [0.36, 0.5]}
+
+
+@pytest.fixture(scope="module")
+def plain() -> Plan:
+    return make_plan(_spec(**RECIPE_GRID))
+
+
+@pytest.fixture(scope="module")
+def recipes() -> Plan:
+    return make_plan(_spec(**RECIPE_GRID, recipes={"base": {}, "ls": {"label_smoothing": 0.1}}))
+
+
+def test_every_method_sparsity_and_recipe_is_one_point(recipes: Plan) -> None:
+    grid = Counter((p.method, p.target_sparsity, p.recipe) for p in recipes.points)
+    expected = {("dense", 0.0, "base")} | {(m, s, r) for m in RECIPE_METHODS[1:]
+                                           for s in (0.36, 0.5) for r in ("base", "ls")}
+    assert set(grid) == expected
+    assert set(grid.values()) == {1}
+    hashes = [p.config_hash for p in recipes.points]
+    assert len(set(hashes)) == len(hashes) == 17
+
+
+def test_base_recipe_points_keep_the_keys_and_trial_ids_of_a_sweep_without_recipes(
+        plain: Plan, recipes: Plan) -> None:
+    base = {p.config_hash for p in recipes.points if p.recipe == "base"}
+    assert base == {p.config_hash for p in plain.points}
+    assert {b.trial_id for b in recipes.branches if b.point.recipe == "base"} == \
+        {b.trial_id for b in plain.branches}
+    assert [c.trial_id for c in recipes.chains] == [c.trial_id for c in plain.chains]
+    trunk = _only_chain(recipes).trunk
+    for b in recipes.branches:
+        if b.point.recipe == "base":
+            hp = recipes.spec.method_hparams(b.point.method)
+            assert b.point.config_hash == point_key(trunk, b.point.method,
+                                                    b.point.target_sparsity, hp)
+
+
+def test_other_recipes_enter_the_point_key(recipes: Plan) -> None:
+    trunk = _only_chain(recipes).trunk
+    others = [b for b in recipes.branches if b.point.recipe == "ls"]
+    assert len(others) == 8
+    for b in others:
+        hp = recipes.spec.method_hparams(b.point.method)
+        assert b.point.config_hash == point_key(trunk, b.point.method,
+                                                b.point.target_sparsity, hp, LS)
+        assert b.point.config_hash != point_key(trunk, b.point.method,
+                                                b.point.target_sparsity, hp)
+        assert b.recipe == LS[1]
+
+
+def test_plain_lth_on_an_imp_level_is_a_chain_point_only_for_base(recipes: Plan) -> None:
+    chain = _only_chain(recipes)
+    assert [(p.method, p.target_sparsity, p.recipe) for p in chain.points] == \
+        [("dense", 0.0, "base"), ("lth", 0.36, "base")]
+    (on_level,) = _branches(recipes, "lth", 0.36)
+    assert on_level.point.recipe == "ls"
+    assert on_level.mask_blob == mask_blob(0.36)
+    assert on_level.stage_dir.startswith("level_2/lth-sparsity_0.36-")
+
+
+def test_base_recipe_branches_carry_the_plain_recipe(recipes: Plan) -> None:
+    base = [b for b in recipes.branches if b.point.recipe == "base"]
+    assert len(base) == 7  # lth@0.5, pf, rst and sdt at both sparsities
+    assert {b.recipe for b in base} == {RecipeHparams()}
+
+
+def test_trial_ids_of_other_recipes_name_the_recipe(recipes: Plan) -> None:
+    for b in recipes.branches:
+        named = "-ls-" in b.trial_id
+        assert named == (b.point.recipe == "ls"), b.trial_id
+        assert b.trial_id.endswith(b.point.config_hash[:8])
+    assert len({b.trial_id for b in recipes.branches}) == len(recipes.branches)
+
+
+def test_rst_shares_its_prepare_dir_across_recipes_but_not_its_stage_dir(recipes: Plan) -> None:
+    for s in (0.36, 0.5):
+        base, ls = sorted(_branches(recipes, "rst", s), key=lambda b: b.point.recipe)
+        assert (base.point.recipe, ls.point.recipe) == ("base", "ls")
+        assert base.prepare_dir == ls.prepare_dir != ""
+        assert base.prepare_dir == f"{base.stage_dir}/prepare"  # named by the base point
+        assert base.stage_dir != ls.stage_dir
+        assert ls.stage_dir.startswith(f"random/rst-sparsity_{s:g}-")
+    assert len({b.prepare_dir for b in _branches(recipes, "rst")}) == 2
+
+
+def test_methods_without_a_phase_of_their_own_have_no_prepare_dir(recipes: Plan) -> None:
+    assert {b.prepare_dir for b in recipes.branches if b.point.method != "rst"} == {""}
+
+
+def test_recipe_branches_stand_on_the_same_trunk_levels_as_base(recipes: Plan) -> None:
+    for method in ("lth", "pf"):
+        base, ls = sorted(_branches(recipes, method, 0.5), key=lambda b: b.point.recipe)
+        assert base.point.curves[:-1] == ls.point.curves[:-1]
+        assert ls.point.curves[-1] == ls.trial_id
+        assert base.mask_blob == ls.mask_blob == mask_blob(0.5)
+
+
+# --- sdt --------------------------------------------------------------------------------------
+
+def test_sdt_is_a_branch_under_small_dense_without_a_mask() -> None:
+    plan = make_plan(_spec(methods=["dense", "sdt"], sparsities=[0.36, 0.5]))
+    chain = _only_chain(plan)
+    assert chain.levels == 0 and chain.targets == ()
+    sdt = _branches(plan, "sdt")
+    assert [b.point.target_sparsity for b in sdt] == [0.36, 0.5]
+    for b in sdt:
+        assert b.mask_blob == ""
+        assert b.stage_dir.startswith(f"small_dense/sdt-sparsity_{b.point.target_sparsity:g}-")
+        assert b.stage_dir.endswith(b.point.config_hash)
+        assert b.point.curves == (b.trial_id,)  # it uses nothing the trunk trained
+        assert plan.epochs(b) == 3
+
+
+# --- transfer ---------------------------------------------------------------------------------
+
+TRANSFER = {"dataset": ["digits[0-4]", "digits[5-9]"], "methods": ["dense", "lth", "transfer"],
+            "sparsities": [0.36, 0.5], "transfer": {"targets": ["digits[5-9]"]}}
+
+
+@pytest.fixture(scope="module")
+def transfer() -> Plan:
+    return make_plan(_spec(**TRANSFER))
+
+
+def _chain_for(plan: Plan, label: str) -> ChainJob:
+    (chain,) = [c for c in plan.chains if c.trunk.data.label == label]
+    return chain
+
+
+def test_transfer_points_come_only_from_sources_other_than_the_target(transfer: Plan) -> None:
+    arms = _branches(transfer, "transfer")
+    assert {b.trunk.data.label for b in arms} == {"digits[0-4]"}
+    assert {b.method_hparams["target"] for b in arms} == {"digits[5-9]"}
+    assert len(arms) == 2 * 3 * 2  # sparsities x inits x regimes
+    for s in (0.36, 0.5):
+        pairs = [(b.method_hparams["init"], b.method_hparams["regime"])
+                 for b in _branches(transfer, "transfer", s)]
+        assert pairs == [(i, r) for i in ("late_reset", "init", "reinit")
+                         for r in ("finetune", "freeze")]
+
+
+def test_a_transfer_onto_the_only_dataset_is_refused_naming_the_target() -> None:
+    with pytest.raises(SpecError) as info:
+        _spec(**{**TRANSFER, "dataset": "digits[5-9]"})
+    assert [field for field, _ in info.value.problems] == ["transfer.targets[0]"]
+
+
+def test_transfer_arms_train_the_source_chains_imp_mask(transfer: Plan) -> None:
+    source = _chain_for(transfer, "digits[0-4]")
+    blobs = {t.sparsity: t.mask_blob for t in source.targets if t.producer == "imp"}
+    for b in _branches(transfer, "transfer"):
+        assert b.trunk == source.trunk
+        assert b.mask_blob == blobs[b.point.target_sparsity]
+        level = levels.mask_level(b.point.target_sparsity, 0.2)
+        assert b.stage_dir.startswith(f"level_{level}/transfer-sparsity_")
+        behind = tuple(curves_part(source.trial_id, lv) for lv in range(level))
+        assert b.point.curves == (*behind, b.trial_id)
+
+
+def test_transfer_arms_have_distinct_keys_per_init_and_regime(transfer: Plan) -> None:
+    arms = _branches(transfer, "transfer", 0.36)
+    assert len({b.point.config_hash for b in arms}) == len({b.stage_dir for b in arms}) == 6
+    trunk = arms[0].trunk
+    hp = transfer.spec.method_variants("transfer")[3]
+    assert arms[3].point.config_hash == point_key(trunk, "transfer", 0.36, hp)
+
+
+def test_artifact_dirs_and_trial_ids_use_the_selection_slug(transfer: Plan) -> None:
+    for label, slug in (("digits[0-4]", "digits_c0-4"), ("digits[5-9]", "digits_c5-9")):
+        chain = _chain_for(transfer, label)
+        key = trunk_key(chain.trunk)
+        assert chain.trunk.artifact_dir == f"lenet_300_100-{slug}-{key}/replicate_0"
+        assert chain.trial_id == f"chain-lenet_300_100-{slug}-lr0.1-seed0-{key[:8]}"
+    for b in transfer.branches:
+        assert b.trial_id.startswith(f"{b.point.method}-lenet_300_100-{b.trunk.data.slug}-")
+        assert re.fullmatch(r"[A-Za-z0-9_.-]+", b.trial_id)
+
+
+def test_class_selections_are_separate_trunks(transfer: Plan) -> None:
+    keys = {trunk_key(c.trunk) for c in transfer.chains}
+    assert len(keys) == 2
+    whole = make_plan(_spec(methods=["dense"], sparsities=[]))
+    assert trunk_key(_only_chain(whole).trunk) not in keys
+
+
+# --- lth_rewind -------------------------------------------------------------------------------
+
+REWIND = {"methods": ["dense", "lth", "lth_rewind"], "sparsities": [0.36, 0.5]}
+
+
+@pytest.fixture(scope="module")
+def rewind() -> Plan:
+    return make_plan(_spec(**REWIND))
+
+
+@pytest.fixture(scope="module")
+def rewind_iters() -> Plan:
+    return make_plan(_spec(**REWIND, pruning={"rewind": {"iterations": 5}}))
+
+
+@pytest.mark.parametrize(
+    ("fixture", "hp", "prefix"),
+    [("rewind", RewindHparams(epochs=1), "rewind-epochs_1-"),
+     ("rewind_iters", RewindHparams(epochs=None, iterations=5), "rewind-iterations_5-")],
+)
+def test_the_chain_gets_a_rewind_walk_rooted_by_its_rewind_point(
+        request: pytest.FixtureRequest, fixture: str, hp: RewindHparams, prefix: str) -> None:
+    chain = _only_chain(request.getfixturevalue(fixture))
+    walk = chain.rewind
+    assert walk is not None
+    assert walk.root == rewind_root(hp)
+    assert re.fullmatch(re.escape(prefix) + r"[0-9a-f]{16}", walk.root)
+    assert walk.hparams == {"epochs": hp.epochs, "iterations": hp.iterations}
+    assert walk.part == f"{chain.trial_id}-rw{walk.root.rsplit('-', 1)[1][:8]}"
+    assert walk.levels == chain.levels == levels.level_for(0.5, 0.2)
+    assert [(t.sparsity, t.producer) for t in walk.targets] == [(0.36, "rewind"),
+                                                                (0.5, "rewind")]
+    assert all(t.mask_blob == f"{walk.root}/{mask_blob(t.sparsity)}" for t in walk.targets)
+
+
+def test_without_lth_rewind_there_is_no_rewind_walk(recipes: Plan) -> None:
+    assert _only_chain(recipes).rewind is None
+
+
+def test_on_level_plain_lth_rewind_is_a_rewind_walk_point(rewind: Plan) -> None:
+    chain = _only_chain(rewind)
+    assert [(p.method, p.target_sparsity) for p in chain.rewind.points] == \
+        [("lth_rewind", 0.36)]
+    assert all(p.method != "lth_rewind" for p in chain.points)
+    assert _branches(rewind, "lth_rewind", 0.36) == []
+    (point,) = chain.rewind.points
+    assert point in chain.all_points
+    walk = chain.rewind.part
+    assert point.curves == (curves_part(chain.trial_id, 0), curves_part(walk, 1),
+                            curves_part(walk, 2))
+
+
+def test_off_level_lth_rewind_is_a_branch_under_the_rewind_root(rewind: Plan) -> None:
+    chain = _only_chain(rewind)
+    root, walk = chain.rewind.root, chain.rewind.part
+    (branch,) = _branches(rewind, "lth_rewind", 0.5)
+    level = levels.mask_level(0.5, 0.2)
+    assert level == 4
+    assert branch.mask_blob == f"{root}/{mask_blob(0.5)}"
+    assert branch.stage_dir == f"{root}/level_{level}/lth_rewind-sparsity_0.5-" \
+                               f"{branch.point.config_hash}"
+    assert branch.method_hparams == chain.rewind.hparams
+    assert branch.point.curves == (curves_part(chain.trial_id, 0),
+                                   *(curves_part(walk, lv) for lv in (1, 2, 3)),
+                                   branch.trial_id)
+
+
+def test_plain_lth_still_stands_on_the_theta0_chain(rewind: Plan) -> None:
+    chain = _only_chain(rewind)
+    (lth_point,) = [p for p in chain.points if p.method == "lth"]
+    assert lth_point.curves == tuple(curves_part(chain.trial_id, lv) for lv in (0, 1, 2))
+    (lth_branch,) = _branches(rewind, "lth", 0.5)
+    assert lth_branch.mask_blob == mask_blob(0.5)
+    assert not lth_branch.stage_dir.startswith("rewind-")
+
+
+def test_stage_parts_list_both_walks_levels(rewind: Plan) -> None:
+    chain = _only_chain(rewind)
+    walk = chain.rewind.part
+    assert chain.stage_parts == (
+        *(curves_part(chain.trial_id, lv) for lv in range(chain.levels + 1)),
+        *(curves_part(walk, lv) for lv in range(1, chain.rewind.levels + 1)))
+    assert len(set(chain.stage_parts)) == len(chain.stage_parts) == 4 + 3
+
+
+def test_changing_the_rewind_point_changes_only_the_rewind_walk(rewind: Plan,
+                                                                rewind_iters: Plan) -> None:
+    a, b = _only_chain(rewind), _only_chain(rewind_iters)
+    assert a.rewind.root != b.rewind.root and a.rewind.part != b.rewind.part
+    assert a.trunk == b.trunk and a.trial_id == b.trial_id
+    assert trunk_key(a.trunk) == trunk_key(b.trunk)
+    assert a.points == b.points
+    others = {(p.method, p.target_sparsity): p.config_hash for p in rewind.points
+              if p.method != "lth_rewind"}
+    assert others == {(p.method, p.target_sparsity): p.config_hash for p in rewind_iters.points
+                      if p.method != "lth_rewind"}
+    assert {bj.trial_id for bj in rewind.branches if bj.point.method != "lth_rewind"} == \
+        {bj.trial_id for bj in rewind_iters.branches if bj.point.method != "lth_rewind"}
+    rewound = {p.config_hash for p in rewind.points if p.method == "lth_rewind"}
+    assert len(rewound) == 2
+    assert not rewound & {p.config_hash for p in rewind_iters.points}
+
+
+def test_lth_rewind_with_another_recipe_is_a_branch_on_the_rewind_walk() -> None:
+    plan = make_plan(_spec(**REWIND, recipes={"base": {}, "ls": {"label_smoothing": 0.1}}))
+    chain = _only_chain(plan)
+    assert [p.recipe for p in chain.rewind.points] == ["base"]
+    (branch,) = [b for b in _branches(plan, "lth_rewind", 0.36) if b.point.recipe == "ls"]
+    assert branch.mask_blob == f"{chain.rewind.root}/{mask_blob(0.36)}"
+    assert branch.stage_dir.startswith(f"{chain.rewind.root}/level_2/lth_rewind-")
+
+
+# --- Plan.tickets -----------------------------------------------------------------------------
+
+def test_tickets_list_each_ticket_once_across_recipes(recipes: Plan) -> None:
+    for method in ("lth", "pf", "rst", "sdt"):
+        for s in (0.36, 0.5):
+            tickets = recipes.tickets(method, s, seed=0)
+            assert len(tickets) == 1, (method, s, tickets)
+            assert tickets[0].point.method == method and tickets[0].point.target_sparsity == s
+
+
+def test_the_ticket_of_an_on_level_lth_is_the_chains_mask(recipes: Plan) -> None:
+    (ticket,) = recipes.tickets("lth", 0.36, seed=0)
+    assert ticket.mask_blob == mask_blob(0.36)
+    assert ticket.trial_id == _only_chain(recipes).trial_id
+
+
+def test_the_ticket_of_rst_points_at_the_shared_prepare_dir(recipes: Plan) -> None:
+    (ticket,) = recipes.tickets("rst", 0.5, seed=0)
+    assert ticket.prepare_dir == _branches(recipes, "rst", 0.5)[0].prepare_dir != ""
+
+
+def test_rewind_tickets_point_at_the_rewind_walks_masks(rewind: Plan) -> None:
+    chain = _only_chain(rewind)
+    for s in (0.36, 0.5):
+        (ticket,) = rewind.tickets("lth_rewind", s, seed=0)
+        assert ticket.mask_blob == f"{chain.rewind.root}/{mask_blob(s)}"
+        assert ticket.method_hparams == chain.rewind.hparams
+
+
+def test_tickets_filter_transfer_arms_by_their_hparams(transfer: Plan) -> None:
+    assert len(transfer.tickets("transfer", 0.36, seed=0)) == 6
+    late = transfer.tickets("transfer", 0.36, seed=0, init="late_reset")
+    assert sorted(t.method_hparams["regime"] for t in late) == ["finetune", "freeze"]
+    assert {t.method_hparams["init"] for t in late} == {"late_reset"}
+    (one,) = transfer.tickets("transfer", 0.36, seed=0, init="reinit", regime="freeze")
+    assert (one.method_hparams["init"], one.method_hparams["regime"]) == ("reinit", "freeze")
+    assert transfer.tickets("transfer", 0.36, seed=0, init="nope") == []
+    assert transfer.tickets("transfer", 0.36, seed=1) == []
+
+
+# --- Plan.epochs with a rewind walk -----------------------------------------------------------
+
+def _rewind_chain_epochs(plan: Plan) -> int:
+    return plan.epochs(_only_chain(plan))
+
+
+def test_chain_epochs_count_dense_theta0_levels_and_shorter_rewind_levels(
+        rewind_iters: Plan) -> None:
+    chain = _only_chain(rewind_iters)
+    assert (chain.levels, chain.rewind.levels) == (3, 3)
+    per_epoch = math.ceil(DIGITS_TRAIN / BATCH)  # 23 steps
+    rewound = 3 - 5 / per_epoch
+    assert rewind_iters.epochs(chain) == math.ceil((3 + 1) * 3 + 3 * rewound) == 21
+
+
+def test_chain_epochs_with_a_whole_epoch_rewind_need_no_rounding(rewind: Plan) -> None:
+    assert _rewind_chain_epochs(rewind) == (3 + 1) * 3 + 3 * (3 - 1) == 18
+
+
+def test_rewind_only_chain_trains_the_dense_run_and_the_rewind_levels() -> None:
+    plan = make_plan(_spec(methods=["lth_rewind"], sparsities=[0.36],
+                           pruning={"rewind": {"iterations": 5}}))
+    chain = _only_chain(plan)
+    assert (chain.levels, chain.rewind.levels) == (0, 2)
+    assert plan.epochs(chain) == math.ceil(3 + 2 * (3 - 5 / 23)) == 9
+
+
+def test_chain_epochs_use_the_selection_and_subset_sizes() -> None:
+    selected = make_plan(_spec(dataset="digits[0-4]", methods=["lth_rewind"],
+                               sparsities=[0.36], pruning={"rewind": {"iterations": 6}}))
+    per_epoch = math.ceil((142 + 146 + 142 + 146 + 145) / BATCH)  # 721 examples: 12 steps
+    assert per_epoch == 12
+    assert _rewind_chain_epochs(selected) == 3 + 2 * (3 - 0.5) == 8
+    subset = make_plan(_spec(methods=["lth_rewind"], sparsities=[0.36],
+                             data={"train_subset": 700, "validation": 60},
+                             pruning={"rewind": {"iterations": 5}}))
+    assert _rewind_chain_epochs(subset) == math.ceil(3 + 2 * (3 - 5 / 10)) == 8
+
+
+def test_off_level_rewind_branch_trains_the_rest_of_one_run(rewind: Plan,
+                                                            rewind_iters: Plan) -> None:
+    (branch,) = _branches(rewind_iters, "lth_rewind", 0.5)
+    assert rewind_iters.epochs(branch) == math.ceil(3 - 5 / 23) == 3
+    (branch,) = _branches(rewind, "lth_rewind", 0.5)
+    assert rewind.epochs(branch) == 3 - 1

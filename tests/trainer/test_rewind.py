@@ -1,0 +1,186 @@
+"""Tests for ``lth_rewind``: the trunk's rewind walk (trainer/chain.py), θk (trainer/trunk.py)
+and its branches, on one real digits sweep (LeNet-300-100, 2 epochs, rewind to step 30 of 23
+steps per epoch, so θk sits inside epoch 2)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from analysis import load
+from sweeps import spec as spec_module
+from sweeps.cli import app
+from sweeps.plan import Plan
+from sweeps.plan import make_plan
+from sweeps.plan import mask_blob
+from sweeps.store import Store
+from sweeps.trials import run_job
+from trainer import checkpoint
+from trainer import levels
+from trainer import loop
+from trainer import masks
+from trainer import tickets
+from trainer.jobs import BranchJob
+from trainer.loop import StageOptions
+from trainer.stage import load_result
+from trainer.trunk import open_trunk
+from trainer.trunk import rewind_blob
+from trainer.trunk import rewind_state
+
+K = 30  # rewind step; digits has 1437 training examples: 23 steps of 64 per epoch
+SPEC = {"name": "rw", "dataset": "digits", "methods": ["dense", "lth", "lth_rewind"],
+        "lrs": [0.1], "sparsities": [0.36, 0.5], "seeds": [0], "training": {"epochs": 2},
+        "pruning": {"rewind": {"iterations": K}}}
+CPU = torch.device("cpu")
+NAMES = ("fc1.weight", "fc2.weight", "fc3.weight")
+State = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Sweep:
+    plan: Plan
+    store: Store
+
+    @property
+    def blobs(self) -> Store:
+        return self.store.child("artifacts", self.plan.chains[0].trunk.artifact_dir)
+
+    @property
+    def root(self) -> str:
+        return self.plan.chains[0].rewind.root
+
+    def walk_level(self, level: int) -> State:
+        return load_result(self.blobs.child(self.root, f"level_{level}")).state
+
+    def branch(self) -> BranchJob:
+        return next(b for b in self.plan.branches if b.point.method == "lth_rewind")
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
+    torch.set_num_threads(1)
+    spec = spec_module.parse(SPEC)
+    plan = make_plan(spec)
+    store = Store(str(tmp_path_factory.mktemp("rewind"))).child("rw")
+    store.put_json("spec.json", spec.to_json())
+    for job in (*plan.chains, *plan.branches):
+        run_job(job, store, CPU)
+    return Sweep(plan, store)
+
+
+def _equal(a: State, b: State) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _ctx(sweep: Sweep):
+    return open_trunk(sweep.plan.chains[0].trunk, sweep.store.child("artifacts"), CPU)
+
+
+def test_the_dense_run_stores_theta_k_its_weights_after_step_k(sweep: Sweep) -> None:
+    ctx = _ctx(sweep)
+    stored = checkpoint.load(sweep.blobs.child("level_0"), rewind_blob(K))["state"]
+    ctx.model.load_state_dict(ctx.init)
+    seen: dict[int, State] = {}
+
+    def keep(step: int, model: torch.nn.Module) -> None:
+        if step == K:
+            seen[K] = {n: v.detach().clone() for n, v in model.state_dict().items()}
+
+    loop.train(ctx.model, ctx.data, ctx.trunk.train, {}, ctx.trunk.seed,
+               options=StageOptions(on_step=keep))
+    assert _equal(stored, seen[K])
+    assert not _equal(stored, ctx.init)
+
+
+def test_a_dense_run_stored_without_theta_k_is_retrained_for_k_steps_to_the_same_weights(
+        sweep: Sweep) -> None:
+    ctx = _ctx(sweep)
+    level0 = sweep.blobs.child("level_0")
+    stored = checkpoint.load(level0, rewind_blob(K))["state"]
+    level0.delete(rewind_blob(K))
+    again = rewind_state(ctx, K)
+    assert _equal(again, stored)
+    assert _equal(checkpoint.load(level0, rewind_blob(K))["state"], stored)  # stored again
+
+
+def test_rewind_levels_train_theta_k_under_the_level_mask_from_step_k(sweep: Sweep) -> None:
+    ctx = _ctx(sweep)
+    theta_k = checkpoint.load(sweep.blobs.child("level_0"), rewind_blob(K))["state"]
+    walk = sweep.plan.chains[0].rewind
+    assert walk.levels == levels.level_for(0.5, 0.2) == 3
+    previous = load_result(sweep.blobs.child("level_0")).state  # level 0 is the dense run
+    mask = masks.full_mask(ctx.init, ctx.names)
+    for level in range(1, walk.levels + 1):
+        mask = masks.magnitude_prune({n: previous[n] for n in ctx.names}, mask,
+                                     levels.level_sparsity(0.2, level), "layerwise",
+                                     ctx.exclude)
+        ctx.model.load_state_dict(theta_k)
+        expected = loop.train(ctx.model, ctx.data, ctx.trunk.train, mask, ctx.trunk.seed,
+                              options=StageOptions(start_step=K))
+        stored = sweep.walk_level(level)
+        assert _equal(stored, expected.state), level
+        assert [r.epoch for r in expected.records] == [2]  # step 30 is in epoch 2
+        ctx.model.load_state_dict(ctx.init)  # θ0 under the same mask is another network
+        other = loop.train(ctx.model, ctx.data, ctx.trunk.train, mask, ctx.trunk.seed,
+                           options=StageOptions(start_step=K))
+        assert not torch.equal(other.state["fc1.weight"], stored["fc1.weight"])
+        previous = stored
+
+
+def test_the_rewind_walk_stores_its_own_masks_beside_the_theta0_chains(sweep: Sweep) -> None:
+    for s in (0.36, 0.5):
+        rewound = checkpoint.load(sweep.blobs, f"{sweep.root}/{mask_blob(s)}")["mask"]
+        plain = checkpoint.load(sweep.blobs, mask_blob(s))["mask"]
+        assert masks.sparsity({n: rewound[n] for n in NAMES[:2]}) == pytest.approx(s, abs=1e-3)
+        assert not torch.equal(rewound["fc1.weight"], plain["fc1.weight"])  # other weights
+    on_level = checkpoint.load(sweep.blobs, f"{sweep.root}/{mask_blob(0.36)}")["mask"]
+    level2 = sweep.walk_level(2)
+    assert all(torch.equal(on_level[n], level2[n] != 0) for n in NAMES[:2])
+
+
+def test_rows_carry_k_the_rewound_epochs_and_the_walks_levels(sweep: Sweep) -> None:
+    runs = load.load_runs(sweep.store.path, method="lth_rewind").set_index("target_sparsity")
+    assert list(runs.index) == [0.36, 0.5]
+    assert (runs.rewind_step == K).all()
+    assert list(runs.level) == [2, 4]
+    rewound = 2 - K / 23  # each rewind level trains epochs 2..2 from step 30
+    assert runs.loc[0.36, "total_epochs"] == pytest.approx(-(-(2 + 2 * rewound) // 1))
+    assert runs.loc[0.5, "total_epochs"] == pytest.approx(-(-(2 + 4 * rewound) // 1))
+    assert (runs.epochs == 1).all()  # one (partial) epoch record
+    assert load.load_runs(sweep.store.path, method="lth").rewind_step.isna().all()
+    curves = load.load_curves(sweep.store.path, method="lth_rewind")
+    assert set(curves.level) == {1, 2, 3, 4}  # the walk's levels and the branch's stage
+
+
+def test_an_off_level_branch_trains_theta_k_under_the_walks_extra_round(sweep: Sweep) -> None:
+    job = sweep.branch()
+    assert job.point.target_sparsity == 0.5
+    assert job.stage_dir.startswith(f"{sweep.root}/level_4/")
+    ctx = _ctx(sweep)
+    mask = checkpoint.load(sweep.blobs, job.mask_blob)["mask"]
+    ctx.model.load_state_dict(checkpoint.load(sweep.blobs.child("level_0"),
+                                              rewind_blob(K))["state"])
+    expected = loop.train(ctx.model, ctx.data, ctx.trunk.train, mask, ctx.trunk.seed,
+                          options=StageOptions(start_step=K))
+    assert _equal(load_result(sweep.blobs.child(job.stage_dir)).state, expected.state)
+
+
+def test_an_exported_rewind_ticket_is_theta_k_under_the_walks_mask(
+        sweep: Sweep, tmp_path) -> None:
+    out = tmp_path / "t.pt"
+    result = CliRunner().invoke(app, ["export", "rw", "--storage",
+                                      str(Path(sweep.store.path).parent),
+                                      "--method", "lth_rewind", "--sparsity", "0.36",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    model, mask = tickets.load_ticket(out)
+    stored = checkpoint.load(sweep.blobs, f"{sweep.root}/{mask_blob(0.36)}")["mask"]
+    assert _equal(mask, stored)
+    theta_k = checkpoint.load(sweep.blobs.child("level_0"), rewind_blob(K))["state"]
+    state = model.state_dict()
+    for name in NAMES:
+        assert torch.equal(state[name], theta_k[name] * mask[name]), name
