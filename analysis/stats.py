@@ -46,8 +46,10 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
 def dense_correlation(runs: pd.DataFrame) -> pd.DataFrame:
     """Mean R_p(θ0, θT) of the dense network per learning rate, for p = 0.1 ... 0.5.
 
-    Every row of a (lr, seed) carries the same dense R_p values, so rows are first reduced to
-    one value per seed (mean, ignoring NaN), then averaged over seeds. Compare each column with
+    Every row of a trunk (lr, seed) carries the same dense R_p values, so rows are first
+    reduced to one value per seed (mean, ignoring NaN), then averaged over seeds. The values
+    describe the trunk the row's mask comes from, so transfer rows count under their
+    `source_dataset` (the trunk's), not the target they were trained on. Compare each column with
     its null value p: R_p ~= p means θ0 and θT are uncorrelated; R_p > p means positive
     correlation (Liu et al. find R_p > p at lr 0.01 and R_p ~= p at lr 0.1).
 
@@ -62,6 +64,8 @@ def dense_correlation(runs: pd.DataFrame) -> pd.DataFrame:
     """
     keys = ["model", "dataset", "lr"]
     require_columns(runs, [*keys, "seed", *RP_DENSE_COLUMNS], "dense_correlation")
+    if "source_dataset" in runs.columns:  # older parts: null, i.e. the row's own dataset
+        runs = runs.assign(dataset=runs["source_dataset"].fillna(runs["dataset"]))
     by_seed = _round_keys(runs).groupby([*keys, "seed"], sort=True)[list(RP_DENSE_COLUMNS)]
     grouped = by_seed.mean().reset_index().groupby(keys, sort=True)
     result = grouped[list(RP_DENSE_COLUMNS)].mean()

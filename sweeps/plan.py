@@ -2,8 +2,10 @@
 
 Trials of the same (model, dataset, lr, seed) share one trunk: the chain trial trains the dense
 network and walks the IMP levels (open_lth's levels), writing the ``dense`` row and the ``lth``
-rows whose sparsity is an IMP level; every other grid point is a branch trial that reuses the
-trunk's stored θ0, θT and mask. Nothing is trained twice.
+rows whose sparsity is an IMP level, then (with ``lth_rewind``) the rewind walk; every other
+grid point (other methods, recipes, transfer arms) is a branch trial that reuses the trunk's
+stored θ0, θT, θk and masks. Nothing is trained twice. Every key and artifact name comes from
+``sweeps.keys``.
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ from typing import Any
 
 import pandas as pd
 
+from sweeps.keys import mask_blob
+from sweeps.keys import point_key
+from sweeps.keys import rewind_root
+from sweeps.keys import stage_dir
+from sweeps.keys import trunk_key
 from sweeps.spec import BASE_RECIPE
 from sweeps.spec import SweepSpec
-from sweeps.store import content_key
 from trainer import data as datasets
 from trainer import levels
 from trainer import methods
@@ -122,58 +128,6 @@ def _rewound(hparams: dict, n_train: int, batch_size: int) -> float:
     return hp.steps(per_epoch) / per_epoch
 
 
-def trunk_key(trunk: Trunk) -> str:
-    """Content key of a trunk: model, data, training and pruning hparams (not the seed).
-
-    ``data.root`` and ``data.download`` say where the files are, not what they are, so they
-    are left out: moving a dataset does not relabel (or retrain) any result.
-    """
-    data = dataclasses.replace(trunk.data, root="", download=False)
-    return content_key("imp_chain", {"model": trunk.model, "data": data,
-                                     "train": trunk.train, "prune": trunk.prune})
-
-
-def point_key(trunk: Trunk, method: str, target_sparsity: float, hparams: Any = None,
-              recipe: tuple[str, RecipeHparams] = (BASE_RECIPE, RecipeHparams())) -> str:
-    """The ``config_hash`` of a grid point (its trunk, replicate, method and sparsity, the
-    method's own hparams when it has any (their non-default fields), and its recipe's name
-    and settings unless it is the plain ``base``)."""
-    payload: dict[str, Any] = {"trunk": trunk_key(trunk), "seed": trunk.seed,
-                               "target_sparsity": float(target_sparsity)}
-    if hparams is not None:
-        payload["hparams"] = hparams
-    if recipe[0] != BASE_RECIPE:
-        payload["recipe"] = list(recipe)
-    return content_key(method, payload)
-
-
-def mask_blob(target_sparsity: float, producer: str = "imp") -> str:
-    """Blob of the stored mask at ``target_sparsity`` inside a trunk's artifact directory.
-
-    Named by content key (0.9 and 0.9000001 never share a mask), with a readable prefix:
-    ``masks/sparsity_<s>-<key>.pt`` for IMP masks, ``masks/one_shot-sparsity_<s>-<key>.pt``
-    for one-shot masks of θT.
-    """
-    key = content_key(f"{producer}_mask", {"target_sparsity": float(target_sparsity)})
-    prefix = "" if producer == "imp" else f"{producer}-"
-    return f"masks/{prefix}sparsity_{target_sparsity:g}-{key}.pt"
-
-
-def stage_dir(method: str, target_sparsity: float, key: str, mask_level: int,
-              rewind: str = "") -> str:
-    """Directory of a branch's training stage inside its trunk's artifact directory.
-
-    ``level_<L>/...`` under the IMP level its mask stands on (``<rewind>/level_<L>/...`` for
-    a rewind walk's mask), ``one_shot/...`` for a one-shot mask, ``random/...`` for a mask
-    the method draws, ``small_dense/...`` for sdt; named by the content key ``key`` (the
-    point's, or for a method's own phase the point's without its recipe).
-    """
-    producer = methods.get(method).mask
-    parent = {"imp": f"level_{mask_level}", "rewind": f"{rewind}/level_{mask_level}"}.get(
-        producer, producer)
-    return f"{parent}/{method}-sparsity_{target_sparsity:g}-{key}"
-
-
 def _trunks(spec: SweepSpec) -> list[tuple[Trunk, str]]:
     """Every trunk replicate of the grid with its content key."""
     out = []
@@ -229,12 +183,6 @@ class _Trunk:
     @property
     def parts(self) -> tuple[str, str]:
         return self.chain_id, self.rewind_part
-
-
-def rewind_root(hp: Any) -> str:
-    """Directory of a trunk's rewind walk (``lth_rewind``'s chain) inside its artifact dir:
-    ``rewind-<epochs_1|iterations_500>-<key>``."""
-    return f"rewind-{hp.label}-{content_key('rewind_walk', hp)}"
 
 
 def _mask_blob(t: _Trunk, s: float, producer: str) -> str:

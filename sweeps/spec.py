@@ -15,16 +15,25 @@ import math
 from pathlib import Path
 from typing import Annotated
 from typing import Any
-from typing import Literal
 
 import pydantic
-from pydantic import BaseModel
-from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import field_validator
 from pydantic import model_validator
 
 from sweeps.errors import SpecError
+from sweeps.spec_groups import BASE_RECIPE
+from sweeps.spec_groups import NAME_PATTERN
+from sweeps.spec_groups import DataSpec
+from sweeps.spec_groups import ExecutionSpec
+from sweeps.spec_groups import Group
+from sweeps.spec_groups import PruningSpec
+from sweeps.spec_groups import RecipeSpec
+from sweeps.spec_groups import ResourcesSpec
+from sweeps.spec_groups import RSTSpec
+from sweeps.spec_groups import TrainingSpec
+from sweeps.spec_groups import TransferSpec
+from sweeps.spec_groups import data_hparams
 from sweeps.spec_yaml import read_yaml
 from trainer import data as datasets
 from trainer import methods
@@ -33,155 +42,13 @@ from trainer.hparams import DataHparams
 from trainer.hparams import PruneHparams
 from trainer.hparams import RecipeHparams
 from trainer.hparams import TrainHparams
-from trainer.hparams import parse_dataset
 
-__all__ = ["SpecError", "SweepSpec", "load", "parse", "read_yaml"]
+__all__ = ["BASE_RECIPE", "SpecError", "SweepSpec", "load", "parse", "read_yaml"]
 
 DEFAULT_METHODS = ["dense", "lth", "random_reinit", "random_pruning", "pf"]
-BASE_RECIPE = "base"
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
-class _Group(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
-
-
-class TrainingSpec(_Group):
-    """``training:`` (METHODS.md §4 lists the papers' values). Epoch counts are per run."""
-
-    optimizer: Literal["sgd", "adam"] = "sgd"
-    epochs: Annotated[int, Field(gt=0)] = 10
-    batch_size: Annotated[int, Field(gt=0)] = 64
-    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
-    weight_decay: Annotated[float, Field(ge=0)] = 0.0
-    milestones: list[Annotated[int, Field(gt=0)]] = []
-    gamma: Annotated[float, Field(gt=0, le=1)] = 0.1
-
-
-class RewindSpec(_Group):
-    """``pruning.rewind:`` θk of ``lth_rewind``: ``{epochs: e}`` or ``{iterations: k}``."""
-
-    epochs: Annotated[int, Field(ge=0)] | None = None
-    iterations: Annotated[int, Field(ge=0)] | None = None
-
-    @model_validator(mode="after")
-    def _one(self) -> RewindSpec:
-        if (self.epochs is None) == (self.iterations is None):
-            raise ValueError(".epochs: give exactly one of epochs or iterations")
-        return self
-
-
-class PruningSpec(_Group):
-    """``pruning:`` IMP rate per level, scope, layers kept dense, and lth_rewind's θk."""
-
-    rate: Annotated[float, Field(gt=0, lt=1)] = 0.2
-    scope: Literal["layerwise", "global"] = "layerwise"
-    keep_dense: list[str] = ["output"]
-    rewind: RewindSpec = RewindSpec(epochs=1)
-
-
-class TransferSpec(_Group):
-    """``transfer:`` the arms of method ``transfer`` (``trainer.methods.transfer``): every
-    (target, init, regime) combination, for every dataset of the grid but the target."""
-
-    targets: list[str] = []
-    inits: list[Literal["late_reset", "init", "reinit"]] = ["late_reset", "init", "reinit"]
-    regimes: list[Literal["finetune", "freeze"]] = ["finetune", "freeze"]
-
-    @field_validator("targets", mode="after")
-    @classmethod
-    def _targets(cls, value: list[str]) -> list[str]:
-        for i, target in enumerate(value):
-            try:
-                hp = _data(target)
-                datasets.check_classes(hp)
-            except ValueError as err:
-                raise ValueError(f"transfer.targets[{i}] {err}") from None
-        return value
-
-    @field_validator("targets", "inits", "regimes", mode="after")
-    @classmethod
-    def _distinct(cls, value: list[str], info: Any) -> list[str]:
-        same = [_data(v).label for v in value] if info.field_name == "targets" else value
-        if len(set(same)) != len(same):
-            raise ValueError(f"has duplicate values {value}")
-        return value
-
-
-class RSTSpec(_Group):
-    """``rst:`` the transformation of ``rst``/``rst_iter`` (``trainer.methods.rst``; METHODS.md
-    2.4). Defaults are DLTH's code's: about 90,000 iterations at batch 64 per cycle."""
-
-    lr: Annotated[float, Field(gt=0)] = 0.001
-    batch_size: Annotated[int, Field(gt=0)] = 64
-    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
-    weight_decay: Annotated[float, Field(ge=0)] = 5e-4
-    reg_step: Annotated[float, Field(gt=0)] = 1e-4
-    reg_interval: Annotated[int, Field(gt=0)] = 5
-    reg_ceiling: Annotated[float, Field(gt=0)] = 1.0
-    stabilize_iterations: Annotated[int, Field(ge=0)] = 40000
-    schedule: Literal["x", "x^2", "x^3"] = "x"
-    cycles: Annotated[int, Field(gt=0)] = 5
-    budget: Literal["paper", "match_lth"] = "paper"
-
-
-class DistillSpec(_Group):
-    """``distill:`` of a recipe: knowledge distillation from the trunk's dense θT (KD ticket)."""
-
-    temperature: Annotated[float, Field(gt=0)] = 5.0
-    alpha: Annotated[float, Field(gt=0, le=1)] = 0.9  # 0 would be no distillation
-
-
-class RecipeSpec(_Group):
-    """One entry of ``recipes:`` (``trainer.hparams.RecipeHparams``; METHODS.md 2.5)."""
-
-    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
-    activation: Literal["relu", "swish", "mish", "pswish"] = "relu"
-    beta: Annotated[float, Field(gt=0)] = 2.0
-    distill: DistillSpec | None = None
-    warmup_epochs: Annotated[float, Field(ge=0)] = 0.0
-    skip_connections: bool = False
-
-    @model_validator(mode="after")
-    def _beta_needs_pswish(self) -> RecipeSpec:
-        if self.beta != 2.0 and self.activation != "pswish":
-            raise ValueError(".beta: only used with activation: pswish")
-        return self
-
-    def hparams(self) -> RecipeHparams:
-        d = self.distill
-        return RecipeHparams(label_smoothing=self.label_smoothing, activation=self.activation,
-                             beta=self.beta, distill_alpha=d.alpha if d else 0.0,
-                             distill_temperature=d.temperature if d else 1.0,
-                             warmup_epochs=self.warmup_epochs,
-                             skip_connections=self.skip_connections)
-
-
-class ResourcesSpec(_Group):
-    """``resources:`` per trial; ``gpu`` may be fractional (e.g. 0.25: four trials per GPU)."""
-
-    cpu: Annotated[float, Field(gt=0)] = 1.0
-    gpu: Annotated[float, Field(ge=0)] = 0.0
-
-
-class DataSpec(_Group):
-    """``data:`` where the dataset lives and whether it may be downloaded."""
-
-    root: str = ""
-    download: bool = False
-    train_subset: Annotated[int, Field(ge=0)] = 0
-    test_subset: Annotated[int, Field(ge=0)] = 0
-    validation: Annotated[int, Field(ge=0)] = 0
-
-
-class ExecutionSpec(_Group):
-    """``execution:`` retries and concurrency of the Ray Tune run."""
-
-    max_retries: Annotated[int, Field(ge=0)] = 2
-    max_concurrent_trials: Annotated[int, Field(ge=0)] = 0
-
-
-class SweepSpec(_Group):
+class SweepSpec(Group):
     """A whole sweep: the grid (model x dataset x method x lr x sparsity x seed) and settings."""
 
     name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=100)]
@@ -214,7 +81,7 @@ class SweepSpec(_Group):
             prefix = "" if isinstance(value, str) else f"{where} "
             if info.field_name == "dataset":  # NAME or NAME[classes]
                 try:
-                    hp = _data(name)
+                    hp = data_hparams(name)
                     if hp.name in registry:
                         datasets.check_classes(hp)
                 except ValueError as err:
@@ -247,7 +114,7 @@ class SweepSpec(_Group):
         if info.field_name != "sparsities" and not values:
             raise ValueError("must not be empty (the grid would have no points)")
         # one class selection may be written two ways: digits[0-2] and digits[0,1,2]
-        same = [_data(v).label for v in values] if info.field_name == "dataset" else values
+        same = [data_hparams(v).label for v in values] if info.field_name == "dataset" else values
         if len(set(same)) != len(same):
             raise ValueError(f"has duplicate values {values}")
         return value
@@ -268,9 +135,9 @@ class SweepSpec(_Group):
             raise ValueError("transfer.targets: given, but `transfer` is not in methods")
         if arms and (not self.transfer.inits or not self.transfer.regimes):
             raise ValueError("transfer: inits and regimes must not be empty")
-        labels = {_data(d).label for d in self.datasets}
+        labels = {data_hparams(d).label for d in self.datasets}
         for j, target in enumerate(self.transfer.targets if arms else ()):
-            if not labels - {_data(target).label}:
+            if not labels - {data_hparams(target).label}:
                 raise ValueError(f"transfer.targets[{j}]: {target} is the grid's only dataset; "
                                  "a target is trained from every other `dataset` entry")
         distilled = [n for n, r in self.recipes.items() if r.distill is not None]
@@ -341,19 +208,11 @@ class SweepSpec(_Group):
 
     def data_hparams(self, dataset: str) -> DataHparams:
         """The data of one ``dataset`` entry (``fashion-mnist[0-4]`` selects classes)."""
-        return _data(dataset, self.data)
+        return data_hparams(dataset, self.data)
 
     def to_json(self) -> dict[str, Any]:
         """The full spec, defaults included (stored as ``spec.json`` beside the results)."""
         return json.loads(self.model_dump_json())
-
-
-def _data(dataset: str, d: DataSpec | None = None) -> DataHparams:
-    name, classes = parse_dataset(dataset)
-    d = d or DataSpec()
-    return DataHparams(name=name, root=d.root, download=d.download,
-                       train_subset=d.train_subset, test_subset=d.test_subset,
-                       validation=d.validation, classes=classes)
 
 
 _UNION_TAGS = {"str", "list[str]"}  # pydantic names the branches of ``str | list[str]``

@@ -136,15 +136,16 @@ def _walk(ctx: TrunkContext, job: ChainJob, sink: Sink, walk: Walk,
             mask = masks.magnitude_prune(ctx.prunable(prev.state), mask,
                                          levels.level_sparsity(prune.rate, level), prune.scope,
                                          ctx.exclude)
-        blobs = ctx.blobs.child(walk.root, f"level_{level}") if walk.root else \
-            ctx.blobs.child(f"level_{level}")
+        blobs = ctx.blobs.child(*filter(None, (walk.root, f"level_{level}")))
         options = StageOptions(start_step=walk.start_step if level else 0,
                                on_step=_snapshot(ctx, snapshot) if level == 0 else None)
         result = run_stage(blobs, ctx.model, start if level else ctx.init,
                            ctx.to_device(mask) if level else {}, ctx.data, job.trunk.train,
                            job.trunk.seed, on_epoch, options)
+        if dense is None:  # level 0 just trained
+            dense = result
         if labels is None:
-            rp_dense, rp_layers = dense_correlation(ctx, (dense or result).state)
+            rp_dense, rp_layers = dense_correlation(ctx, dense.state)
             labels = rows.Labels(job.sweep, job.trial_id, job.code_version, rp_dense, rp_layers)
         part = curves_part(walk.part, level)
         method = "dense" if level == 0 else "lth_rewind" if walk.root else "lth"
@@ -156,7 +157,6 @@ def _walk(ctx: TrunkContext, job: ChainJob, sink: Sink, walk: Walk,
         for point in walk.points:
             _write_point(ctx, labels, sink, point, level, mask, result, walk.start_step)
         prev = result
-        dense = dense or result
     return dense
 
 

@@ -50,6 +50,8 @@ def _row(method: str, lr: float, target: float, seed: int, acc: float) -> dict[s
         "seed": seed,
         "test_acc": acc,
         "recipe": "base",
+        "source_dataset": "cifar10",
+        "target_dataset": "cifar10",
         "transfer_init": None,
         "transfer_regime": None,
         "rewind_step": None,

@@ -207,3 +207,34 @@ def test_stats_do_not_modify_the_input() -> None:
     dense_correlation(runs)
     winning_ticket(runs)
     pd.testing.assert_frame_equal(runs, before)
+
+
+def test_arms_keep_recipes_and_transfer_variants_apart_and_old_rows_plain() -> None:
+    from analysis.stats import arm_labels
+
+    runs = pd.DataFrame({
+        "method": ["lth", "lth", "lth", "transfer", "transfer"],
+        "recipe": ["base", "smooth", None, "base", "kd"],
+        "transfer_init": [None, None, None, "late_reset", "init"],
+        "transfer_regime": [None, None, None, "freeze", "finetune"]})
+    assert list(arm_labels(runs)) == ["lth", "lth+smooth", "lth", "transfer[late_reset,freeze]",
+                                      "transfer[init,finetune]+kd"]
+    assert list(arm_labels(runs[["method"]])) == ["lth"] * 3 + ["transfer"] * 2
+
+
+def test_summaries_group_recipes_apart_instead_of_averaging_them() -> None:
+    base = _run("lth", 0.1, 0.5, 0, 0.9)
+    rows = [{**base, "recipe": "base"}, {**base, "recipe": "smooth", "test_acc": 0.7}]
+    table = summarize(pd.DataFrame(rows)).set_index("method")
+    assert table.loc["lth", "test_acc_mean"] == pytest.approx(0.9)
+    assert table.loc["lth+smooth", "test_acc_mean"] == pytest.approx(0.7)
+
+
+def test_transfer_rows_count_their_trunks_r_p_under_the_source_dataset() -> None:
+    source = {**_run("dense", 0.1, 0.0, 0, 0.9), "dataset": "a", "source_dataset": "a"}
+    target_own = {**_run("dense", 0.1, 0.0, 0, 0.8), "dataset": "b", "source_dataset": "b",
+                  "rp_dense_p10": 0.5}
+    moved = {**source, "method": "transfer", "dataset": "b", "source_dataset": "a"}
+    table = dense_correlation(pd.DataFrame([source, target_own, moved])).set_index("dataset")
+    assert table.loc["a", "rp_dense_p10"] == pytest.approx(source["rp_dense_p10"])
+    assert table.loc["b", "rp_dense_p10"] == pytest.approx(0.5)  # not mixed with the source's

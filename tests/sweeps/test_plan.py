@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 import sweeps
+from sweeps.keys import point_key
+from sweeps.keys import trunk_key
 from sweeps.plan import Plan
 from sweeps.plan import describe
 from sweeps.plan import make_plan
-from sweeps.plan import point_key
-from sweeps.plan import trunk_key
 from sweeps.spec import SweepSpec
 from sweeps.spec import load
 from sweeps.spec import parse
@@ -253,7 +253,15 @@ def test_multi_model_multi_dataset_spec_crosses_the_axes() -> None:
 def test_jobs_round_trip_through_dict_and_json(plan: Plan) -> None:
     plan_with_lists = make_plan(_spec(training={"milestones": [5, 8]},
                                       pruning={"keep_dense": ["first", "output"]}))
-    for job in _jobs(plan) + _jobs(plan_with_lists):
+    every_axis = make_plan(_spec(  # recipes, class selections, transfer arms, a rewind walk
+        dataset=["digits[0-4]", "digits[5-9]"], sparsities=[0.5],
+        methods=["dense", "lth", "lth_rewind", "sdt", "transfer", "rst"],
+        pruning={"rewind": {"iterations": 10}},
+        recipes={"base": {}, "smooth": {"label_smoothing": 0.1},
+                 "swish": {"activation": "swish", "warmup_epochs": 0.5}},
+        transfer={"targets": ["digits[5,6,7,8,9]"]}))
+    assert any(c.rewind for c in every_axis.chains)
+    for job in _jobs(plan) + _jobs(plan_with_lists) + _jobs(every_axis):
         encoded = jobs.to_dict(job)
         assert jobs.from_dict(encoded) == job
         assert jobs.from_dict(json.loads(json.dumps(encoded))) == job

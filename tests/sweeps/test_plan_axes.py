@@ -14,13 +14,13 @@ from typing import Any
 import pytest
 
 from sweeps.errors import SpecError
+from sweeps.keys import mask_blob
+from sweeps.keys import point_key
+from sweeps.keys import rewind_root
+from sweeps.keys import stage_dir
+from sweeps.keys import trunk_key
 from sweeps.plan import Plan
 from sweeps.plan import make_plan
-from sweeps.plan import mask_blob
-from sweeps.plan import point_key
-from sweeps.plan import rewind_root
-from sweeps.plan import stage_dir
-from sweeps.plan import trunk_key
 from sweeps.spec import SweepSpec
 from sweeps.spec import parse
 from trainer import levels

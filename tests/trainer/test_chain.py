@@ -16,9 +16,9 @@ import torch
 
 from analysis import load
 from sweeps import spec as sweep_spec
+from sweeps.keys import mask_blob
 from sweeps.plan import Plan
 from sweeps.plan import make_plan
-from sweeps.plan import mask_blob
 from sweeps.store import Store
 from sweeps.trials import run_job
 from trainer import checkpoint

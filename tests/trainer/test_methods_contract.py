@@ -15,9 +15,9 @@ import torch
 from analysis import load
 from analysis import schema
 from sweeps import spec as sweep_spec
+from sweeps.keys import mask_blob
 from sweeps.plan import Plan
 from sweeps.plan import make_plan
-from sweeps.plan import mask_blob
 from sweeps.store import Store
 from sweeps.trials import run_job
 from trainer import branch

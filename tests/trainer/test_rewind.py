@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 from analysis import load
 from sweeps import spec as spec_module
 from sweeps.cli import app
+from sweeps.keys import mask_blob
 from sweeps.plan import Plan
 from sweeps.plan import make_plan
-from sweeps.plan import mask_blob
 from sweeps.store import Store
 from sweeps.trials import run_job
 from trainer import checkpoint
@@ -184,3 +184,35 @@ def test_an_exported_rewind_ticket_is_theta_k_under_the_walks_mask(
     state = model.state_dict()
     for name in NAMES:
         assert torch.equal(state[name], theta_k[name] * mask[name]), name
+
+
+def test_a_lost_rewind_row_or_level_is_pending_and_repaired_without_training(
+        sweep: Sweep, tmp_path) -> None:
+    import shutil
+
+    from sweeps import integrity
+    from sweeps.run import pending_jobs
+
+    copy = tmp_path / "rw"
+    shutil.copytree(sweep.store.path, copy)
+    store = Store(str(copy))
+    chain = sweep.plan.chains[0]
+    on_level = chain.rewind.points[0]
+    store.delete(f"runs/part-{on_level.config_hash}.parquet")
+    store.delete(f"curves/part-{chain.rewind.part}-L1.parquet")
+    done = integrity.inspect(store).done
+    assert on_level.config_hash not in done
+    behind = {p.config_hash for p in sweep.plan.points if f"{chain.rewind.part}-L1" in p.curves}
+    assert behind == {p.config_hash for p in sweep.plan.points if p.method == "lth_rewind"}
+    chains, branches, _ = pending_jobs(sweep.plan, done)
+    assert [c.rewind.points for c in chains] == [(on_level,)]
+    assert [c.points for c in chains] == [()]  # the θ0 chain's rows are all committed
+    assert [b.point.method for b in branches] == ["lth_rewind"]
+    trained: list[int] = []
+    for job in (*chains, *branches):
+        run_job(job, store, CPU, lambda record: trained.append(record.epoch))
+    assert trained == []  # every stage's final.pt was still there
+    assert {p.config_hash for p in sweep.plan.points} <= integrity.inspect(store).done
+    again = load.load_runs(store.path).drop(columns=["wall_time_s"])
+    before = load.load_runs(sweep.store.path).drop(columns=["wall_time_s"])
+    assert again.equals(before)

@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from sweeps import spec as spec_module
 from sweeps.cli import app
+from sweeps.keys import mask_blob
 from sweeps.plan import make_plan
-from sweeps.plan import mask_blob
 from sweeps.store import Store
 from sweeps.trials import run_job
 from trainer import checkpoint

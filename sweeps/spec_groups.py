@@ -1,0 +1,176 @@
+"""The groups of a sweep spec (``training:``, ``pruning:``, ``recipes:`` entries, ...), each a
+strict pydantic model with its defaults; ``sweeps.spec.SweepSpec`` holds them.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+from typing import Any
+from typing import Literal
+
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import field_validator
+from pydantic import model_validator
+
+from trainer import data as datasets
+from trainer.hparams import DataHparams
+from trainer.hparams import RecipeHparams
+from trainer.hparams import parse_dataset
+
+BASE_RECIPE = "base"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+
+class TrainingSpec(Group):
+    """``training:`` (METHODS.md §4 lists the papers' values). Epoch counts are per run."""
+
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    epochs: Annotated[int, Field(gt=0)] = 10
+    batch_size: Annotated[int, Field(gt=0)] = 64
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    milestones: list[Annotated[int, Field(gt=0)]] = []
+    gamma: Annotated[float, Field(gt=0, le=1)] = 0.1
+
+
+class RewindSpec(Group):
+    """``pruning.rewind:`` θk of ``lth_rewind``: ``{epochs: e}`` or ``{iterations: k}``."""
+
+    epochs: Annotated[int, Field(ge=0)] | None = None
+    iterations: Annotated[int, Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> RewindSpec:
+        if (self.epochs is None) == (self.iterations is None):
+            raise ValueError(".epochs: give exactly one of epochs or iterations")
+        return self
+
+
+class PruningSpec(Group):
+    """``pruning:`` IMP rate per level, scope, layers kept dense, and lth_rewind's θk."""
+
+    rate: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    scope: Literal["layerwise", "global"] = "layerwise"
+    keep_dense: list[str] = ["output"]
+    rewind: RewindSpec = RewindSpec(epochs=1)
+
+
+class TransferSpec(Group):
+    """``transfer:`` the arms of method ``transfer`` (``trainer.methods.transfer``): every
+    (target, init, regime) combination, for every dataset of the grid but the target."""
+
+    targets: list[str] = []
+    inits: list[Literal["late_reset", "init", "reinit"]] = ["late_reset", "init", "reinit"]
+    regimes: list[Literal["finetune", "freeze"]] = ["finetune", "freeze"]
+
+    @field_validator("targets", mode="after")
+    @classmethod
+    def _targets(cls, value: list[str]) -> list[str]:
+        for i, target in enumerate(value):
+            try:
+                hp = data_hparams(target)
+                datasets.check_classes(hp)
+            except ValueError as err:
+                raise ValueError(f"transfer.targets[{i}] {err}") from None
+        return value
+
+    @field_validator("targets", "inits", "regimes", mode="after")
+    @classmethod
+    def _distinct(cls, value: list[str], info: Any) -> list[str]:
+        same = [data_hparams(v).label for v in value] if info.field_name == "targets" else value
+        if len(set(same)) != len(same):
+            raise ValueError(f"has duplicate values {value}")
+        return value
+
+
+class RSTSpec(Group):
+    """``rst:`` the transformation of ``rst``/``rst_iter`` (``trainer.methods.rst``; METHODS.md
+    2.4). Defaults are DLTH's code's: about 90,000 iterations at batch 64 per cycle."""
+
+    lr: Annotated[float, Field(gt=0)] = 0.001
+    batch_size: Annotated[int, Field(gt=0)] = 64
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    weight_decay: Annotated[float, Field(ge=0)] = 5e-4
+    reg_step: Annotated[float, Field(gt=0)] = 1e-4
+    reg_interval: Annotated[int, Field(gt=0)] = 5
+    reg_ceiling: Annotated[float, Field(gt=0)] = 1.0
+    stabilize_iterations: Annotated[int, Field(ge=0)] = 40000
+    schedule: Literal["x", "x^2", "x^3"] = "x"
+    cycles: Annotated[int, Field(gt=0)] = 5
+    budget: Literal["paper", "match_lth"] = "paper"
+
+
+class DistillSpec(Group):
+    """``distill:`` of a recipe: knowledge distillation from the trunk's dense θT (KD ticket)."""
+
+    temperature: Annotated[float, Field(gt=0)] = 5.0
+    alpha: Annotated[float, Field(gt=0, le=1)] = 0.9  # 0 would be no distillation
+
+
+class RecipeSpec(Group):
+    """One entry of ``recipes:`` (``trainer.hparams.RecipeHparams``; METHODS.md 2.5)."""
+
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    activation: Literal["relu", "swish", "mish", "pswish"] = "relu"
+    beta: Annotated[float, Field(gt=0)] = 2.0
+    distill: DistillSpec | None = None
+    warmup_epochs: Annotated[float, Field(ge=0)] = 0.0
+    skip_connections: bool = False
+
+    @model_validator(mode="after")
+    def _beta_needs_pswish(self) -> RecipeSpec:
+        if self.beta != 2.0 and self.activation != "pswish":
+            raise ValueError(".beta: only used with activation: pswish")
+        return self
+
+    def hparams(self) -> RecipeHparams:
+        d = self.distill
+        return RecipeHparams(label_smoothing=self.label_smoothing, activation=self.activation,
+                             beta=self.beta, distill_alpha=d.alpha if d else 0.0,
+                             distill_temperature=d.temperature if d else 1.0,
+                             warmup_epochs=self.warmup_epochs,
+                             skip_connections=self.skip_connections)
+
+
+class ResourcesSpec(Group):
+    """``resources:`` per trial; ``gpu`` may be fractional (e.g. 0.25: four trials per GPU)."""
+
+    cpu: Annotated[float, Field(gt=0)] = 1.0
+    gpu: Annotated[float, Field(ge=0)] = 0.0
+
+
+class DataSpec(Group):
+    """``data:`` where the dataset lives and whether it may be downloaded."""
+
+    root: str = ""
+    download: bool = False
+    train_subset: Annotated[int, Field(ge=0)] = 0
+    test_subset: Annotated[int, Field(ge=0)] = 0
+    validation: Annotated[int, Field(ge=0)] = 0
+
+
+class ExecutionSpec(Group):
+    """``execution:`` retries and concurrency of the Ray Tune run."""
+
+    max_retries: Annotated[int, Field(ge=0)] = 2
+    max_concurrent_trials: Annotated[int, Field(ge=0)] = 0
+
+
+def data_hparams(dataset: str, d: DataSpec | None = None) -> DataHparams:
+    """The data of one dataset entry (``fashion-mnist[0-4]`` selects classes) with the
+    ``data:`` settings ``d`` (defaults when None).
+
+    Raises:
+        ValueError: a malformed class selection.
+    """
+    name, classes = parse_dataset(dataset)
+    d = d or DataSpec()
+    return DataHparams(name=name, root=d.root, download=d.download,
+                       train_subset=d.train_subset, test_subset=d.test_subset,
+                       validation=d.validation, classes=classes)
