@@ -120,22 +120,35 @@ def wait_for(condition, proc: subprocess.Popen, timeout: float = 300) -> None:
         time.sleep(0.2)
 
 
-def reference_run(spec: dict, root: Path) -> Path:
-    """The uninterrupted run of ``spec``, in-process, with the trials' one thread.
+def run_in_process(spec: dict, root: Path, code_version: str = ""):
+    """Plan ``spec`` and run every job in-process on the CPU with one torch thread (as the
+    trials of ``resources.cpu: 1`` do), under ``root/<name>`` with its ``spec.json``.
 
     Thread count changes float reductions, so it must match ``resources.cpu`` (1 here).
+
+    Returns:
+        (plan, sweep store).
     """
     from sweeps import spec as spec_module
     from sweeps.plan import make_plan
-    from sweeps.run import code_version
     from sweeps.store import Store
     from sweeps.trials import run_job
 
     torch.set_num_threads(1)
-    plan = make_plan(spec_module.parse(spec), code_version())
+    parsed = spec_module.parse(spec)
+    plan = make_plan(parsed, code_version)
     sweep = Store(str(root)).child(spec["name"])
+    sweep.put_json("spec.json", parsed.to_json())
     for job in (*plan.chains, *plan.branches):
         run_job(job, sweep, torch.device("cpu"))
+    return plan, sweep
+
+
+def reference_run(spec: dict, root: Path) -> Path:
+    """The uninterrupted run of ``spec``, in-process (``run_in_process``); its directory."""
+    from sweeps.run import code_version
+
+    run_in_process(spec, root, code_version())
     return root / spec["name"]
 
 

@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_in_process
 from typer.testing import CliRunner
 
 from analysis import load
-from sweeps import spec as spec_module
 from sweeps.cli import app
 from sweeps.keys import mask_blob
 from sweeps.plan import Plan
-from sweeps.plan import make_plan
 from sweeps.store import Store
 from sweeps.trials import run_job
 from trainer import checkpoint
@@ -62,14 +61,7 @@ class Sweep:
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
-    torch.set_num_threads(1)
-    spec = spec_module.parse(SPEC)
-    plan = make_plan(spec)
-    store = Store(str(tmp_path_factory.mktemp("rewind"))).child("rw")
-    store.put_json("spec.json", spec.to_json())
-    for job in (*plan.chains, *plan.branches):
-        run_job(job, store, CPU)
-    return Sweep(plan, store)
+    return Sweep(*run_in_process(SPEC, tmp_path_factory.mktemp("rewind")))
 
 
 def _equal(a: State, b: State) -> bool:

@@ -6,14 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_in_process
 from typer.testing import CliRunner
 
 from analysis import load
-from sweeps import spec as spec_module
 from sweeps.cli import app
-from sweeps.plan import make_plan
-from sweeps.store import Store
-from sweeps.trials import run_job
 from trainer import masks
 from trainer import methods
 from trainer import models
@@ -81,14 +78,9 @@ def test_a_wider_target_never_gets_a_narrower_network() -> None:
 
 
 def test_sdt_rows_report_the_small_networks_sparsity_and_layers(tmp_path: Path) -> None:
-    torch.set_num_threads(1)
-    spec = spec_module.parse({"name": "sd", "dataset": "digits", "methods": ["dense", "sdt"],
-                              "sparsities": [0.8], "training": {"epochs": 1}})
-    plan = make_plan(spec)
-    store = Store(str(tmp_path)).child("sd")
-    store.put_json("spec.json", spec.to_json())
-    for job in (*plan.chains, *plan.branches):
-        run_job(job, store, CPU)
+    plan, store = run_in_process({"name": "sd", "dataset": "digits",
+                                  "methods": ["dense", "sdt"], "sparsities": [0.8],
+                                  "training": {"epochs": 1}}, tmp_path)
     job = plan.branches[0]
     assert job.stage_dir.startswith("small_dense/sdt-") and job.mask_blob == ""
     row = load.load_runs(store.path, method="sdt").iloc[0]

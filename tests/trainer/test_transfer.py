@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_in_process
 from typer.testing import CliRunner
 
 from analysis import load
@@ -19,9 +20,7 @@ from sweeps import spec as spec_module
 from sweeps.cli import app
 from sweeps.keys import mask_blob
 from sweeps.plan import Plan
-from sweeps.plan import make_plan
 from sweeps.store import Store
-from sweeps.trials import run_job
 from trainer import checkpoint
 from trainer import data as datasets
 from trainer import loop
@@ -64,14 +63,7 @@ class Sweep:
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
-    torch.set_num_threads(1)
-    spec = spec_module.parse(SPEC)
-    plan = make_plan(spec)
-    store = Store(str(tmp_path_factory.mktemp("transfer"))).child("tr")
-    store.put_json("spec.json", spec.to_json())
-    for job in (*plan.chains, *plan.branches):
-        run_job(job, store, CPU)
-    return Sweep(plan, store)
+    return Sweep(*run_in_process(SPEC, tmp_path_factory.mktemp("transfer")))
 
 
 def _target(label: str) -> DataHparams:
