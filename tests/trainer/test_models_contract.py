@@ -41,6 +41,9 @@ def _assert_same_state(a: nn.Module, b: nn.Module) -> None:
 
 def test_registry_holds_exactly_the_documented_keys() -> None:
     expected = {"lenet_300_100", "conv2", "conv4", "conv6", "resnet20", "vgg11", "vgg16"}
+    expected |= {"conv2_dropout", "conv4_dropout", "conv6_dropout", "vgg19", "mobilenet_v2"}
+    expected |= {"resnet32", "resnet56", "resnet20_a", "resnet32_a", "resnet56_a", "resnet18"}
+    expected |= {"resnet18_imagenet"}
     assert set(models.MODELS) == expected
 
 

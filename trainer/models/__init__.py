@@ -1,5 +1,19 @@
 """The model registry: key -> builder ``(input_shape, num_classes, generator, arch) -> Module``.
 
+Keys and sources (parameter counts on (3, 32, 32) with 10 classes; see each module):
+
+- ``lenet_300_100``: F&C 2019 Fig. 2; open_lth ``mnist_lenet_300_100`` (266,610 on MNIST).
+- ``conv2`` / ``conv4`` / ``conv6``: F&C Fig. 2 (4.3M / 2.4M / 2.26M weights);
+  ``conv2_dropout`` / ``conv4_dropout`` / ``conv6_dropout``: the same with dropout 0.5 before
+  each FC layer (F&C §3, App. H.5; placement inferred).
+- ``resnet20`` / ``resnet32`` / ``resnet56``: open_lth ``cifar_resnet_N`` (projection
+  shortcuts; 272,474 / 466,906 / 855,770); ``resnet20_a`` / ``resnet32_a`` / ``resnet56_a``:
+  He et al.'s option-A shortcuts, as DLTH's ResNet-56 (269,722 / 464,154 / 853,018).
+- ``resnet18``: the CIFAR ResNet-18 of kuangliu, ToST and KD-ticket (11,173,962);
+  ``resnet18_imagenet``: torchvision's ``resnet18`` layout (11,689,512 with 1000 classes).
+- ``vgg11`` / ``vgg16`` / ``vgg19``: open_lth ``cifar_vgg_N`` (9.23M / 14.7M / 20.0M).
+- ``mobilenet_v2``: kuangliu's CIFAR MobileNetV2 (2,296,922).
+
 Every built model
 
 - maps (B, C, H, W) float32 to (B, num_classes) logits, for any (C, H, W) the zoo supports
@@ -7,9 +21,11 @@ Every built model
 - has ``first_layer`` and ``output_layer``: parameter names of the first conv/linear weight and
   of the classifier weight;
 - holds only Conv2d, Linear and BatchNorm2d parameters; the prunable set (all Conv2d / Linear
-  ``.weight``) is computed elsewhere;
+  ``.weight``, depthwise convs included) is computed elsewhere;
 - is initialized entirely from ``generator`` (see ``trainer.models.base.init_``), without
-  touching the global torch RNG.
+  touching the global torch RNG. The ``*_dropout`` models draw their training-mode dropout
+  masks from generators seeded by the input batch and their weights, not from the global RNG,
+  so a forward pass is a pure function of (weights, input, mode) for every model.
 
 :class:`Arch` varies a model without changing its key: hidden width multiplier, activation
 (relu / swish / mish / pswish) and, for ResNets only, ToST's 1x1 jump connections. The default
@@ -28,7 +44,9 @@ from torch import nn
 
 from trainer.models import conv
 from trainer.models import lenet
+from trainer.models import mobilenet
 from trainer.models import resnet
+from trainer.models import resnet_imagenet
 from trainer.models import vgg
 from trainer.models.base import DEFAULT_ARCH
 from trainer.models.base import Arch
@@ -41,9 +59,21 @@ MODELS: dict[str, Builder] = {
     "conv2": conv.conv2,
     "conv4": conv.conv4,
     "conv6": conv.conv6,
+    "conv2_dropout": conv.conv2_dropout,
+    "conv4_dropout": conv.conv4_dropout,
+    "conv6_dropout": conv.conv6_dropout,
     "resnet20": resnet.resnet20,
+    "resnet32": resnet.resnet32,
+    "resnet56": resnet.resnet56,
+    "resnet20_a": resnet.resnet20_a,
+    "resnet32_a": resnet.resnet32_a,
+    "resnet56_a": resnet.resnet56_a,
+    "resnet18": resnet.resnet18,
+    "resnet18_imagenet": resnet_imagenet.resnet18_imagenet,
     "vgg11": vgg.vgg11,
     "vgg16": vgg.vgg16,
+    "vgg19": vgg.vgg19,
+    "mobilenet_v2": mobilenet.mobilenet_v2,
 }
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from typing import Protocol
 
 import torch
 from torch import nn
@@ -130,22 +129,10 @@ def reject_skip_connections(model: nn.Module, arch: Arch) -> None:
 ModelFactory = Callable[[tuple[int, int, int], int, Arch], nn.Module]
 
 
-class ModelBuilder(Protocol):
-    """The type of a registered builder; :class:`Builder` is the one implementation."""
-
-    def __call__(
-        self,
-        input_shape: tuple[int, int, int],
-        num_classes: int,
-        generator: torch.Generator,
-        arch: Arch = DEFAULT_ARCH,
-    ) -> nn.Module:
-        """(C, H, W), number of classes, CPU generator[, arch] -> initialized model."""
-
-
 @dataclasses.dataclass(frozen=True)
 class Builder:
-    """The :class:`ModelBuilder` of one factory: calling it runs :func:`instantiate`.
+    """A registered model builder (``trainer.models.MODELS``): calling it runs
+    :func:`instantiate` with its factory.
 
     Args:
         factory: Constructs the architecture from ``(input_shape, num_classes, arch)``.
@@ -162,6 +149,10 @@ class Builder:
     ) -> nn.Module:
         """Build and initialize the model; see :func:`instantiate` for Args/Returns/Raises."""
         return instantiate(self.factory, input_shape, num_classes, generator, arch)
+
+
+# The type of a registry entry: ``(input_shape, num_classes, generator[, arch]) -> model``.
+ModelBuilder = Builder
 
 
 def construct(

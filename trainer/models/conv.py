@@ -1,7 +1,15 @@
 """Conv-2 / Conv-4 / Conv-6: the VGG-like CIFAR networks of the lottery ticket hypothesis paper.
 
 open_lth has no such models (METHODS.md §0, note 4); they follow Frankle & Carbin's Fig. 2 and
-App. H only. The dropout variant (App. H.5) is not included.
+App. H only. ``conv<n>_dropout`` are the dropout variants of §3 / App. H.5 (dropout 0.5). Where
+the dropout goes is not stated in the text available here (METHODS.md §4 and §5.1 give only the
+rate), so this is inferred: before each of the three fully connected layers (on the flattened
+conv features and on both hidden FC activations), none on the convs.
+
+The dropout masks do not come from the global torch RNG (which the trainer does not seed): each
+training forward pass seeds them from the input batch and ``fc3.weight``
+(:mod:`trainer.models.dropout`), so runs with dropout stay reproducible and resumable. Eval mode
+is deterministic and equals the plain model with the same weights.
 """
 
 from __future__ import annotations
@@ -13,6 +21,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainer.models import base
+from trainer.models.dropout import KeyedDropout
+from trainer.models.dropout import keyed_generator
 
 # Channels of each 3x3 conv at Arch.width 1; a 2x2 max-pool follows every second conv (F&C Fig. 2).
 CONV2_PLAN: tuple[int, ...] = (64, 64)
@@ -22,9 +32,17 @@ CONV6_PLAN: tuple[int, ...] = (64, 64, 128, 128, 256, 256)
 # Widths of the two hidden fully connected layers at Arch.width 1.
 FC_WIDTHS: tuple[int, int] = (256, 256)
 
+# Dropout rate of the dropout variants (F&C §3, App. H.5).
+DROPOUT_P: float = 0.5
+
 
 class ConvNet(nn.Module):
     """Pairs of 3x3 convs (padding 1), each pair followed by a 2x2 max-pool, then 3 FCs.
+
+    With ``dropout`` > 0, a parameter-free :class:`KeyedDropout` (module ``drop``) acts on the
+    input of each FC layer in training mode, its masks seeded by the input batch and
+    ``fc3.weight`` (placement inferred, see the module docstring); names, shapes and the seeded
+    init are the same as without it.
 
     Parameter names: ``convs.<i>.weight`` for the convs, then ``fc1``, ``fc2`` and the
     classifier ``fc3``. A pool is skipped once a spatial side is 1, so 8x8 inputs work; the
@@ -37,12 +55,13 @@ class ConvNet(nn.Module):
         input_shape: (C, H, W) of one example.
         num_classes: Number of output logits.
         arch: Architecture options; ``width`` and ``activation`` apply.
+        dropout: Dropout probability in [0, 1) before each FC layer; 0 (default) adds none.
     Raises:
-        ValueError: ``plan`` is empty or odd, or ``arch.skip_connections`` is set (only
-            ResNets support it).
+        ValueError: ``plan`` is empty or odd, ``dropout`` is outside [0, 1), or
+            ``arch.skip_connections`` is set (only ResNets support it).
 
     Source: Frankle & Carbin 2019 (arXiv 1803.03635), Fig. 2 and App. H (Conv-2: 4.3M weights,
-        Conv-4: 2.4M, Conv-6: 1.7M on CIFAR-10).
+        Conv-4: 2.4M, Conv-6: 1.7M on CIFAR-10); dropout: §3 and App. H.5.
     """
 
     first_layer: str = "convs.0.weight"
@@ -54,10 +73,13 @@ class ConvNet(nn.Module):
         input_shape: tuple[int, int, int],
         num_classes: int,
         arch: base.Arch = base.DEFAULT_ARCH,
+        dropout: float = 0.0,
     ) -> None:
         super().__init__()
         if not plan or len(plan) % 2:
             raise ValueError(f"conv plan must have an even, non-zero length, got {plan!r}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         base.reject_skip_connections(self, arch)
         channels, height, width = input_shape
         convs = []
@@ -77,6 +99,8 @@ class ConvNet(nn.Module):
         self.fc2 = nn.Linear(h0, h1)
         self.fc3 = nn.Linear(h1, num_classes)
         self.act = base.activation_module(arch)
+        # No module at all for the plain models (their repr and state are as before).
+        self.drop = KeyedDropout(dropout) if dropout > 0 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map a batch to logits.
@@ -86,19 +110,28 @@ class ConvNet(nn.Module):
         Returns:
             (B, num_classes) logits.
         """
+        gen = None
+        if self.drop is not None and self.training:
+            gen = keyed_generator(x, self.fc3.weight)  # the masks' only source of randomness
         for conv, pool in zip(self.convs, self.pool_after, strict=True):
             x = self.act(conv(x))
             if pool:
                 x = F.max_pool2d(x, kernel_size=2, stride=2)  # (B, C', H, W) -> (B, C', H/2, W/2)
         x = x.flatten(1)  # (B, C', H', W') -> (B, C'*H'*W')
-        x = self.act(self.fc1(x))  # (B, 256) at width 1
-        x = self.act(self.fc2(x))  # (B, 256) at width 1
-        return self.fc3(x)  # (B, num_classes)
+        x = self.act(self.fc1(self._dropped(x, gen)))  # (B, 256) at width 1
+        x = self.act(self.fc2(self._dropped(x, gen)))  # (B, 256) at width 1
+        return self.fc3(self._dropped(x, gen))  # (B, num_classes)
+
+    def _dropped(self, x: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+        """Apply ``drop`` to (B, F) features if the model has dropout, else return them."""
+        return x if self.drop is None else self.drop(x, gen)
 
 
-def _builder(plan: tuple[int, ...]) -> base.Builder:
+def _builder(plan: tuple[int, ...], dropout: float = 0.0) -> base.Builder:
     """A :class:`base.Builder` for a ConvNet with conv ``plan`` (see ``trainer.models.build``)."""
-    return base.Builder(functools.partial(ConvNet, plan))
+    if dropout == 0.0:  # the plain models' partial, exactly as before
+        return base.Builder(functools.partial(ConvNet, plan))
+    return base.Builder(functools.partial(ConvNet, plan, dropout=dropout))
 
 
 # Frankle & Carbin 2019, Fig. 2. Conv-2: [conv 64, conv 64, pool], FC 256, 256, classes.
@@ -107,3 +140,8 @@ conv2 = _builder(CONV2_PLAN)
 conv4 = _builder(CONV4_PLAN)
 # Conv-6: Conv-4's convs plus [conv 256, conv 256, pool], then the same FCs.
 conv6 = _builder(CONV6_PLAN)
+# Dropout variants (F&C §3, App. H.5): the same layers and parameters (4,300,992 / 2,425,024 /
+# 2,261,184 weights on CIFAR-10), dropout 0.5 before fc1, fc2 and fc3 in training mode.
+conv2_dropout = _builder(CONV2_PLAN, DROPOUT_P)
+conv4_dropout = _builder(CONV4_PLAN, DROPOUT_P)
+conv6_dropout = _builder(CONV6_PLAN, DROPOUT_P)

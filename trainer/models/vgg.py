@@ -1,4 +1,4 @@
-"""VGG-11 / VGG-16 for CIFAR, as in open_lth's ``cifar_vgg_11`` and ``cifar_vgg_16``."""
+"""VGG-11 / VGG-16 / VGG-19 for CIFAR, as open_lth's ``cifar_vgg_{11,16,19}``."""
 
 from __future__ import annotations
 
@@ -20,6 +20,13 @@ VGG16_PLAN: tuple[int | str, ...] = (
     256, 256, 256, "M",
     512, 512, 512, "M",
     512, 512, 512,
+)  # fmt: skip
+VGG19_PLAN: tuple[int | str, ...] = (
+    64, 64, "M",
+    128, 128, "M",
+    256, 256, 256, 256, "M",
+    512, 512, 512, 512, "M",
+    512, 512, 512, 512,
 )  # fmt: skip
 
 
@@ -64,7 +71,8 @@ class CifarVGG(nn.Module):
         ValueError: a malformed ``plan``, or ``arch.skip_connections`` is set (only ResNets
             support it).
 
-    Source: Simonyan & Zisserman 2015 (arXiv 1409.1556); open_lth ``models/cifar_vgg.py``.
+    Source: Simonyan & Zisserman 2015 (arXiv 1409.1556); open_lth ``models/cifar_vgg.py``;
+        VGG-19 as Frankle & Carbin 2019 §4 / Fig. 2 (after Liu et al. 2019).
     """
 
     first_layer: str = "convs.0.conv.weight"
@@ -122,5 +130,8 @@ def _builder(plan: tuple[int | str, ...]) -> base.Builder:
     return base.Builder(functools.partial(CifarVGG, plan))
 
 
-vgg11 = _builder(VGG11_PLAN)  # open_lth cifar_vgg_11: 8 convs with BatchNorm + 1 FC
-vgg16 = _builder(VGG16_PLAN)  # open_lth cifar_vgg_16: 13 convs with BatchNorm + 1 FC
+# Parameter counts on (3, 32, 32) with 10 classes at the default Arch.
+vgg11 = _builder(VGG11_PLAN)  # open_lth cifar_vgg_11: 8 convs + BN + 1 FC; 9,231,114 parameters
+vgg16 = _builder(VGG16_PLAN)  # open_lth cifar_vgg_16: 13 convs + BN + 1 FC; 14,728,266 (14.7M)
+# open_lth cifar_vgg_19 (F&C's VGG-19, §4 and Fig. 2: 20M): 16 convs + BN + 1 FC; 20,040,522
+vgg19 = _builder(VGG19_PLAN)
