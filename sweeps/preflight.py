@@ -192,9 +192,10 @@ def _missing(hps: dict[str, DataHparams]) -> list[Problem]:
         if paths:
             shown = ", ".join(str(p) for p in paths[:_SHOWN_FILES])
             more = f" and {len(paths) - _SHOWN_FILES} more" if len(paths) > _SHOWN_FILES else ""
+            fetch = "or data.download: true to fetch them" if \
+                datasets.get(hp.name).downloadable else "it cannot be downloaded"
             out.append((field, f"{hp.name} files missing on {os.uname().nodename}: {shown}"
-                               f"{more} (set data.root to where they are, or data.download: "
-                               "true to fetch them)"))
+                               f"{more} (set data.root to where they are; {fetch})"))
     return out
 
 

@@ -164,7 +164,7 @@ def test_transfer_targets_without_the_method_are_refused() -> None:
     [
         (["digits[5-9]", "digits[8-12]"], "transfer.targets[1]",
          "digits has classes 0-9, not [10, 11, 12]"),
-        (["svhn"], "transfer.targets[0]", "unknown dataset 'svhn'"),
+        (["imagenet"], "transfer.targets[0]", "unknown dataset 'imagenet'"),
         (["digits[a]"], "transfer.targets[0]", "expected NAME or NAME[CLASSES]"),
         (["digits[9-5]"], "transfer.targets[0]", "is descending"),
         (["digits[1,1]"], "transfer.targets[0]", "selected twice"),
@@ -287,7 +287,7 @@ def test_data_hparams_of_a_selection_carries_the_data_group() -> None:
         ("digits[4-2]", "dataset", "is descending"),
         ("digits[1,1]", "dataset", "selected twice"),
         ("digits[x]", "dataset", "expected NAME or NAME[CLASSES]"),
-        (["digits", "svhn[0-1]"], "dataset[1]", "unknown dataset 'svhn'"),
+        (["digits", "imagenet[0-1]"], "dataset[1]", "unknown dataset 'imagenet'"),
         (["digits[0-4]", "digits[0-4]"], "dataset", "duplicate values"),
     ],
 )

@@ -24,7 +24,7 @@ def _field_cases() -> list[Case]:
     bad = {
         "name": ["5", "[x]", "true", "''", "'bad name'", "'../escape'", "'-x'", "'.hidden'",
                  "'" + "a" * 101 + "'"],
-        "dataset": ["5", "{a: 1}", "[1]", "svhn", "[]", "[digits, digits]"],
+        "dataset": ["5", "{a: 1}", "[1]", "imagenet", "[]", "[digits, digits]"],
         "model": ["5", "[3]", "resnet999", "[]"],
         "methods": ["lth", "[1]", "{}", "[magic]", "[]", "[lth, lth]"],
         "lrs": ["'0.1'", "[true]", "[a]", "[-0.1]", "[0]", "[.inf]", "[.nan]", "[]",

@@ -93,15 +93,16 @@ def _write_cifar(root: Path, cls: type, rng: np.random.Generator) -> dict:
 
 # registry
 def test_registry_keys_are_the_public_names():
-    assert set(data.DATASETS) == {"digits", "fashion-mnist", "mnist", "cifar10", "cifar100"}
+    assert set(data.DATASETS) == {"digits", "fashion-mnist", "mnist", "cifar10", "cifar100",
+                                  "svhn", "smallnorb", "tiny-imagenet"}
     assert data.get("digits").load is digits.load
 
 
 def test_unknown_dataset_names_the_known_ones():
-    with pytest.raises(ValueError, match=r"unknown dataset 'svhn'; known: \['cifar10'"):
-        data.get("svhn")
+    with pytest.raises(ValueError, match=r"unknown dataset 'imagenet'; known: \['cifar10'"):
+        data.get("imagenet")
     with pytest.raises(ValueError, match="unknown dataset"):
-        data.load(DataHparams(name="svhn"))
+        data.load(DataHparams(name="imagenet"))
 
 
 # digits

@@ -18,6 +18,9 @@ from trainer import seeding
 from trainer.data import cifar
 from trainer.data import digits
 from trainer.data import mnist_family
+from trainer.data import smallnorb
+from trainer.data import svhn
+from trainer.data import tiny_imagenet
 from trainer.data.base import InMemoryData
 from trainer.hparams import DataHparams
 
@@ -36,6 +39,8 @@ class Dataset:
             not on this machine ([] when all are there, or when it may download them).
         class_sizes: (train, test) examples of each class, so a class selection's sizes are
             known without reading the files.
+        downloadable: Whether ``data.download: true`` can fetch missing files (torchvision's
+            loaders can; smallNORB and Tiny ImageNet must be placed by hand).
     """
 
     load: Callable[[DataHparams], InMemoryData]
@@ -44,6 +49,7 @@ class Dataset:
     sizes: tuple[int, int]
     missing_files: Callable[[DataHparams], list[Path]]
     class_sizes: tuple[tuple[int, ...], tuple[int, ...]]
+    downloadable: bool = True
 
 
 def _none_missing(_: DataHparams) -> list[Path]:
@@ -54,6 +60,10 @@ def _even(train: int, test: int, classes: int) -> tuple[tuple[int, ...], tuple[i
     return (train,) * classes, (test,) * classes
 
 
+# Keys are the names a sweep spec uses. Loader modules document files, normalization and
+# augmentation: svhn (crop-only, digits are never flipped), smallnorb (first camera, area-
+# downsampled to 28x28, standardized with its own training-set statistics), tiny_imagenet
+# (labels in sorted-wnid order, the val images as test split).
 DATASETS: dict[str, Dataset] = {
     "digits": Dataset(digits.load, (1, 8, 8), 10, (digits.NUM_TRAIN, digits.NUM_TEST),
                       _none_missing, digits.CLASS_SIZES),
@@ -65,6 +75,14 @@ DATASETS: dict[str, Dataset] = {
                        cifar.missing_cifar10, _even(5000, 1000, 10)),
     "cifar100": Dataset(cifar.load_cifar100, (3, 32, 32), 100, (50000, 10000),
                         cifar.missing_cifar100, _even(500, 100, 100)),
+    "svhn": Dataset(svhn.load_svhn, (3, 32, 32), 10, (73257, 26032), svhn.missing_svhn,
+                    svhn.SVHN_CLASS_SIZES),
+    "smallnorb": Dataset(smallnorb.load_smallnorb, (1, smallnorb.SIZE, smallnorb.SIZE), 5,
+                         (24300, 24300), smallnorb.missing_smallnorb, _even(4860, 4860, 5),
+                         downloadable=False),
+    "tiny-imagenet": Dataset(tiny_imagenet.load_tiny_imagenet, (3, 64, 64), 200,
+                             (100000, 10000), tiny_imagenet.missing_tiny_imagenet,
+                             _even(500, 50, 200), downloadable=False),
 }
 
 

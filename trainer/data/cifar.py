@@ -44,12 +44,15 @@ class RandomFlipCrop:
     Attributes:
         fill: Per-channel value of the padded border, length C (``-mean / std``).
         padding: Border width in pixels; crop offsets are uniform in [0, 2 * padding].
+        flip: Flip half the samples horizontally. False = crop only (digits, e.g. SVHN); the
+            flip flags are still drawn, so the crop offsets of a seed do not depend on it.
 
     Source: open_lth ``datasets/cifar10.py``; Liu et al. 2021 (P1) §4.1; METHODS.md 2.1.
     """
 
     fill: tuple[float, ...]
     padding: int = 4
+    flip: bool = True
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Augment a batch.
@@ -63,7 +66,7 @@ class RandomFlipCrop:
         """
         b, c, h, w = x.shape
         p = self.padding
-        flip = torch.rand(b, generator=generator) < 0.5
+        flip = (torch.rand(b, generator=generator) < 0.5) & self.flip
         dy = torch.randint(0, 2 * p + 1, (b,), generator=generator)
         dx = torch.randint(0, 2 * p + 1, (b,), generator=generator)
         flip, dy, dx = flip.to(x.device), dy.to(x.device), dx.to(x.device)
