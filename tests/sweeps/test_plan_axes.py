@@ -454,3 +454,15 @@ def test_off_level_rewind_branch_trains_the_rest_of_one_run(rewind: Plan,
     assert rewind_iters.epochs(branch) == math.ceil(3 - 5 / 23) == 3
     (branch,) = _branches(rewind, "lth_rewind", 0.5)
     assert rewind.epochs(branch) == 3 - 1
+
+
+def test_a_class_selection_is_one_grid_point_however_it_is_written() -> None:
+    with pytest.raises(SpecError) as info:
+        _spec(dataset=["digits[0-4]", "digits[0,1,2,3,4]"], methods=["dense"], sparsities=[])
+    assert [field for field, _ in info.value.problems] == ["dataset"]
+    spelled = make_plan(_spec(**{**TRANSFER, "transfer": {"targets": ["digits[5,6,7,8,9]"]}}))
+    written = make_plan(_spec(**TRANSFER))
+    keys = {b.point.config_hash for b in _branches(written, "transfer")}
+    assert keys == {b.point.config_hash for b in _branches(spelled, "transfer")}
+    assert {b.method_hparams["target"] for b in _branches(spelled, "transfer")} == \
+        {"digits[5-9]"}

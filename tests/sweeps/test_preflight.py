@@ -75,3 +75,40 @@ def test_a_validation_split_must_leave_training_examples() -> None:
     with pytest.raises(SpecError, match="has 100 to split"):
         preflight.check(_spec(data={"train_subset": 100, "validation": 100}))
     assert preflight.check(_spec(data={"validation": 1436})) == []
+
+
+def test_transfer_targets_are_checked_like_the_grids_datasets(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOTTERY_DATA_CACHE", str(tmp_path))
+    small = _spec(dataset="digits[0-4]", methods=["lth", "transfer"],
+                  transfer={"targets": ["digits[9]"]}, data={"train_subset": 500})
+    with pytest.raises(SpecError) as info:
+        preflight.check(small)
+    assert ("data.train_subset", "digits[9] has 144 examples in that split, got 500") in \
+        info.value.problems
+    missing = _spec(dataset="digits[0-4]", methods=["transfer"],
+                    transfer={"targets": ["mnist[0-4]"]})
+    problems = preflight.model_problems(missing) + preflight.missing_files(missing)
+    fields = [f for f, _ in problems]
+    assert fields.count("transfer.targets[0]") == 2  # another example shape; files missing
+    assert any("examples are (1, 28, 28)" in r for _, r in problems)
+    assert any("mnist files missing" in r and "data.download: true" in r for _, r in problems)
+
+
+def test_a_rewind_at_or_past_the_end_of_training_is_refused_in_steps() -> None:
+    # digits: 1437 training examples, 23 steps of 64 per epoch; 3 epochs = 69 steps
+    late = _spec(methods=["lth_rewind"], sparsities=[0.36], training={"epochs": 3},
+                 pruning={"rewind": {"iterations": 69}})
+    [(field, reason)] = preflight.subset_problems(late)
+    assert field == "pruning.rewind.iterations" and "69 steps" in reason
+    inside = _spec(methods=["lth_rewind"], sparsities=[0.36], training={"epochs": 3},
+                   pruning={"rewind": {"iterations": 68}})
+    assert preflight.subset_problems(inside) == []
+
+
+def test_a_dataset_that_cannot_be_downloaded_says_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOTTERY_DATA_CACHE", str(tmp_path))
+    [(field, reason)] = preflight.missing_files(_spec(dataset="smallnorb",
+                                                      data={"root": str(tmp_path)}))
+    assert field == "dataset" and "cannot be downloaded" in reason
