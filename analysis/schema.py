@@ -43,7 +43,8 @@ _RUNS_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
     _SPARSITY,
     _LEVEL,
     _SEED,
-    ("epochs", _I64, "Training epochs of this row's own (final) training stage."),
+    ("epochs", _I64, "Epochs of this row's own (final) training stage (a run cut short by "
+                     "training.iterations, or started at θk, counts its partial epochs)."),
     ("total_epochs", _I64, "All epochs behind this row, incl. dense pretraining and IMP levels."),
     ("test_acc", _F64, "Test accuracy after the final epoch, fraction in [0, 1]."),
     ("best_test_acc", _F64, "Best per-epoch test accuracy of the final stage, fraction; "

@@ -62,7 +62,14 @@ def plan(spec: Path) -> None:
         typer.echo(table.to_string(index=False))
     typer.echo(f"\nsweep {sweep.name!r}: {len(p.points)} grid points, {len(p.chains)} chain "
                f"trials + {len(p.branches)} branch trials, budget {p.total_epochs} epochs "
-               f"({sweep.training.epochs} per training run)")
+               f"({_run_length(sweep.training)} per training run)")
+
+
+def _run_length(training) -> str:
+    """``8 epochs`` or ``50000 iterations``: one training run of the spec."""
+    if training.iterations:
+        return f"{training.iterations} iterations"
+    return f"{training.epochs} epochs"
 
 
 def _run(sweep, storage: str | None, address: str | None, verbose: bool,

@@ -63,23 +63,25 @@ class Plan:
         A branch of a method with a phase of its own (RST's transformation) counts that
         phase's passes over the training set too.
         """
-        per_run = job.trunk.train.epochs
-        data = job.trunk.data
+        train, data = job.trunk.train, job.trunk.data
+        method = None if isinstance(job, ChainJob) else methods.get(job.point.method)
+        if method is not None and method.retarget is not None:  # trains on another dataset
+            data = method.retarget(method.hparams(**job.method_hparams), data)
         n_train = (data.train_subset or datasets.sizes(data)[0]) - data.validation
-        if isinstance(job, ChainJob):
+        per_run = train.run_epochs(math.ceil(n_train / train.batch_size))
+        if method is None:
             walk = job.rewind
-            rewound = 0 if walk is None else job.rewind.levels * (per_run - _rewound(
-                walk.hparams, n_train, job.trunk.train.batch_size))
-            return (job.levels + 1) * per_run + math.ceil(rewound - 1e-9)
-        method = methods.get(job.point.method)
+            rewound = 0 if walk is None else walk.levels * (per_run - _rewound(
+                walk.hparams, n_train, train.batch_size))
+            return math.ceil((job.levels + 1) * per_run + rewound - 1e-9)
         if method.mask == "rewind":
             return math.ceil(per_run - _rewound(job.method_hparams, n_train,
-                                                job.trunk.train.batch_size) - 1e-9)
+                                                train.batch_size) - 1e-9)
         if method.prepare_epochs is None:
-            return per_run
+            return math.ceil(per_run - 1e-9)
         rounds = levels.mask_level(job.point.target_sparsity, job.trunk.prune.rate)
         hp = method.hparams(**job.method_hparams)
-        return per_run + method.prepare_epochs(hp, n_train, rounds * per_run)
+        return math.ceil(per_run - 1e-9) + method.prepare_epochs(hp, n_train, rounds * per_run)
 
     @property
     def total_epochs(self) -> int:

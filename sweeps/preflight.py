@@ -170,13 +170,14 @@ def _rewind_problems(spec: SweepSpec, dataset: str, n_train: int) -> list[Proble
     """θk must come before the end of the dense run (steps of ``n_train`` examples)."""
     rewind = spec.method_hparams("lth_rewind")
     per_epoch = math.ceil(n_train / spec.training.batch_size)
-    k, end = rewind.steps(per_epoch), spec.training.epochs * per_epoch
+    train = spec.train_hparams(spec.lrs[0])
+    k, end = rewind.steps(per_epoch), train.steps(per_epoch)
     if k < end:
         return []
     field = "epochs" if rewind.epochs is not None else "iterations"
     return [(f"pruning.rewind.{field}", f"rewinds to step {k}, at or past the end of training "
-                                        f"on {dataset} ({spec.training.epochs} epochs of "
-                                        f"{per_epoch} steps = {end} steps)")]
+                                        f"on {dataset} ({end} steps of {per_epoch} per "
+                                        "epoch)")]
 
 
 def missing_files(spec: SweepSpec) -> list[Problem]:

@@ -145,6 +145,7 @@ class SweepSpec(Group):
             raise ValueError(f"recipes.{distilled[0]}.distill: the teacher θT predicts the "
                              "source's classes, so transfer arms cannot distill from it")
         if self.pruning.rewind.epochs is not None and "lth_rewind" in self.methods and \
+                not self.training.iterations and \
                 self.pruning.rewind.epochs >= self.training.epochs:
             raise ValueError(f"pruning.rewind.epochs: must be below training.epochs "
                              f"({self.training.epochs}), got {self.pruning.rewind.epochs}")
@@ -182,6 +183,8 @@ class SweepSpec(Group):
     def train_hparams(self, lr: float) -> TrainHparams:
         t = self.training
         return TrainHparams(optimizer=t.optimizer, lr=lr, epochs=t.epochs,
+                            iterations=t.iterations, schedule=t.schedule,
+                            warmup_epochs=t.warmup_epochs,
                             batch_size=t.batch_size, momentum=t.momentum,
                             weight_decay=t.weight_decay, milestones=tuple(t.milestones),
                             gamma=t.gamma)

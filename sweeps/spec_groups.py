@@ -37,6 +37,17 @@ class TrainingSpec(Group):
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
     milestones: list[Annotated[int, Field(gt=0)]] = []
     gamma: Annotated[float, Field(gt=0, le=1)] = 0.1
+    iterations: Annotated[int, Field(ge=0)] = 0
+    schedule: Literal["step", "cosine"] = "step"
+    warmup_epochs: Annotated[float, Field(ge=0)] = 0.0
+
+    @model_validator(mode="after")
+    def _one_length(self) -> TrainingSpec:
+        if self.iterations and "epochs" in self.model_fields_set:
+            raise ValueError(".iterations: give the length as epochs or as iterations, not both")
+        if self.milestones and self.schedule != "step":
+            raise ValueError(".milestones: only used with schedule: step")
+        return self
 
 
 class RewindSpec(Group):

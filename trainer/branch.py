@@ -131,7 +131,7 @@ def run_branch(job: BranchJob, artifacts: Blobs, sink: Sink, device: torch.devic
     rp_dense, rp_layers = dense_correlation(ctx, src.dense_final)
     labels = rows.Labels(job.sweep, job.trial_id, job.code_version, rp_dense, rp_layers)
     per_epoch = steps_per_epoch(len(ctx.data.train_y), train.batch_size)
-    total = methods.total_epochs(method, level, train.epochs, prune,
+    total = methods.total_epochs(method, level, train.run_epochs(per_epoch), prune,
                                  src.rewind_step / per_epoch) + start.extra_epochs
     reinit = methods.get("random_reinit").start  # θ0', drawn as that method draws it
     pairs = {} if not method.pf_pairs else rows.mechanism_pairs(

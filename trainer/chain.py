@@ -200,8 +200,9 @@ def _write_point(ctx: TrunkContext, labels: rows.Labels, sink: Sink, point: Poin
     elif levels.level_for(point.target_sparsity, trunk.prune.rate) != level:
         return
     per_epoch = steps_per_epoch(len(ctx.data.train_y), trunk.train.batch_size)
-    total = methods.total_epochs(methods.get(point.method), level, trunk.train.epochs,
-                                 trunk.prune, start_step / per_epoch)
+    total = methods.total_epochs(methods.get(point.method), level,
+                                 trunk.train.run_epochs(per_epoch), trunk.prune,
+                                 start_step / per_epoch)
     columns = {"rewind_step": start_step} if point.method == "lth_rewind" else {}
     if point.method == "lth_rewind":
         start = rewind_state(ctx, start_step)

@@ -117,12 +117,19 @@ class TrainHparams:
         optimizer: ``sgd`` (with momentum, optionally Nesterov-free) or ``adam``.
         lr: Initial learning rate (> 0).
         epochs: Training length in epochs (passes over the training set).
+        iterations: Training length in optimizer steps instead (0 = ``epochs`` epochs); the
+            last epoch is then cut short (Frankle & Carbin and Mehta give iterations).
         batch_size: Examples per step.
         momentum: SGD momentum (ignored by Adam).
         weight_decay: L2 coefficient passed to the optimizer.
         milestones: Epochs (1-based, counted from the start of this run) after which the LR is
             multiplied by ``gamma``; e.g. (80, 120) is the CIFAR schedule of Liu et al. 2021.
         gamma: LR decay factor at each milestone.
+        schedule: ``step`` (the milestones) or ``cosine`` (per epoch, from ``lr`` towards 0
+            over the run's epochs: lr · ½(1 + cos(π (e - 1) / E)); P1b's ImageNet schedule).
+        warmup_epochs: Linear LR warmup of every training run, in epochs (applied per step:
+            step i uses min(1, (i + 1) / W) of the scheduled LR; Frankle & Carbin §4 warm up
+            VGG-19 and ResNet-18 for 10K / 20K iterations). A recipe's warmup replaces it.
     """
 
     optimizer: str = "sgd"
@@ -133,6 +140,9 @@ class TrainHparams:
     weight_decay: float = 0.0
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
+    iterations: int = 0
+    schedule: str = "step"
+    warmup_epochs: float = 0.0
 
     def __post_init__(self) -> None:
         # lr=1 and lr=1.0 must be one config (STYLE.md 2.4).
@@ -143,8 +153,20 @@ class TrainHparams:
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        object.__setattr__(self, "warmup_epochs", float(self.warmup_epochs))
+        if self.epochs < 1 or self.iterations < 0 or self.warmup_epochs < 0:
+            raise ValueError(f"epochs must be >= 1, iterations and warmup_epochs >= 0, got "
+                             f"{self.epochs}, {self.iterations}, {self.warmup_epochs}")
+        if self.schedule not in ("step", "cosine"):
+            raise ValueError(f"schedule must be 'step' or 'cosine', got {self.schedule!r}")
+
+    def steps(self, steps_per_epoch: int) -> int:
+        """Optimizer steps of one training run: ``iterations``, else ``epochs`` passes."""
+        return self.iterations or self.epochs * steps_per_epoch
+
+    def run_epochs(self, steps_per_epoch: int) -> float:
+        """Length of one training run in epochs (fractional with ``iterations``)."""
+        return self.steps(steps_per_epoch) / steps_per_epoch
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,6 +8,7 @@ computes exactly the numbers of an uninterrupted run (on CPU).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -118,7 +119,8 @@ class StageOptions:
         start_step: The first step to train, 0-based: the schedule, the data order and the
             epoch numbers continue from there (rewinding to θk trains steps k.., open_lth's
             ``train_start_step``).
-        end_step: Train up to this step (exclusive); None = ``hp.epochs`` full epochs.
+        end_step: Train up to this step (exclusive); None = the run's length
+            (``TrainHparams.steps``: ``iterations``, or ``epochs`` full epochs).
         on_step: Called after every optimizer step (e.g. to keep θk of a dense run).
     """
 
@@ -135,11 +137,17 @@ def steps_per_epoch(n_train: int, batch_size: int) -> int:
     return math.ceil(n_train / batch_size)
 
 
-def lr_at(hp: TrainHparams, epoch: int) -> float:
-    """LR used during ``epoch`` (1-based): ``lr * gamma ** #{milestones m : m < epoch}``.
+def lr_at(hp: TrainHparams, epoch: int, epochs: int | None = None) -> float:
+    """LR used during ``epoch`` (1-based) of a run of ``epochs`` epochs (default hp.epochs).
 
-    Same as ``torch.optim.lr_scheduler.MultiStepLR`` stepped once per epoch.
+    ``step``: ``lr * gamma ** #{milestones m : m < epoch}``, as
+    ``torch.optim.lr_scheduler.MultiStepLR`` stepped once per epoch. ``cosine``:
+    ``lr * ½(1 + cos(π (epoch - 1) / epochs))``, as ``CosineAnnealingLR(T_max=epochs)`` stepped
+    once per epoch (warmup, if any, multiplies either).
     """
+    if hp.schedule == "cosine":
+        total = epochs or hp.epochs
+        return hp.lr * 0.5 * (1.0 + math.cos(math.pi * (epoch - 1) / total))
     return hp.lr * hp.gamma ** sum(1 for m in hp.milestones if m < epoch)
 
 
@@ -240,7 +248,11 @@ def train(model: nn.Module, data: InMemoryData, hp: TrainHparams,
     """
     options = options or StageOptions()
     per_epoch = steps_per_epoch(len(data.train_x), hp.batch_size)
-    end = hp.epochs * per_epoch if options.end_step is None else options.end_step
+    epochs = math.ceil(hp.steps(per_epoch) / per_epoch)  # the schedule's horizon
+    end = hp.steps(per_epoch) if options.end_step is None else options.end_step
+    if not options.warmup_steps and hp.warmup_epochs:
+        options = dataclasses.replace(
+            options, warmup_steps=max(1, round(hp.warmup_epochs * per_epoch)))
     if not 0 <= options.start_step < end:
         raise ValueError(f"start step {options.start_step} must be in [0, {end})")
     opt = make_optimizer(model, hp, options.frozen)
@@ -257,7 +269,7 @@ def train(model: nn.Module, data: InMemoryData, hp: TrainHparams,
     with _frozen(model, options.frozen):
         for number in range(first, math.ceil(end / per_epoch) + 1):
             began = time.perf_counter()
-            epoch = _Epoch(number, lr_at(hp, number),
+            epoch = _Epoch(number, lr_at(hp, number, epochs),
                            max(options.start_step, (number - 1) * per_epoch),
                            min(end, number * per_epoch))
             for group in opt.param_groups:

@@ -106,14 +106,15 @@ def stages_behind(method: Method, mask_level: int, prune: PruneHparams) -> tuple
     return tuple(sorted(behind))
 
 
-def total_epochs(method: Method, mask_level: int, epochs: int, prune: PruneHparams,
+def total_epochs(method: Method, mask_level: int, epochs: float, prune: PruneHparams,
                  rewound: float = 0.0) -> int:
     """All training epochs behind one row of ``method`` (the ``total_epochs`` column).
 
     Args:
         method: The method.
         mask_level: IMP pruning rounds behind the row's mask (see ``stages_behind``).
-        epochs: Epochs of one training run.
+        epochs: Epochs of one training run (``TrainHparams.run_epochs``: fractional when the
+            run is given in iterations).
         prune: The trunk's pruning hparams.
         rewound: For rewind-walk masks (``lth_rewind``): epochs before θk (k / steps per
             epoch), which its levels and its own stage skip.

@@ -180,10 +180,12 @@ def steps_per_pass(n: int, hp: RSTHparams) -> int:
 
 def schedule_for(phase: Phase, hp: RSTHparams) -> Schedule:
     """The schedule of ``phase`` (see ``schedule``)."""
-    return schedule(hp, len(phase.data.train_y), phase.imp_rounds * phase.train.epochs)
+    n = len(phase.data.train_y)
+    per_epoch = math.ceil(n / phase.train.batch_size)
+    return schedule(hp, n, phase.imp_rounds * phase.train.run_epochs(per_epoch))
 
 
-def schedule(hp: RSTHparams, n_train: int, lth_epochs: int) -> Schedule:
+def schedule(hp: RSTHparams, n_train: int, lth_epochs: float) -> Schedule:
     """The paper's schedule, or (``match_lth``) one fitted into lth's epochs.
 
     ``match_lth``: the cycles share ``lth_epochs`` passes over the ``n_train`` examples (the
@@ -193,11 +195,11 @@ def schedule(hp: RSTHparams, n_train: int, lth_epochs: int) -> Schedule:
     paper = Schedule(hp)
     if hp.budget == "paper":
         return paper
-    per_cycle = lth_epochs * steps_per_pass(n_train, hp) // hp.cycles
+    per_cycle = int(lth_epochs * steps_per_pass(n_train, hp)) // hp.cycles
     return Schedule(hp, scale=per_cycle / paper.iterations, length=per_cycle)
 
 
-def prepare_epochs(hp: RSTHparams, n_train: int, lth_epochs: int) -> int:
+def prepare_epochs(hp: RSTHparams, n_train: int, lth_epochs: float) -> int:
     """Passes over the training set the transformation takes (``total_epochs``' share)."""
     return _passes(hp.cycles * schedule(hp, n_train, lth_epochs).iterations, n_train, hp)
 
