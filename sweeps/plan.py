@@ -36,6 +36,7 @@ from trainer.jobs import RewindWalk
 from trainer.jobs import Target
 from trainer.jobs import Trunk
 from trainer.jobs import curves_part
+from trainer.loop import steps_per_epoch
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class Plan:
         if method is not None and method.retarget is not None:  # trains on another dataset
             data = method.retarget(method.hparams(**job.method_hparams), data)
         n_train = (data.train_subset or datasets.sizes(data)[0]) - data.validation
-        per_run = train.run_epochs(math.ceil(n_train / train.batch_size))
+        per_run = train.run_epochs(steps_per_epoch(n_train, train.batch_size))
         if method is None:
             walk = job.rewind
             rewound = 0 if walk is None else walk.levels * (per_run - _rewound(
@@ -126,7 +127,7 @@ class Plan:
 def _rewound(hparams: dict, n_train: int, batch_size: int) -> float:
     """Epochs before θk of a rewind point given as a dict (``RewindHparams``)."""
     hp = methods.get("lth_rewind").hparams(**hparams)
-    per_epoch = math.ceil(n_train / batch_size)
+    per_epoch = steps_per_epoch(n_train, batch_size)
     return hp.steps(per_epoch) / per_epoch
 
 

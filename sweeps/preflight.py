@@ -12,7 +12,6 @@ where it also checks that a worker sees a local storage path (a probe file).
 from __future__ import annotations
 
 import logging
-import math
 import os
 import uuid
 from pathlib import Path
@@ -28,6 +27,7 @@ from trainer import models
 from trainer import recipes
 from trainer import seeding
 from trainer.hparams import DataHparams
+from trainer.loop import steps_per_epoch
 
 Problem = tuple[str, str]
 REMOTE_TIMEOUT_S = 120.0  # a cluster may first have to start a node that fits a trial
@@ -169,7 +169,7 @@ def subset_problems(spec: SweepSpec) -> list[Problem]:
 def _rewind_problems(spec: SweepSpec, dataset: str, n_train: int) -> list[Problem]:
     """θk must come before the end of the dense run (steps of ``n_train`` examples)."""
     rewind = spec.method_hparams("lth_rewind")
-    per_epoch = math.ceil(n_train / spec.training.batch_size)
+    per_epoch = steps_per_epoch(n_train, spec.training.batch_size)
     train = spec.train_hparams(spec.lrs[0])
     k, end = rewind.steps(per_epoch), train.steps(per_epoch)
     if k < end:

@@ -136,12 +136,10 @@ def run_branch(job: BranchJob, artifacts: Blobs, sink: Sink, device: torch.devic
     reinit = methods.get("random_reinit").start  # θ0', drawn as that method draws it
     pairs = {} if not method.pf_pairs else rows.mechanism_pairs(
         ctx, start.mask, result.state, src.init, reinit(src).state, src.dense_final)
-    sparsity = start.sparsity if start.sparsity is not None else \
-        masks.sparsity(start.mask) if start.mask else 0.0
+    sparsity = rows.measured_sparsity(start.mask, start.sparsity)
     run = rows.Run(point=point, result=result, start=start.state, mask=start.mask,
                    level=level, total_epochs=total, pairs=pairs, sparsity=sparsity,
-                   columns={**(method.columns(hparams) if method.columns else {}),
-                            **({"rewind_step": k} if (k := src.rewind_step) else {})})
+                   columns=rows.method_columns(method, hparams, src.rewind_step))
     sink.write_part("curves", curves_part(job.trial_id),
                     rows.curve_rows(ctx, labels, point.method, point.target_sparsity, level,
                                     sparsity, result, point.recipe))

@@ -155,7 +155,7 @@ def _walk(ctx: TrunkContext, job: ChainJob, sink: Sink, walk: Walk,
         sink.commit(part, {"curves": [part]})  # the level's own record: its curves are done
         _store_masks(ctx, walk, level, mask, result)
         for point in walk.points:
-            _write_point(ctx, labels, sink, point, level, mask, result, walk.start_step)
+            _write_point(ctx, labels, sink, point, level, mask, result, walk)
         prev = result
     return dense
 
@@ -189,10 +189,9 @@ def _snapshot(ctx: TrunkContext, k: int) -> Callable[[int, torch.nn.Module], Non
 
 
 def _write_point(ctx: TrunkContext, labels: rows.Labels, sink: Sink, point: Point, level: int,
-                 mask: State, result: StageResult, start_step: int) -> None:
-    """Write the rows of ``point`` if it is produced by ``level`` of the walk."""
+                 mask: State, result: StageResult, walk: Walk) -> None:
+    """Write the rows of ``point`` if it is produced by ``level`` of ``walk``."""
     trunk = ctx.trunk
-    start = ctx.init
     if point.method == "dense":
         if level != 0:
             return
@@ -200,13 +199,11 @@ def _write_point(ctx: TrunkContext, labels: rows.Labels, sink: Sink, point: Poin
     elif levels.level_for(point.target_sparsity, trunk.prune.rate) != level:
         return
     per_epoch = steps_per_epoch(len(ctx.data.train_y), trunk.train.batch_size)
-    total = methods.total_epochs(methods.get(point.method), level,
-                                 trunk.train.run_epochs(per_epoch), trunk.prune,
-                                 start_step / per_epoch)
-    columns = {"rewind_step": start_step} if point.method == "lth_rewind" else {}
-    if point.method == "lth_rewind":
-        start = rewind_state(ctx, start_step)
+    method = methods.get(point.method)
+    total = methods.total_epochs(method, level, trunk.train.run_epochs(per_epoch), trunk.prune,
+                                 walk.start_step / per_epoch)
+    start = ctx.init if walk.start is None else walk.start
     run = rows.Run(point=point, result=result, start=start, mask=mask, level=level,
-                   total_epochs=total, sparsity=masks.sparsity(mask) if mask else 0.0,
-                   columns=columns)
+                   total_epochs=total, sparsity=rows.measured_sparsity(mask),
+                   columns=rows.method_columns(method, None, walk.start_step))
     rows.write_point(sink, ctx, labels, run)

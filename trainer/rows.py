@@ -14,6 +14,7 @@ from trainer import masks
 from trainer import metrics
 from trainer.jobs import Point
 from trainer.loop import StageResult
+from trainer.loop import steps_per_epoch
 from trainer.trunk import State
 from trainer.trunk import TrunkContext
 
@@ -78,6 +79,23 @@ def _keys(ctx: TrunkContext, labels: Labels) -> dict[str, Any]:
 METHOD_COLUMNS = ("transfer_init", "transfer_regime", "rewind_step")
 
 
+def measured_sparsity(mask: State, given: float | None = None) -> float:
+    """The ``sparsity`` column: ``given`` when the method sets it (sdt: from its width), else
+    the mask's removed fraction (0 without a mask: dense)."""
+    if given is not None:
+        return given
+    return masks.sparsity(mask) if mask else 0.0
+
+
+def method_columns(method: Any, hparams: Any, rewind_step: int) -> dict[str, Any]:
+    """``METHOD_COLUMNS`` values of a row: the method's own (``Method.columns``), and k for
+    rows whose mask comes from a rewind walk."""
+    out = dict(method.columns(hparams)) if method.columns else {}
+    if method.mask == "rewind":
+        out["rewind_step"] = rewind_step
+    return out
+
+
 def _masked_start(ctx: TrunkContext, run: Run) -> State:
     start = ctx.prunable(run.start)
     return {n: w * run.mask[n] if n in run.mask else w for n, w in start.items()}
@@ -139,10 +157,10 @@ def mechanism_pairs(ctx: TrunkContext, mask: State, trained: State, init: State,
 def _validation(ctx: TrunkContext, res: StageResult) -> dict[str, Any]:
     """The ``val_*`` columns of a runs row (nulls without a validation split)."""
     best = res.best_val
-    steps_per_epoch = math.ceil(len(ctx.data.train_y) / ctx.trunk.train.batch_size)
+    per_epoch = steps_per_epoch(len(ctx.data.train_y), ctx.trunk.train.batch_size)
     return {"val_acc": res.final.val_acc, "val_loss": res.final.val_loss,
             "best_val_epoch": None if best is None else best.epoch,
-            "best_val_iteration": None if best is None else best.epoch * steps_per_epoch,
+            "best_val_iteration": None if best is None else best.epoch * per_epoch,
             "test_acc_at_best_val": None if best is None else best.test_acc}
 
 

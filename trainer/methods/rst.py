@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from trainer import checkpoint
 from trainer import masks
 from trainer import seeding
+from trainer.loop import steps_per_epoch
 from trainer.methods.base import Method
 from trainer.methods.base import Phase
 from trainer.methods.base import Sources
@@ -175,13 +176,13 @@ def prepare(src: Sources, phase: Phase) -> Start:
 
 def steps_per_pass(n: int, hp: RSTHparams) -> int:
     """Iterations in one pass over ``n`` training examples at ``rst.batch_size``."""
-    return math.ceil(n / hp.batch_size)
+    return steps_per_epoch(n, hp.batch_size)
 
 
 def schedule_for(phase: Phase, hp: RSTHparams) -> Schedule:
     """The schedule of ``phase`` (see ``schedule``)."""
     n = len(phase.data.train_y)
-    per_epoch = math.ceil(n / phase.train.batch_size)
+    per_epoch = steps_per_epoch(n, phase.train.batch_size)
     return schedule(hp, n, phase.imp_rounds * phase.train.run_epochs(per_epoch))
 
 
