@@ -37,6 +37,7 @@ from trainer.jobs import Target
 from trainer.jobs import Trunk
 from trainer.jobs import curves_part
 from trainer.loop import steps_per_epoch
+from trainer.trunk import level_schedule
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class Plan:
                                                 train.batch_size) - 1e-9)
         if method.prepare_epochs is None:
             return math.ceil(per_run - 1e-9)
-        rounds = levels.mask_level(job.point.target_sparsity, job.trunk.prune.rate)
+        rounds = levels.mask_level(job.point.target_sparsity, level_schedule(job.trunk))
         hp = method.hparams(**job.method_hparams)
         return math.ceil(per_run - 1e-9) + method.prepare_epochs(hp, n_train, rounds * per_run)
 
@@ -147,7 +148,8 @@ def _label(trunk: Trunk) -> str:
     return f"{trunk.model}-{trunk.data.slug}-lr{trunk.train.lr:g}-seed{trunk.seed}"
 
 
-def _level_targets(targets: tuple[float, ...], rate: float, deepest: int) -> tuple[float, ...]:
+def _level_targets(targets: tuple[float, ...], rate: levels.Schedule,
+                   deepest: int) -> tuple[float, ...]:
     """The ``target_sparsity`` label of each chain level's curves rows (see ``ChainJob``)."""
     labels = []
     for level in range(deepest + 1):
@@ -164,7 +166,7 @@ def _point(trunk: Trunk, method: str, s: float, own: str, parts: tuple[str, str]
     """A grid point whose own stage writes curves part ``own``; ``parts`` names the curves
     parts of trunk levels: (the θ0 chain's, the rewind walk's), by level."""
     m = methods.get(method)
-    behind = methods.stages_behind(m, methods.mask_level(m, s, trunk.prune, hparams),
+    behind = methods.stages_behind(m, methods.mask_level(m, s, level_schedule(trunk), hparams),
                                    trunk.prune)
     walk = parts[1] if m.mask == "rewind" else parts[0]
     return Point(method=method, target_sparsity=s,
@@ -207,12 +209,12 @@ def _branches(spec: SweepSpec, t: _Trunk, method: str, s: float, code_version: s
     for hp in spec.method_variants(method):
         if m.retarget is not None and m.retarget(hp, trunk.data).label == trunk.data.label:
             continue  # a transfer "to" the trunk's own dataset is not a transfer
-        level = methods.mask_level(m, s, trunk.prune, hp)
+        level = methods.mask_level(m, s, level_schedule(trunk), hp)
         root = t.rewind_root if m.mask == "rewind" else ""
         ticket = stage_dir(method, s, point_key(trunk, method, s, hp), level, root)
         for recipe in spec.recipe_hparams().items():
             if method in ("lth", "lth_rewind") and recipe[0] == BASE_RECIPE and \
-                    levels.is_level_sparsity(s, trunk.prune.rate):
+                    levels.is_level_sparsity(s, level_schedule(trunk)):
                 part = t.rewind_part if method == "lth_rewind" else t.chain_id
                 chain_points.append(_point(trunk, method, s, curves_part(part, level),
                                            t.parts, hp))
@@ -235,7 +237,7 @@ def _rewind_walk(spec: SweepSpec, t: _Trunk, targets: tuple[float, ...],
     """The trunk's rewind walk when ``lth_rewind`` is in the grid: its points and masks."""
     if "lth_rewind" not in spec.methods:
         return None
-    rate = spec.pruning.rate
+    rate = level_schedule(t.trunk)
     deepest = max(levels.level_for(s, rate) for s in targets)
     hp = spec.method_hparams("lth_rewind")
     return RewindWalk(hparams=dataclasses.asdict(hp), root=t.rewind_root, part=t.rewind_part,
@@ -260,9 +262,9 @@ def make_plan(spec: SweepSpec, code_version: str = "") -> Plan:
     targets = tuple(sorted(spec.sparsities)) if sparse else ()
     # the θ0 chain stores these masks (random / none are drawn, rewind's has its own walk)
     producers = sorted({methods.get(m).mask for m in sparse} & {"imp", "one_shot"})
-    rate = spec.pruning.rate
     chains, branches = [], []
     for trunk, key in _trunks(spec):
+        rate = level_schedule(trunk)
         chain_id = f"chain-{_label(trunk)}-{key[:8]}"
         t = _Trunk(trunk, chain_id)
         if "lth_rewind" in spec.methods:

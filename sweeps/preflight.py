@@ -131,7 +131,18 @@ def _keep_dense_problems(spec: SweepSpec, net: torch.nn.Module, model: str,
         if set(masks.prunable_names(net)) <= kept:
             out.append(("pruning.keep_dense", f"keeps every prunable layer of {model} dense, "
                                               "so there is nothing to prune"))
+        out += _rates_problems(spec, net, model, kept)
     return out
+
+
+def _rates_problems(spec: SweepSpec, net: torch.nn.Module, model: str,
+                    kept: frozenset[str]) -> list[Problem]:
+    """Each ``pruning.rates`` group with no pruned layer in ``model`` (a rate that would
+    prune nothing)."""
+    present = set(masks.layer_groups(net, kept).values())
+    return [(f"pruning.rates.{group}", f"{model} has no pruned {group} layer (groups: "
+                                       f"{sorted(present)}; kept dense: {sorted(kept)})")
+            for group in spec.pruning.rates if group not in present]
 
 
 def data_fields(spec: SweepSpec) -> dict[str, DataHparams]:

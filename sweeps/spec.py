@@ -191,7 +191,8 @@ class SweepSpec(Group):
 
     def prune_hparams(self) -> PruneHparams:
         p = self.pruning
-        return PruneHparams(rate=p.rate, scope=p.scope, keep_dense=tuple(p.keep_dense))
+        return PruneHparams(rate=p.rate, scope=p.scope, keep_dense=tuple(p.keep_dense),
+                            rates=tuple(p.rates.items()))
 
     def method_variants(self, method: str) -> list[Any]:
         """The hparams variants of ``method`` from its spec group (``[None]`` if it has none):

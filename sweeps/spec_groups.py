@@ -64,12 +64,24 @@ class RewindSpec(Group):
 
 
 class PruningSpec(Group):
-    """``pruning:`` IMP rate per level, scope, layers kept dense, and lth_rewind's θk."""
+    """``pruning:`` IMP rate per level (``rates``: per layer group, as Frankle & Carbin's
+    ``{conv: 0.1, fc: 0.2, output: 0.1}``), scope, layers kept dense, and lth_rewind's θk."""
 
     rate: Annotated[float, Field(gt=0, lt=1)] = 0.2
     scope: Literal["layerwise", "global"] = "layerwise"
     keep_dense: list[str] = ["output"]
     rewind: RewindSpec = RewindSpec(epochs=1)
+    rates: dict[Literal["conv", "fc", "output"], Annotated[float, Field(gt=0, lt=1)]] = {}
+
+    @model_validator(mode="after")
+    def _rates(self) -> PruningSpec:
+        if self.rates and self.scope != "layerwise":
+            raise ValueError(".rates: per-layer rates need scope: layerwise (Frankle & Carbin's "
+                             "Conv-2/4/6 rule)")
+        if "output" in self.rates and "output" in self.keep_dense:
+            raise ValueError(".rates.output: the output layer is in keep_dense; remove 'output' "
+                             "from pruning.keep_dense to prune it at this rate")
+        return self
 
 
 class TransferSpec(Group):

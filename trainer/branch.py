@@ -67,7 +67,7 @@ def _start(ctx: TrunkContext, job: BranchJob, method: methods.Method,
                           exclude=ctx.exclude, blobs=ctx.blobs.child(job.prepare_dir),
                           hparams=src.hparams,
                           imp_rounds=levels.mask_level(job.point.target_sparsity,
-                                                       ctx.trunk.prune.rate))
+                                                       ctx.schedule))
     return method.prepare(src, phase)
 
 
@@ -120,7 +120,7 @@ def run_branch(job: BranchJob, artifacts: Blobs, sink: Sink, device: torch.devic
     ctx = open_trunk(job.trunk, artifacts, device, data_hp)
     src = sources(ctx, job, method, hparams)
     start = _start(ctx, job, method, src)
-    level = methods.mask_level(method, point.target_sparsity, prune, hparams)
+    level = methods.mask_level(method, point.target_sparsity, ctx.schedule, hparams)
     model, state = _network(ctx, job, start)
     options = recipes.options(job.recipe, steps_per_epoch(len(ctx.data.train_y),
                                                           train.batch_size),

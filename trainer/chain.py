@@ -50,7 +50,7 @@ def target_mask(ctx: TrunkContext, level: int, level_mask: State, trained: Stage
 
     Args:
         ctx: The trunk.
-        level: ``levels.level_for(target, rate)``.
+        level: ``levels.level_for(target, ctx.schedule)``.
         level_mask: m_level (full for level 0).
         trained: Level ``level``'s trained result.
         target: Requested sparsity (fraction).
@@ -58,12 +58,12 @@ def target_mask(ctx: TrunkContext, level: int, level_mask: State, trained: Stage
         (mask, mask_level): m_level itself when ``target`` is the level's sparsity, else
         ``level_mask`` pruned further from the level's trained weights (one more round).
     """
-    prune = ctx.trunk.prune
-    rounds = levels.mask_level(target, prune.rate)
+    rounds = levels.mask_level(target, ctx.schedule)
     if rounds == level:
         return level_mask, level
-    pruned = masks.magnitude_prune(ctx.prunable(trained.state), level_mask, target,
-                                   prune.scope, ctx.exclude)
+    pruned = masks.magnitude_prune(ctx.prunable(trained.state), level_mask,
+                                   ctx.prune_target(level, target), ctx.trunk.prune.scope,
+                                   ctx.exclude)
     return pruned, rounds
 
 
@@ -134,8 +134,7 @@ def _walk(ctx: TrunkContext, job: ChainJob, sink: Sink, walk: Walk,
     for level in range(0 if dense is None else 1, walk.levels + 1):
         if level > 0:
             mask = masks.magnitude_prune(ctx.prunable(prev.state), mask,
-                                         levels.level_sparsity(prune.rate, level), prune.scope,
-                                         ctx.exclude)
+                                         ctx.prune_target(level), prune.scope, ctx.exclude)
         blobs = ctx.blobs.child(*filter(None, (walk.root, f"level_{level}")))
         options = StageOptions(start_step=walk.start_step if level else 0,
                                on_step=_snapshot(ctx, snapshot) if level == 0 else None)
@@ -170,7 +169,7 @@ def _store_masks(ctx: TrunkContext, walk: Walk, level: int, mask: State,
                                       prune.scope, ctx.exclude)
             checkpoint.save(ctx.blobs, target.mask_blob, {"mask": m})
         elif target.producer in ("imp", "rewind") and \
-                levels.level_for(target.sparsity, prune.rate) == level:
+                levels.level_for(target.sparsity, ctx.schedule) == level:
             m, _ = target_mask(ctx, level, mask, result, target.sparsity)
             checkpoint.save(ctx.blobs, target.mask_blob, {"mask": m})
 
@@ -196,7 +195,7 @@ def _write_point(ctx: TrunkContext, labels: rows.Labels, sink: Sink, point: Poin
         if level != 0:
             return
         mask = {}
-    elif levels.level_for(point.target_sparsity, trunk.prune.rate) != level:
+    elif levels.level_for(point.target_sparsity, ctx.schedule) != level:
         return
     per_epoch = steps_per_epoch(len(ctx.data.train_y), trunk.train.batch_size)
     method = methods.get(point.method)

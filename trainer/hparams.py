@@ -169,6 +169,9 @@ class TrainHparams:
         return self.steps(steps_per_epoch) / steps_per_epoch
 
 
+RATE_GROUPS = ("conv", "fc", "output")
+
+
 @dataclass(frozen=True, kw_only=True)
 class PruneHparams:
     """How IMP masks are made (Frankle & Carbin 2019, §1 and App. B; METHODS.md 2.1).
@@ -180,19 +183,37 @@ class PruneHparams:
             ``global`` (one magnitude threshold over all pruned layers, open_lth's rule).
         keep_dense: Layers never pruned: ``output`` (the classifier weight), ``first`` (the
             first layer's weight) or exact parameter names such as ``fc2.weight``.
+        rates: Per-layer rates by layer group, ``(("conv", 0.1), ("output", 0.1))``: ``conv``
+            (convolution weights), ``fc`` (linear weights but the output layer), ``output``
+            (``model.output_layer``); layers of other groups use ``rate``. Layerwise scope
+            only (Frankle & Carbin 2019, App. B and Fig. 2: Conv-2/4/6 prune convs at 10 %,
+            FC at 20 %, the output at 10 % per level; LeNet's output at half the FC rate).
     """
 
     rate: float = 0.2
     scope: str = "layerwise"
     keep_dense: tuple[str, ...] = ("output",)
+    rates: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "rate", float(self.rate))
         object.__setattr__(self, "keep_dense", tuple(self.keep_dense))
+        rates = tuple(sorted((str(g), float(r)) for g, r in dict(self.rates).items()))
+        object.__setattr__(self, "rates", rates)
         if not 0.0 < self.rate < 1.0:
             raise ValueError(f"pruning rate must be in (0, 1), got {self.rate}")
         if self.scope not in ("layerwise", "global"):
             raise ValueError(f"pruning scope must be 'layerwise' or 'global', got {self.scope!r}")
+        for group, rate in rates:
+            if group not in RATE_GROUPS or not 0.0 < rate < 1.0:
+                raise ValueError(f"pruning rates need a group in {RATE_GROUPS} and a rate in "
+                                 f"(0, 1), got {group!r}: {rate}")
+        if rates and self.scope != "layerwise":
+            raise ValueError("per-layer pruning rates need scope 'layerwise'")
+
+    def group_rate(self, group: str) -> float:
+        """The per-level rate of layer group ``group`` (``rates``, else ``rate``)."""
+        return dict(self.rates).get(group, self.rate)
 
 
 ACTIVATIONS = ("relu", "swish", "mish", "pswish")

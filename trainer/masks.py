@@ -16,6 +16,8 @@ import torch
 from torch import Tensor
 from torch import nn
 
+from trainer.hparams import PruneHparams
+
 _SCOPES = ("layerwise", "global")
 _TOL = 1e-9  # slack for float sparsities such as 1 - 0.8**3 == 0.48799999999999993
 
@@ -67,6 +69,37 @@ def resolve_keep_dense(model: nn.Module, keep_dense: Sequence[str]) -> frozenset
     return frozenset(resolved)
 
 
+def layer_groups(model: nn.Module, exclude: frozenset[str]) -> dict[str, str]:
+    """The rate group of every pruned layer of ``model``: ``output`` (``model.output_layer``),
+    ``conv`` (any other weight with more than 2 dimensions: ``nn.Conv2d``) or ``fc`` (any
+    other ``nn.Linear``).
+
+    Args:
+        model: The network (any device, meta included).
+        exclude: Layers kept dense (``resolve_keep_dense``); they have no group.
+    Returns:
+        ``{name: group}`` in ``prunable_names`` order, pruned layers only.
+    """
+    params = dict(model.named_parameters())
+    output = resolve_keep_dense(model, ["output"])
+    return {name: "output" if name in output else "conv" if params[name].dim() > 2 else "fc"
+            for name in prunable_names(model) if name not in exclude}
+
+
+def layer_rates(model: nn.Module, prune: PruneHparams, exclude: frozenset[str]
+                ) -> dict[str, float]:
+    """The per-level IMP rate of every pruned layer: its group's (``layer_groups``) rate in
+    ``prune.rates``, else ``prune.rate``.
+
+    Returns:
+        ``{name: rate}`` in ``prunable_names`` order, pruned layers only.
+    Source: Frankle & Carbin 2019, App. B and Fig. 2 (Conv-2/4/6: convs 10 %, FC 20 %, output
+        10 % per level).
+    """
+    return {name: prune.group_rate(group)
+            for name, group in layer_groups(model, exclude).items()}
+
+
 def full_mask(weights: Mapping[str, Tensor], names: Iterable[str]) -> dict[str, Tensor]:
     """All-True masks for ``names`` (e.g. ``prunable_names(model)``), shaped like ``weights``.
 
@@ -109,7 +142,7 @@ def _check_shapes(weights: Mapping[str, Tensor], mask: Mapping[str, Tensor]) -> 
 def magnitude_prune(
     weights: Mapping[str, Tensor],
     mask: Mapping[str, Tensor],
-    target_sparsity: float,
+    target_sparsity: float | Mapping[str, float],
     scope: str,
     exclude: frozenset[str],
 ) -> dict[str, Tensor]:
@@ -124,7 +157,9 @@ def magnitude_prune(
     Args:
         weights: Weights by name (e.g. trained state dict), (out, in) or (out, in, kh, kw).
         mask: Current bool masks by name, shaped like the weights; its keys are the layers.
-        target_sparsity: Fraction in [0, 1) of the pruned layers' weights removed afterwards.
+        target_sparsity: Fraction in [0, 1) of the pruned layers' weights removed afterwards;
+            ``layerwise`` also takes one per pruned layer (``{name: fraction}``, per-layer
+            rates).
         scope: ``"layerwise"`` or ``"global"``.
         exclude: Names in ``mask`` that keep their current mask unchanged.
     Returns:
@@ -138,16 +173,22 @@ def magnitude_prune(
     """
     if scope not in _SCOPES:
         raise ValueError(f"pruning scope must be one of {_SCOPES}, got {scope!r}")
-    if not 0.0 <= target_sparsity < 1.0:
-        raise ValueError(f"target sparsity must be in [0, 1), got {target_sparsity}")
-    _check_shapes(weights, mask)
     pruned = [name for name in mask if name not in exclude]
+    each = isinstance(target_sparsity, Mapping)
+    per_layer = dict(target_sparsity) if each else dict.fromkeys(pruned, target_sparsity)
+    if each and (scope != "layerwise" or set(per_layer) != set(pruned)):
+        raise ValueError(f"per-layer targets need scope 'layerwise' and one target per pruned "
+                         f"layer {pruned}, got {sorted(per_layer)}")
+    for target in per_layer.values():
+        if not 0.0 <= target < 1.0:
+            raise ValueError(f"target sparsity must be in [0, 1), got {target}")
+    _check_shapes(weights, mask)
     new = {name: m.clone() for name, m in mask.items()}
     if not pruned:
         return new
     scores = [_kept_scores(weights[name], mask[name]) for name in pruned]
     if scope == "layerwise":
-        counts = [_kept_count(target_sparsity, name, mask[name]) for name in pruned]
+        counts = [_kept_count(per_layer[name], name, mask[name]) for name in pruned]
         keeps = [_top_k(s, k) for s, k in zip(scores, counts, strict=True)]
     else:
         current = sparsity({name: mask[name] for name in pruned})

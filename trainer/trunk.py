@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from dataclasses import field
 
 import torch
 from torch import nn
 
 from trainer import checkpoint
 from trainer import data as datasets
+from trainer import levels
 from trainer import masks
 from trainer import methods
 from trainer import metrics
@@ -17,6 +20,7 @@ from trainer import seeding
 from trainer.checkpoint import Blobs
 from trainer.data.base import InMemoryData
 from trainer.hparams import DataHparams
+from trainer.hparams import PruneHparams
 from trainer.jobs import Trunk
 from trainer.loop import StageOptions
 from trainer.loop import steps_per_epoch
@@ -43,6 +47,7 @@ class TrunkContext:
         names: Prunable parameter names.
         exclude: Names kept dense (``pruning.keep_dense`` resolved).
         data_hp: What ``data`` is.
+        rates: Per-level IMP rate of every pruned layer (``masks.layer_rates``).
     """
 
     trunk: Trunk
@@ -54,6 +59,27 @@ class TrunkContext:
     names: list[str]
     exclude: frozenset[str]
     data_hp: DataHparams
+    rates: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def schedule(self) -> levels.Schedule:
+        """The trunk's IMP level schedule (``level_schedule``)."""
+        return level_schedule(self.trunk)
+
+    def prune_target(self, level: int, target: float | None = None) -> float | dict[str, float]:
+        """What ``masks.magnitude_prune`` prunes to for IMP level ``level`` (``target`` None),
+        or for an off-level ``target`` sparsity from level ``level``'s trained weights (the
+        shorter last round: ``levels.Schedule.last_round`` of the next level's rates).
+
+        Returns:
+            One sparsity (a single rate: every layer, or the pool under global scope), or one
+            per pruned layer (``pruning.rates``).
+        """
+        prune = self.trunk.prune
+        if not prune.rates:
+            return levels.level_sparsity(prune.rate, level) if target is None else target
+        fraction = 0.0 if target is None else self.schedule.last_round(target, level)
+        return {n: levels.layer_sparsity(r, level, fraction) for n, r in self.rates.items()}
 
     def build(self, generator: torch.Generator, arch: Arch | None = None) -> nn.Module:
         """A fresh CPU network of the trunk's architecture for ``data`` (its class count),
@@ -105,12 +131,37 @@ def open_trunk(trunk: Trunk, artifacts: Blobs, device: torch.device,
         net.load_state_dict(init)
     names = masks.prunable_names(net)
     exclude = masks.resolve_keep_dense(net, trunk.prune.keep_dense)
+    rates = masks.layer_rates(net, trunk.prune, exclude)
     if data.num_classes != datasets.num_classes(trunk.data):  # a transfer target's head
         net = models.build(trunk.model, data.input_shape, data.num_classes,
                            seeding.generator(trunk.seed, "init"))
     return TrunkContext(trunk=trunk, blobs=blobs, data=data, device=device,
                         model=net.to(device), init=init, names=names, exclude=exclude,
-                        data_hp=data_hp)
+                        data_hp=data_hp, rates=rates)
+
+
+def level_schedule(trunk: Trunk) -> levels.Schedule:
+    """The IMP level schedule of ``trunk``: its one ``pruning.rate``, or with
+    ``pruning.rates`` the (size, rate) of every pruned layer of its model on its data (built on
+    the ``meta`` device, cached).
+
+    Raises:
+        ValueError: unknown model or dataset, or every layer kept dense.
+    Source: Frankle & Carbin 2019, App. B; METHODS.md §1.
+    """
+    if not trunk.prune.rates:
+        return levels.Schedule.uniform(trunk.prune.rate)
+    return _layer_schedule(trunk.model, datasets.get(trunk.data.name).input_shape,
+                           datasets.num_classes(trunk.data), trunk.prune)
+
+
+@functools.lru_cache(maxsize=128)
+def _layer_schedule(model: str, input_shape: tuple[int, int, int], num_classes: int,
+                    prune: PruneHparams) -> levels.Schedule:
+    net = models.skeleton(model, input_shape, num_classes)
+    params = dict(net.named_parameters())
+    rates = masks.layer_rates(net, prune, masks.resolve_keep_dense(net, prune.keep_dense))
+    return levels.Schedule(tuple((params[n].numel(), r) for n, r in rates.items()))
 
 
 def dense_correlation(ctx: TrunkContext, dense_final: State) -> tuple[dict[float, float],

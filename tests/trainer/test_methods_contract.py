@@ -245,7 +245,8 @@ def test_branch_emits_schema_valid_rows(sweep: Sweep, name: str) -> None:
     assert list(runs.columns) == schema.RUNS.names
     row = runs.iloc[0]
     hparams = sweep.plan.spec.method_hparams(name)
-    mask_level = methods.mask_level(methods.get(name), TARGET, job.trunk.prune, hparams)
+    mask_level = methods.mask_level(methods.get(name), TARGET,
+                                    levels.Schedule.uniform(job.trunk.prune.rate), hparams)
     expected = {"omp_lth": 1, "omp_random_reinit": 1, "omp_pf": 1, "rst": 1, "rst_iter": 2,
                 "sdt": 0}
     assert mask_level == expected.get(name, levels.level_for(TARGET, 0.2) + 1)

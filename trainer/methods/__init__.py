@@ -61,14 +61,14 @@ def get(name: str) -> Method:
     return METHODS[name]
 
 
-def mask_level(method: Method, target_sparsity: float, prune: PruneHparams,
+def mask_level(method: Method, target_sparsity: float, schedule: levels.Schedule,
                hparams: Any = None) -> int:
     """Pruning rounds behind a row's mask (the ``level`` column): the one rule for every method.
 
     Args:
         method: The method.
         target_sparsity: Requested sparsity, fraction in [0, 1).
-        prune: The trunk's pruning hparams.
+        schedule: The trunk's IMP level schedule (``trainer.trunk.level_schedule``).
         hparams: The method's own hparams, if it has any (``Method.configure``).
     Returns:
         0 for ``dense``, for sparsity 0 and for unmasked small-dense networks; 1 for one-shot
@@ -82,7 +82,7 @@ def mask_level(method: Method, target_sparsity: float, prune: PruneHparams,
         return 1
     if method.mask == "random":
         return method.rounds(hparams) if method.rounds and hparams is not None else 1
-    return levels.mask_level(target_sparsity, prune.rate)
+    return levels.mask_level(target_sparsity, schedule)
 
 
 def stages_behind(method: Method, mask_level: int, prune: PruneHparams) -> tuple[int, ...]:

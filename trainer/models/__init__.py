@@ -118,6 +118,21 @@ def build(
     return get(name)(input_shape, num_classes, generator, arch)
 
 
+def skeleton(
+    name: str,
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    arch: Arch = DEFAULT_ARCH,
+) -> nn.Module:
+    """The model registered under ``name`` on the ``meta`` device: shapes and layer names
+    (``first_layer``, ``output_layer``) without memory, initialization or RNG use.
+
+    Raises:
+        ValueError: as :func:`build` (without the generator checks).
+    """
+    return construct(get(name).factory, input_shape, num_classes, arch)
+
+
 def count_weights(
     name: str,
     input_shape: tuple[int, int, int],
@@ -140,7 +155,7 @@ def count_weights(
         ValueError: as :func:`build` (without the generator checks).
         TypeError: ``arch`` is not an ``Arch``.
     """
-    model = construct(get(name).factory, input_shape, num_classes, arch)
+    model = skeleton(name, input_shape, num_classes, arch)
     return sum(
         module.weight.numel()
         for module in model.modules()
@@ -148,4 +163,4 @@ def count_weights(
     )
 
 
-__all__ = ["MODELS", "Arch", "ModelBuilder", "build", "count_weights", "get"]
+__all__ = ["MODELS", "Arch", "ModelBuilder", "build", "count_weights", "get", "skeleton"]
