@@ -49,7 +49,7 @@ def model_problems(spec: SweepSpec) -> list[Problem]:
     for i, model in enumerate(spec.models):
         for dataset in spec.datasets:
             hp = spec.data_hparams(dataset)
-            shape, classes = datasets.get(hp.name).input_shape, datasets.num_classes(hp)
+            shape, classes = datasets.input_shape(hp), datasets.num_classes(hp)
             where = _axis("model", i, spec.models)
             try:
                 net = _forward(model, shape, classes)
@@ -68,11 +68,11 @@ def _target_problems(spec: SweepSpec, model: str) -> list[Problem]:
     for its classes."""
     out: list[Problem] = []
     fields = data_fields(spec)
-    sources = {datasets.get(spec.data_hparams(d).name).input_shape for d in spec.datasets}
+    sources = {datasets.input_shape(spec.data_hparams(d)) for d in spec.datasets}
     for field, hp in fields.items():
         if not field.startswith("transfer."):
             continue
-        shape = datasets.get(hp.name).input_shape
+        shape = datasets.input_shape(hp)
         if sources != {shape}:
             out.append((field, f"{hp.label} examples are {shape} but the datasets it is "
                                f"trained from have {sorted(sources)}; a ticket transfers "
@@ -156,6 +156,17 @@ def data_fields(spec: SweepSpec) -> dict[str, DataHparams]:
     return out
 
 
+def shape_problems(spec: SweepSpec) -> list[Problem]:
+    """Each dataset whose images cannot be expanded to ``data.shape``."""
+    out = []
+    for field, hp in data_fields(spec).items():
+        try:
+            datasets.input_shape(hp)
+        except ValueError as err:
+            out.append(("data.shape", f"{field} {hp.label}: {err}"))
+    return out
+
+
 def subset_problems(spec: SweepSpec) -> list[Problem]:
     """Subsets larger than a dataset's split; a validation split that leaves no training;
     lth_rewind's θk at or past the end of training."""
@@ -221,7 +232,7 @@ def check(spec: SweepSpec, files: bool = True) -> list[Problem]:
     Raises:
         SpecError: every problem found, field by field.
     """
-    errors = model_problems(spec) + subset_problems(spec)
+    errors = shape_problems(spec) or model_problems(spec) + subset_problems(spec)
     missing = missing_files(spec)
     if errors or (files and missing):
         raise SpecError(spec.name, errors + (missing if files else []))

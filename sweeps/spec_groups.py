@@ -169,13 +169,22 @@ class ResourcesSpec(Group):
 
 
 class DataSpec(Group):
-    """``data:`` where the dataset lives and whether it may be downloaded."""
+    """``data:`` where the dataset lives, whether it may be downloaded, subsets, the validation
+    split and the example shape (``DataHparams``)."""
 
     root: str = ""
     download: bool = False
     train_subset: Annotated[int, Field(ge=0)] = 0
     test_subset: Annotated[int, Field(ge=0)] = 0
     validation: Annotated[int, Field(ge=0)] = 0
+    shape: list[Annotated[int, Field(gt=0)]] = []
+
+    @field_validator("shape", mode="after")
+    @classmethod
+    def _shape(cls, value: list[int]) -> list[int]:
+        if value and len(value) != 3:
+            raise ValueError(f"must be [C, H, W] (every example is expanded to it), got {value}")
+        return value
 
 
 class ExecutionSpec(Group):
@@ -196,4 +205,4 @@ def data_hparams(dataset: str, d: DataSpec | None = None) -> DataHparams:
     d = d or DataSpec()
     return DataHparams(name=name, root=d.root, download=d.download,
                        train_subset=d.train_subset, test_subset=d.test_subset,
-                       validation=d.validation, classes=classes)
+                       validation=d.validation, classes=classes, shape=tuple(d.shape))

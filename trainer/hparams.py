@@ -35,6 +35,10 @@ class DataHparams:
             () = all. Written ``fashion-mnist[0-4]`` in a spec (``parse_dataset``), e.g. the
             source and target halves of a transfer experiment (Mehta 2019; METHODS.md 2.6).
             Subsets and the validation split apply after the class selection.
+        shape: (C, H, W) every example is expanded to, () = the dataset's own: the image is
+            resized bilinearly (antialiased) to H x W and a single channel repeated C times,
+            as Mehta 2019 serves Fashion-MNIST and SmallNORB to a CIFAR-10 ResNet-18 (3 x 32
+            x 32; METHODS.md 2.6). Applied once when the data is loaded, before training.
     """
 
     name: str = "digits"
@@ -44,11 +48,15 @@ class DataHparams:
     test_subset: int = 0
     validation: int = 0
     classes: tuple[int, ...] = ()
+    shape: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "classes", tuple(sorted({int(c) for c in self.classes})))
+        object.__setattr__(self, "shape", tuple(int(n) for n in self.shape))
         if any(c < 0 for c in self.classes):
             raise ValueError(f"classes must be >= 0, got {self.classes}")
+        if self.shape and (len(self.shape) != 3 or min(self.shape) < 1):
+            raise ValueError(f"shape must be (C, H, W) of positive ints, got {self.shape}")
 
     @property
     def label(self) -> str:

@@ -118,7 +118,7 @@ def open_trunk(trunk: Trunk, artifacts: Blobs, device: torch.device,
     data_hp = data_hp or trunk.data
     data = datasets.load(data_hp, device)
     blobs = artifacts.child(trunk.artifact_dir)
-    net = models.build(trunk.model, datasets.get(trunk.data.name).input_shape,
+    net = models.build(trunk.model, datasets.input_shape(trunk.data),
                        datasets.num_classes(trunk.data), seeding.generator(trunk.seed, "init"))
     # θ0 is a pure function of the seed, so a missing or corrupt init.pt is rebuilt, not fatal
     stored = checkpoint.load_or_none(blobs, "init.pt", ("state",))
@@ -151,7 +151,7 @@ def level_schedule(trunk: Trunk) -> levels.Schedule:
     """
     if not trunk.prune.rates:
         return levels.Schedule.uniform(trunk.prune.rate)
-    return _layer_schedule(trunk.model, datasets.get(trunk.data.name).input_shape,
+    return _layer_schedule(trunk.model, datasets.input_shape(trunk.data),
                            datasets.num_classes(trunk.data), trunk.prune)
 
 

@@ -111,6 +111,37 @@ def check_classes(hp: DataHparams) -> None:
         raise ValueError(f"dataset {hp.label!r}: {hp.name} has classes 0-{n - 1}, not {bad}")
 
 
+def input_shape(hp: DataHparams) -> tuple[int, int, int]:
+    """(C, H, W) of one example of ``hp`` as served: ``hp.shape`` when set, else the
+    dataset's own (known without reading any file).
+
+    Raises:
+        ValueError: unknown dataset, or a ``shape`` whose channels the dataset's images cannot
+            be expanded to (only one channel repeats; C must otherwise stay as it is).
+    """
+    own = get(hp.name).input_shape
+    if not hp.shape:
+        return own
+    if own[0] not in (1, hp.shape[0]):
+        raise ValueError(f"{hp.name} images have {own[0]} channels; they cannot be expanded "
+                         f"to {hp.shape[0]} (only a single channel is repeated)")
+    return (hp.shape[0], hp.shape[1], hp.shape[2])
+
+
+def expand(x: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """Examples ``x`` (N, C, H, W) resized bilinearly (antialiased when shrinking) to the
+    ``shape``'s H x W, a single channel repeated to its C: (N, C', H', W').
+
+    Source: Mehta 2019 (arXiv 1905.07785) code: Fashion-MNIST "expanded to 3 channels,
+    32 x 32" for a CIFAR-10 ResNet-18 (METHODS.md 2.6; the resize method is inferred).
+    """
+    c, h, w = shape
+    if tuple(x.shape[2:]) != (h, w):
+        x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear",
+                                            align_corners=False, antialias=True)
+    return x.expand(-1, c, -1, -1).contiguous() if x.shape[1] != c else x
+
+
 def num_classes(hp: DataHparams) -> int:
     """Classes a model for ``hp`` predicts: the selection's size, else the dataset's."""
     check_classes(hp)
@@ -151,22 +182,27 @@ def load(hp: DataHparams, device: torch.device | str = "cpu") -> InMemoryData:
 
     Raises:
         ValueError: unknown name or class, a subset that is negative or larger than the
-            split, or a validation split that leaves no training example.
+            split, a validation split that leaves no training example, or a ``shape`` the
+            images cannot be expanded to (``input_shape``).
         FileNotFoundError: the dataset's files are missing and ``hp.download`` is False.
     """
-    check_classes(hp)  # unknown names and classes fail before touching the cache
+    check_classes(hp)  # unknown names, classes and shapes fail before touching the cache
+    shape = input_shape(hp)
     full = _select(_load_cpu(hp.name, hp.root, hp.download), hp.classes)
     train_n = _subset_size(hp.train_subset, len(full.train_y), "train_subset", hp.name)
     test_n = _subset_size(hp.test_subset, len(full.test_y), "test_subset", hp.name)
     train_idx, val_idx = validation_split(train_n, hp.validation)
-    val = {} if val_idx is None else {"val_x": full.train_x[val_idx].to(device),
+
+    def served(x: torch.Tensor) -> torch.Tensor:  # the kept examples, expanded, on the device
+        return (expand(x, shape) if hp.shape else x).to(device)
+
+    val = {} if val_idx is None else {"val_x": served(full.train_x[val_idx]),
                                        "val_y": full.train_y[val_idx].to(device)}
     return InMemoryData(
-        train_x=(full.train_x[:train_n] if train_idx is None else full.train_x[train_idx])
-        .to(device),
+        train_x=served(full.train_x[:train_n] if train_idx is None else full.train_x[train_idx]),
         train_y=(full.train_y[:train_n] if train_idx is None else full.train_y[train_idx])
         .to(device),
-        test_x=full.test_x[:test_n].to(device),
+        test_x=served(full.test_x[:test_n]),
         test_y=full.test_y[:test_n].to(device),
         num_classes=full.num_classes,
         augment=full.augment,
