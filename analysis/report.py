@@ -6,6 +6,8 @@ import math
 
 import pandas as pd
 
+from analysis.search import format_search
+from analysis.search import grid_rows
 from analysis.stats import DEFAULT_TOLERANCE
 from analysis.stats import RP_DENSE_COLUMNS
 from analysis.stats import dense_correlation
@@ -21,7 +23,7 @@ _METHOD_ORDER = ("dense", "lth", "lth_rewind", "random_reinit", "random_pruning"
                  "transfer")
 
 
-def format_report(runs: pd.DataFrame) -> str:
+def format_report(runs: pd.DataFrame, search_metric: str = "val_acc") -> str:
     """Render a sweep's runs table as a human-readable text report.
 
     Per (model, dataset) it shows: final test accuracy in percent as "mean% ± std" over seeds
@@ -29,9 +31,14 @@ def format_report(runs: pd.DataFrame) -> str:
     R_p(θ0, θT) table (rows lr, columns p = 0.1 ... 0.5); and the winning-ticket verdict per
     (lr, target sparsity) from `analysis.stats.winning_ticket`.
 
+    Rows an Optuna search tried (`search` set) are left out of those tables and shown in a
+    section of their own (`analysis.search.format_search`: best configuration per cell and
+    its history, chosen on `search_metric`).
+
     Args:
         runs: Runs table as returned by `analysis.load.load_runs` (columns of
             `analysis.schema.RUNS`; accuracies are fractions).
+        search_metric: The searches' metric, `val_acc` or `val_loss`.
     Returns:
         The report; a single line (`EMPTY_MESSAGE`) when `runs` has no rows.
     Raises:
@@ -40,6 +47,10 @@ def format_report(runs: pd.DataFrame) -> str:
     if runs.empty:
         return EMPTY_MESSAGE
     require_columns(runs, ["sweep", "model", "dataset", "seed"], "format_report")
+    searched = format_search(runs, search_metric)
+    runs = grid_rows(runs)
+    if runs.empty:
+        return searched + "\n"
     summary = summarize(runs)
     correlation = dense_correlation(runs)
     tickets = winning_ticket(runs)
@@ -51,7 +62,7 @@ def format_report(runs: pd.DataFrame) -> str:
         sections.append(_correlation_section(mine))
         mine = tickets[(tickets["model"] == model) & (tickets["dataset"] == dataset)]
         sections.append(_ticket_section(mine))
-    return "\n\n".join(sections) + "\n"
+    return "\n\n".join(sections + ([searched] if searched else [])) + "\n"
 
 
 def _header(runs: pd.DataFrame, summary: pd.DataFrame) -> str:

@@ -88,6 +88,12 @@ _RUNS_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
                               "frozen, new head trained); null otherwise."),
     ("rewind_step", _I64, "lth_rewind rows: k, the dense-training step whose weights θk the "
                           "survivors reset to; null otherwise."),
+    ("search", _STR, "Name of the Optuna search (spec `search.name`) that tried this "
+                     "configuration; null for grid points."),
+    ("search_trial", _I64, "Search rows: the trial's number in its cell's study, 0-based and "
+                           "continued by later runs; null otherwise."),
+    ("search_params", _STR, "Search rows: the values the search picked, as JSON, e.g. "
+                            "{\"lr\": 0.0123}; null otherwise."),
 )
 
 _CURVES_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
@@ -139,7 +145,8 @@ ADDED: dict[str, frozenset[str]] = {
     "runs": frozenset({"val_acc", "val_loss", "best_val_epoch", "best_val_iteration",
                        "test_acc_at_best_val", "rp_init_vs_pf_p20", "rp_reinit_vs_pf_p20",
                        "rp_pf_vs_init_p20", "rp_pf_vs_dense_p20", "recipe", "source_dataset",
-                       "target_dataset", "transfer_init", "transfer_regime", "rewind_step"}),
+                       "target_dataset", "transfer_init", "transfer_regime", "rewind_step",
+                       "search", "search_trial", "search_params"}),
     "curves": frozenset({"val_loss", "val_acc", "recipe"}),
     "layers": frozenset({"recipe"}),
 }

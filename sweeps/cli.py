@@ -55,6 +55,9 @@ def plan(spec: Path) -> None:
     for field, reason in missing:
         typer.echo(f"warning: {field}: {reason}; `lottery run` will refuse this spec here",
                    err=True)
+    if sweep.search is not None:
+        _plan_search(sweep)
+        return
     p = make_plan(sweep)
     table = describe(p)
     with pd.option_context("display.max_rows", None, "display.width", 200,
@@ -63,6 +66,23 @@ def plan(spec: Path) -> None:
     typer.echo(f"\nsweep {sweep.name!r}: {len(p.points)} grid points, {len(p.chains)} chain "
                f"trials + {len(p.branches)} branch trials, budget {p.total_epochs} epochs "
                f"({_run_length(sweep.training)} per training run)")
+
+
+def _plan_search(sweep) -> None:
+    """``lottery plan`` of a search spec: its cells and the most they can train."""
+    import pandas as pd
+
+    from sweeps import search
+
+    table, budget = search.describe(sweep)
+    with pd.option_context("display.max_rows", None, "display.width", 200):
+        typer.echo(table.to_string(index=False))
+    s = sweep.search
+    goal = "maximized" if s.mode == "max" else "minimized"
+    typer.echo(f"\nsweep {sweep.name!r}: search {s.name!r} ({s.kind} TPE, {s.metric} {goal}) "
+               f"over {search.space_text(sweep)}; "
+               f"{len(table)} cells x {s.trials} trials, budget at most {budget} epochs "
+               f"({_run_length(sweep.training)} per training run; equal picks share trunks)")
 
 
 def _run_length(training) -> str:
@@ -140,13 +160,28 @@ def _print_report(sweep_dir) -> None:
     from analysis.report import format_report
 
     try:
-        typer.echo(format_report(load_runs(sweep_dir.uri)))
+        typer.echo(format_report(load_runs(sweep_dir.uri), _search_metric(sweep_dir.uri)))
     except ValueError as err:  # a part went bad after the run checked it
         _fail(f"cannot read the results: {err}", code=1)
 
 
+def _search_metric(target: str) -> str:
+    """The metric of the sweep's search (its stored ``spec.json``), else ``val_acc``."""
+    from sweeps.store import Store
+
+    try:
+        raw = Store(target).get_json("spec.json") or {}
+    except (OSError, ValueError):
+        raw = {}
+    return ((raw.get("search") or {}).get("metric")) or "val_acc"
+
+
+OutOpt = Annotated[Path | None, typer.Option(
+    help="Also write report.md (and figures: search_history.png/.svg) into this directory.")]
+
+
 @app.command()
-def report(name_or_path: str, storage: StorageOpt = None) -> None:
+def report(name_or_path: str, storage: StorageOpt = None, out: OutOpt = None) -> None:
     """Print the summary table of a sweep given by NAME (under --storage) or by its PATH."""
     from analysis.load import load_runs
     from analysis.report import format_report
@@ -156,12 +191,31 @@ def report(name_or_path: str, storage: StorageOpt = None) -> None:
     looks_like_path = "/" in target or target.startswith(".")
     if "://" not in target and not looks_like_path:
         target = join_uri(storage or "results", name_or_path)
+    metric = _search_metric(target)
     try:
-        typer.echo(format_report(load_runs(target)))
+        runs = load_runs(target)
+        text = format_report(runs, metric)
     except FileNotFoundError as err:
         _fail(f"no sweep results at {target}: {err}")
     except ValueError as err:
         _fail(f"cannot read the results at {target}: {err}", code=1)
+    typer.echo(text)
+    if out is not None:
+        _write_report(runs, text, metric, out)
+
+
+def _write_report(runs, text: str, metric: str, out: Path) -> None:
+    """``report.md`` with the text tables, and the search-history figure when searched."""
+    from analysis import search
+
+    out.mkdir(parents=True, exist_ok=True)
+    parts = ["# Sweep report\n", "```text", text.rstrip(), "```\n"]
+    if not search.search_rows(runs).empty:
+        search.plot_history(runs, out / "search_history", metric)
+        parts.append(f"![search history: best {metric} after each trial, per cell]"
+                     "(search_history.png)\n")
+    (out / "report.md").write_text("\n".join(parts))
+    typer.echo(f"wrote {out / 'report.md'}", err=True)
 
 
 @app.command()

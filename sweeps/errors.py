@@ -11,3 +11,7 @@ class SpecError(ValueError):
         self.problems = problems
         lines = "\n".join(f"  - {field}: {reason}" for field, reason in problems)
         super().__init__(f"invalid sweep spec {source}:\n{lines}")
+
+    def __reduce__(self) -> tuple:
+        # Ray copies and pickles a trial's exception: rebuild it from both arguments
+        return (type(self), (self.source, self.problems))

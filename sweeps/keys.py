@@ -43,6 +43,14 @@ def point_key(trunk: Trunk, method: str, target_sparsity: float, hparams: Any = 
     return content_key(method, payload)
 
 
+def search_point_key(config_hash: str, search: str, trial: int) -> str:
+    """The ``config_hash`` of a search trial's point: the grid point it trained (its own key)
+    tried as trial ``trial`` of search ``search``, so every trial is its own row even when the
+    search picks a configuration twice (the stages behind it are shared, being the same)."""
+    return content_key("search_point", {"point": config_hash, "search": search,
+                                        "trial": int(trial)})
+
+
 def mask_blob(target_sparsity: float, producer: str = "imp") -> str:
     """Blob of the stored mask at ``target_sparsity`` inside a trunk's artifact directory.
 

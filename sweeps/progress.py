@@ -67,7 +67,7 @@ class ProgressCallback(tune.Callback):
         return {**self.__dict__, "live": None, "console": None}
 
     def _id(self, trial: Any) -> str:
-        return trial.config["job"]["trial_id"]
+        return trial.config.get("trial_id") or trial.config["job"]["trial_id"]
 
     def _draw(self, event: bool) -> None:
         text = self.counts.line(self.phase)

@@ -12,13 +12,16 @@ crashed trial, which resumes the same way. One driver at a time holds the sweep'
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow.fs as pafs
 
@@ -37,6 +40,7 @@ from sweeps.progress import open_display
 from sweeps.spec import SweepSpec
 from sweeps.store import Store
 from sweeps.trials import trainable
+from sweeps.trials import trial_name
 from sweeps.trials import trial_state
 from trainer.jobs import BranchJob
 from trainer.jobs import ChainJob
@@ -173,27 +177,89 @@ def _fit(phase: str, batch: list, spec: SweepSpec, store: Store, callback: Progr
     param_space = {"job": tune.grid_search([to_dict(j) for j in batch]),
                    "storage": Store(spec.storage).uri, "sweep": spec.name,
                    "cpus": spec.resources.cpu}
-    name_of = lambda trial: trial.config["job"]["trial_id"]  # noqa: E731
     tuner = tune.Tuner(
         tune.with_resources(trainable, resources),
         param_space=param_space,
-        tune_config=tune.TuneConfig(reuse_actors=True, trial_name_creator=name_of,
-                                    trial_dirname_creator=name_of,
+        tune_config=tune.TuneConfig(reuse_actors=True, trial_name_creator=trial_name,
+                                    trial_dirname_creator=trial_name,
                                     max_concurrent_trials=spec.execution.max_concurrent_trials
                                     or None),
-        run_config=tune.RunConfig(
-            name=f"{phase}-{time.strftime('%Y%m%d-%H%M%S')}",
-            storage_path=store.child("tune").path, storage_filesystem=store.fs,
-            failure_config=tune.FailureConfig(max_failures=spec.execution.max_retries),
-            verbose=1 if verbose else 0, callbacks=[callback]))
-    grid = tuner.fit()
+        run_config=_run_config(phase, spec, store, callback, verbose))
+    return _failures(tuner.fit(), store)
+
+
+def _failures(grid: Any, store: Store) -> set[str]:
+    """Record every errored trial of a finished Tune experiment as failed; their ids."""
     failed = set()
     for result in grid:
         if result.error is not None:
-            trial_id = result.config["job"]["trial_id"]
+            trial_id = trial_name(result.config)
             failed.add(trial_id)
             trial_state(store, trial_id, "failed", error=_error_text(result.error))
     return failed
+
+
+def _run_search(spec: SweepSpec, store: Store, address: str | None, remote: bool,
+                verbose: bool, repaired: tuple[str, ...]) -> Outcome:
+    """``_run_leased`` for a search spec: the cells' missing trials, in one Tune experiment."""
+    from sweeps import search
+
+    done = search.history(store, spec)
+    todo = search.todo(spec, done)
+    finished = sum(len(t) for t in done.values())
+    if not todo:
+        store.put_json("spec.json", spec.to_json())
+        return Outcome(store, 0, (), finished, repaired)
+    with _ray_session(spec, store, address, remote, verbose) as (live, console):
+        failed = _fit_search(spec, store, todo, done, ProgressCallback(
+            Counts(sum(n for _, n in todo), _search_epochs(spec, todo)), "search", live,
+            console), verbose)
+    return Outcome(store, sum(n for _, n in todo), tuple(sorted(failed)), finished, repaired)
+
+
+def _search_epochs(spec: SweepSpec, todo: list) -> int:
+    """The progress line's epoch budget of the trials to run (an upper bound)."""
+    from sweeps import search
+
+    table, _ = search.describe(spec)
+    per_trial = dict(zip(table.cell, table.epochs_per_trial, strict=True))
+    return sum(per_trial[cell.label] * n for cell, n in todo)
+
+
+def _fit_search(spec: SweepSpec, store: Store, todo: list, done: dict,
+                callback: ProgressCallback, verbose: bool) -> set[str]:
+    """Run the search trials through ``CellSearcher`` in one Tune experiment; failed ids."""
+    from ray import tune
+
+    from sweeps.search_tune import CellSearcher
+    from sweeps.trials import search_trainable
+
+    base = {"storage": Store(spec.storage).uri, "sweep": spec.name,
+            "cpus": spec.resources.cpu, "spec": spec.to_json(), "code_version": code_version()}
+    resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+    tuner = tune.Tuner(
+        tune.with_resources(search_trainable, resources),
+        tune_config=tune.TuneConfig(search_alg=CellSearcher(spec, todo, done, base),
+                                    num_samples=sum(n for _, n in todo), reuse_actors=True,
+                                    trial_name_creator=trial_name,
+                                    trial_dirname_creator=trial_name,
+                                    max_concurrent_trials=spec.execution.max_concurrent_trials
+                                    or None),
+        run_config=_run_config("search", spec, store, callback, verbose))
+    return _failures(tuner.fit(), store)
+
+
+def _run_config(phase: str, spec: SweepSpec, store: Store, callback: ProgressCallback,
+                verbose: bool) -> Any:
+    """The Tune ``RunConfig`` of one experiment: under the sweep's ``tune/``, retries,
+    silent unless ``verbose``, our progress callback."""
+    from ray import tune
+
+    return tune.RunConfig(
+        name=f"{phase}-{time.strftime('%Y%m%d-%H%M%S')}",
+        storage_path=store.child("tune").path, storage_filesystem=store.fs,
+        failure_config=tune.FailureConfig(max_failures=spec.execution.max_retries),
+        verbose=1 if verbose else 0, callbacks=[callback])
 
 
 def _error_text(error: BaseException) -> str:
@@ -251,11 +317,24 @@ def _run_leased(spec: SweepSpec, store: Store, address: str | None, remote: bool
     check_compatible(store, spec)
     check = integrity.inspect(store)
     repaired = tuple(integrity.repair(store, check))  # their points are not in check.done
+    if spec.search is not None:
+        return _run_search(spec, store, address, remote, verbose, repaired)
     plan = make_plan(spec, code_version())
     chains, branches, skipped = pending_jobs(plan, check.done)
     if not chains and not branches:
         store.put_json("spec.json", spec.to_json())
         return Outcome(store, 0, (), skipped, repaired)
+    with _ray_session(spec, store, address, remote, verbose) as display:
+        failed = _run_phases(plan, chains, branches, store, display, verbose)
+    return Outcome(store, len(chains) + len(branches), tuple(sorted(failed)), skipped,
+                   repaired)
+
+
+@contextlib.contextmanager
+def _ray_session(spec: SweepSpec, store: Store, address: str | None, remote: bool,
+                 verbose: bool) -> Iterator[tuple]:
+    """Ray up (connected or local), the checks that need it, ``spec.json`` written, and the
+    progress display (live, console); everything closed again on exit."""
     if not verbose:
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # legacy engine: verbose=0 is silent (§7)
         logging.getLogger("ray.tune").setLevel(logging.ERROR)
@@ -268,14 +347,12 @@ def _run_leased(spec: SweepSpec, store: Store, address: str | None, remote: bool
             preflight.check_on_cluster(spec, store)
         check_resources(spec, local=started)
         store.put_json("spec.json", spec.to_json())  # only once the sweep can start
-        failed = _run_phases(plan, chains, branches, store, (live, console), verbose)
+        yield live, console
     finally:
         if live is not None:
             live.stop()
         if started:
             ray.shutdown()
-    return Outcome(store, len(chains) + len(branches), tuple(sorted(failed)), skipped,
-                   repaired)
 
 
 def _run_phases(plan: Plan, chains: list[ChainJob], branches: list[BranchJob], store: Store,

@@ -31,6 +31,7 @@ from sweeps.spec_groups import PruningSpec
 from sweeps.spec_groups import RecipeSpec
 from sweeps.spec_groups import ResourcesSpec
 from sweeps.spec_groups import RSTSpec
+from sweeps.spec_groups import SearchSpec
 from sweeps.spec_groups import TrainingSpec
 from sweeps.spec_groups import TransferSpec
 from sweeps.spec_groups import data_hparams
@@ -67,6 +68,7 @@ class SweepSpec(Group):
     resources: ResourcesSpec = ResourcesSpec()
     data: DataSpec = DataSpec()
     execution: ExecutionSpec = ExecutionSpec()
+    search: SearchSpec | None = None
     storage: str = "results"
 
     @field_validator("model", "dataset", "methods", mode="after")
@@ -152,6 +154,24 @@ class SweepSpec(Group):
         return self
 
     @model_validator(mode="after")
+    def _search(self) -> SweepSpec:
+        if self.search is None:
+            return self
+        if "lrs" in self.model_fields_set:
+            raise ValueError("search: picks the lr; give `lrs` (a grid) or `search`, not both")
+        if self.data.validation <= 0:
+            raise ValueError(f"search.metric: {self.search.metric} is measured on the validation "
+                             "split, never the test set; set data.validation > 0")
+        if self.search.epochs is not None and self.training.iterations:
+            raise ValueError("search.epochs: training is given in iterations")
+        several = [m for m in self.methods if len(self.method_variants(m)) > 1]
+        if len(self.recipes) > 1 or several:
+            what = f"method {several[0]}" if several else "the recipes axis"
+            raise ValueError(f"search: {what} gives several points per cell; a search cell "
+                             "is one (model, dataset, method, sparsity, seed) point")
+        return self
+
+    @model_validator(mode="after")
     def _recipes(self) -> SweepSpec:
         if not self.recipes:
             raise ValueError("recipes: must not be empty; the plain recipe is `base: {}`")
@@ -215,8 +235,12 @@ class SweepSpec(Group):
         return data_hparams(dataset, self.data)
 
     def to_json(self) -> dict[str, Any]:
-        """The full spec, defaults included (stored as ``spec.json`` beside the results)."""
-        return json.loads(self.model_dump_json())
+        """The full spec, defaults included (stored as ``spec.json`` beside the results); a
+        search spec leaves out ``lrs`` (the search picks them), so it parses back."""
+        out = json.loads(self.model_dump_json())
+        if self.search is not None:
+            del out["lrs"]
+        return out
 
 
 _UNION_TAGS = {"str", "list[str]"}  # pydantic names the branches of ``str | list[str]``

@@ -187,6 +187,73 @@ class DataSpec(Group):
         return value
 
 
+class RangeSpec(Group):
+    """A searched value: ``{low, high, log}`` (uniform, or log-uniform when ``log``)."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _order(self) -> RangeSpec:
+        if not self.low < self.high:
+            raise ValueError(f".low must be below .high, got {self.low} and {self.high}")
+        if self.log and self.low <= 0:
+            raise ValueError(f".low must be > 0 on a log scale, got {self.low}")
+        return self
+
+
+# Training fields a search may pick besides lr; the int ones are sampled as integers.
+SEARCH_FLOATS = ("momentum", "weight_decay", "gamma", "warmup_epochs")
+SEARCH_INTS = ("epochs", "batch_size")
+
+
+class SearchSpec(Group):
+    """``search:`` an Optuna TPE search (through Ray Tune's ``OptunaSearch``) instead of the
+    ``lrs`` grid: per (model, dataset, method, sparsity, seed) cell, ``trials`` configurations
+    of ``lr`` (and any of ``SEARCH_FLOATS`` / ``SEARCH_INTS`` given as a range), maximizing
+    ``val_acc`` or minimizing ``val_loss`` on the validation split (never the test set).
+    ``name`` marks its rows (the ``search`` column). ``sweeps.search`` runs it."""
+
+    kind: Literal["optuna"]
+    name: Annotated[str, Field(pattern=NAME_PATTERN, max_length=60)] = "optuna"
+    trials: Annotated[int, Field(gt=0)]
+    metric: Literal["val_acc", "val_loss"] = "val_acc"
+    lr: RangeSpec
+    momentum: RangeSpec | None = None
+    weight_decay: RangeSpec | None = None
+    gamma: RangeSpec | None = None
+    warmup_epochs: RangeSpec | None = None
+    epochs: RangeSpec | None = None
+    batch_size: RangeSpec | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> SearchSpec:
+        for name in SEARCH_INTS:
+            r = getattr(self, name)
+            if r is not None and (r.low != int(r.low) or r.high != int(r.high) or r.low < 1):
+                raise ValueError(f".{name}: an integer field needs integer bounds >= 1, got "
+                                 f"{r.low} and {r.high}")
+        for name, top in (("momentum", 1.0), ("gamma", 1.0)):
+            r = getattr(self, name)
+            if r is not None and (r.low < 0 or r.high > top):
+                raise ValueError(f".{name}: must stay within [0, {top}], got {r.low} to {r.high}")
+        return self
+
+    @property
+    def mode(self) -> str:
+        """``max`` for accuracy, ``min`` for loss."""
+        return "max" if self.metric.endswith("acc") else "min"
+
+    def space(self) -> dict[str, RangeSpec]:
+        """The searched fields: ``lr`` first, then the training fields given."""
+        out = {"lr": self.lr}
+        for name in (*SEARCH_FLOATS, *SEARCH_INTS):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
+        return out
+
+
 class ExecutionSpec(Group):
     """``execution:`` retries and concurrency of the Ray Tune run."""
 

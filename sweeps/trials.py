@@ -29,6 +29,13 @@ def trial_state(store: Store, trial_id: str, state: str, **extra: Any) -> None:
                    {"trial_id": trial_id, "state": state, "updated": time.time(), **extra})
 
 
+def trial_name(trial_or_config: Any) -> str:
+    """The trial id of a Tune trial (or its config): a search trial's ``trial_id``, else its
+    job's."""
+    config = getattr(trial_or_config, "config", trial_or_config)
+    return config.get("trial_id") or config["job"]["trial_id"]
+
+
 def run_job(job: jobs.ChainJob | jobs.BranchJob, sweep: Store, device: torch.device,
             on_epoch: Any = None) -> None:
     """Run one chain or branch job against the sweep directory ``sweep`` (no Ray needed)."""
@@ -48,15 +55,41 @@ def pick_device() -> torch.device:
 
 
 def trainable(config: dict[str, Any]) -> None:
-    """Ray Tune entry point. ``config`` = {job, storage, sweep, cpus} (see ``sweeps.run``)."""
+    """Ray Tune entry point of a grid job. ``config`` = {job, storage, sweep, cpus} (see
+    ``sweeps.run``)."""
+    job = jobs.from_dict(config["job"])
+    _tracked(config, job.trial_id,
+             lambda sweep, device, on_epoch: run_job(job, sweep, device, on_epoch))
+
+
+def search_trainable(config: dict[str, Any]) -> None:
+    """Ray Tune entry point of a search trial (``sweeps.search_tune.CellSearcher``'s config:
+    storage, sweep, cpus, spec, code_version, cell, params, number, trial_id); its final
+    report carries the search metric."""
+    from sweeps import search
+    from sweeps.spec import parse
+
+    spec = parse(config["spec"])
+    cell = search.Cell(**config["cell"])
+
+    def body(sweep: Store, device: torch.device, on_epoch: Any) -> dict[str, Any]:
+        value = search.run_trial(spec, cell, config["params"], config["number"], sweep, device,
+                                 on_epoch, config.get("code_version", ""))
+        return {spec.search.metric: value}
+
+    _tracked(config, config["trial_id"], body)
+
+
+def _tracked(config: dict[str, Any], trial_id: str, body: Any) -> None:
+    """Run ``body(sweep, device, on_epoch)`` as trial ``trial_id``: thread count, device,
+    trial-state records and progress reports (the last one adds ``body``'s dict)."""
     from ray import tune
 
-    job = jobs.from_dict(config["job"])
     sweep = Store(config["storage"]).child(config["sweep"])
     torch.set_num_threads(max(1, int(config["cpus"])))
     device = pick_device()
     progress = {"epochs": 0, "last": 0.0}
-    previous = sweep.get_json(f"trials/{job.trial_id}.json") or {}
+    previous = sweep.get_json(f"trials/{trial_id}.json") or {}
     attempt = int(previous.get("attempt", 0)) + 1
     where = {"device": device.type, "host": socket.gethostname(), "pid": os.getpid(),
              "attempt": attempt}
@@ -68,13 +101,13 @@ def trainable(config: dict[str, Any]) -> None:
             progress["last"] = now
             tune.report({"epochs_done": progress["epochs"], "test_acc": record.test_acc})
 
-    trial_state(sweep, job.trial_id, "running", **where)
+    trial_state(sweep, trial_id, "running", **where)
     try:
-        run_job(job, sweep, device, on_epoch)
+        extra = body(sweep, device, on_epoch) or {}
     except Exception as err:
-        trial_state(sweep, job.trial_id, "error", error=f"{type(err).__name__}: {err}",
+        trial_state(sweep, trial_id, "error", error=f"{type(err).__name__}: {err}",
                     traceback=traceback.format_exc(limit=8), **where)
         raise
     # epochs_trained counts this attempt only: a resumed trial trains just what was missing.
-    trial_state(sweep, job.trial_id, "done", epochs_trained=progress["epochs"], **where)
-    tune.report({"epochs_done": progress["epochs"], "finished": 1})
+    trial_state(sweep, trial_id, "done", epochs_trained=progress["epochs"], **where)
+    tune.report({"epochs_done": progress["epochs"], "finished": 1, **extra})

@@ -50,6 +50,9 @@ class Point:
         curves: ``curves`` part keys of every training stage behind the row (the trunk
             levels behind its mask, then its own stage); its commit record lists them.
         recipe: Name of the retraining recipe (the ``recipes:`` key; ``base`` = plain).
+        search: Name of the search that tried this point ("" for a grid point).
+        search_trial: Its trial number in the search cell's study (-1 for a grid point).
+        search_params: The searched values as JSON ("" for a grid point).
     """
 
     method: str
@@ -57,6 +60,9 @@ class Point:
     config_hash: str
     curves: tuple[str, ...] = ()
     recipe: str = "base"
+    search: str = ""
+    search_trial: int = -1
+    search_params: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -123,7 +123,15 @@ def run_row(ctx: TrunkContext, labels: Labels, run: Run) -> dict[str, Any]:
             **_validation(ctx, res), **{c: run.pairs.get(c) for c in PAIR_COLUMNS},
             "recipe": run.point.recipe, "source_dataset": t.data.label,
             "target_dataset": ctx.data_hp.label,
-            **{c: run.columns.get(c) for c in METHOD_COLUMNS}}
+            **{c: run.columns.get(c) for c in METHOD_COLUMNS}, **_search(run.point)}
+
+
+def _search(point: Point) -> dict[str, Any]:
+    """The ``search*`` columns of a runs row (nulls for grid points)."""
+    if not point.search:
+        return {"search": None, "search_trial": None, "search_params": None}
+    return {"search": point.search, "search_trial": point.search_trial,
+            "search_params": point.search_params}
 
 
 PAIR_COLUMNS = ("rp_init_vs_pf_p20", "rp_reinit_vs_pf_p20", "rp_pf_vs_init_p20",
