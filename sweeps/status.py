@@ -48,7 +48,10 @@ def trial_table(store: Store, check: integrity.Integrity | None = None,
     raw = store.get_json("spec.json")
     if raw is None:
         raise FileNotFoundError(f"no sweep at {store.uri} (spec.json missing or unreadable)")
-    plan = make_plan(spec_module.parse(raw, store.join("spec.json")))
+    spec = spec_module.parse(raw, store.join("spec.json"))
+    if spec.search is not None:
+        return _search_table(store, spec, driver)
+    plan = make_plan(spec)
     done = (check or integrity.inspect(store)).done
     now = time.time()
     rows = []
@@ -62,6 +65,28 @@ def trial_table(store: Store, check: integrity.Integrity | None = None,
         rows.append({"trial_id": job.trial_id, "phase": phase, "state": state,
                      "points_done": have, "points": len(points), "updated_s_ago": age,
                      "error": recorded.get("error", "") if state != "done" else ""})
+    return pd.DataFrame(rows)
+
+
+def _search_table(store: Store, spec: spec_module.SweepSpec,
+                  driver: Holder | None) -> pd.DataFrame:
+    """``trial_table`` of a search: trials 0..``trials``-1 of every cell, one point each."""
+    from sweeps import search
+
+    finished = search.history(store, spec)
+    now = time.time()
+    rows = []
+    for cell in search.cells(spec):
+        numbers = {t.number for t in finished.get(cell, [])}
+        for n in range(max(spec.search.trials, max(numbers, default=-1) + 1)):
+            trial_id = search.trial_name(cell, n)
+            recorded = store.get_json(f"trials/{trial_id}.json") or {}
+            state = _state(recorded, int(n in numbers), 1, driver)
+            age = round(now - recorded["updated"]) if "updated" in recorded else None
+            rows.append({"trial_id": trial_id, "phase": "search", "state": state,
+                         "points_done": int(n in numbers), "points": 1,
+                         "updated_s_ago": age,
+                         "error": recorded.get("error", "") if state != "done" else ""})
     return pd.DataFrame(rows)
 
 

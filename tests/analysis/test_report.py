@@ -38,6 +38,7 @@ ACC = {
 
 def _row(method: str, lr: float, target: float, seed: int, acc: float) -> dict[str, object]:
     row = {field.name: _DEFAULTS[field.type] for field in schema.RUNS}
+    row.update(search=None, search_trial=None, search_params=None)  # a grid point
     rp = RP_DENSE[(lr, seed)]
     return {
         **row,

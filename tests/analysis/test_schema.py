@@ -18,7 +18,7 @@ RUNS_COLUMNS = [
     "val_acc", "val_loss", "best_val_epoch", "best_val_iteration", "test_acc_at_best_val",
     "rp_init_vs_pf_p20", "rp_reinit_vs_pf_p20", "rp_pf_vs_init_p20", "rp_pf_vs_dense_p20",
     "recipe", "source_dataset", "target_dataset", "transfer_init", "transfer_regime",
-    "rewind_step",
+    "rewind_step", "search", "search_trial", "search_params",
 ]  # fmt: skip
 CURVES_COLUMNS = [
     "sweep", "trial_id", "method", "model", "dataset", "lr", "seed", "target_sparsity", "level",

@@ -159,6 +159,8 @@ def test_a_search_runs_through_tune_resumes_and_continues(tmp_path: Path, ray_en
     again = lottery(["run", str(path), "--storage", str(results)], ray_env, tmp_path)
     assert "0 trials launched" in again.stderr
     assert len(load_runs(results / "stest")) == 4
+    status = lottery(["status", "stest", "--storage", str(results)], ray_env, tmp_path)
+    assert "trials: 4 done" in status.stdout and "points done: 4 of 4" in status.stdout
 
     more = write_spec(tmp_path / "s.yaml", {**SPEC, "search": {**SEARCH, "trials": 3}})
     lottery(["run", str(more), "--storage", str(results)], ray_env, tmp_path)
