@@ -177,7 +177,7 @@ def _search_metric(target: str) -> str:
 
 
 OutOpt = Annotated[Path | None, typer.Option(
-    help="Also write report.md (and figures: search_history.png/.svg) into this directory.")]
+    help="Also write report.html (self-contained) and report.md with its figures into DIR.")]
 
 
 @app.command()
@@ -201,21 +201,24 @@ def report(name_or_path: str, storage: StorageOpt = None, out: OutOpt = None) ->
         _fail(f"cannot read the results at {target}: {err}", code=1)
     typer.echo(text)
     if out is not None:
-        _write_report(runs, text, metric, out)
+        if runs.empty:
+            _fail(f"no runs at {target} to write a report of")
+        _write_report(runs, target, metric, out)
 
 
-def _write_report(runs, text: str, metric: str, out: Path) -> None:
-    """``report.md`` with the text tables, and the search-history figure when searched."""
-    from analysis import search
+def _write_report(runs, target: str, metric: str, out: Path) -> None:
+    """``report.md`` and ``report.html`` (figures embedded) with every table, verdict and
+    figure of ``analysis.report_files``."""
+    from analysis.load import load_curves
+    from analysis.report_files import write_report
+    from sweeps.store import Store
 
-    out.mkdir(parents=True, exist_ok=True)
-    parts = ["# Sweep report\n", "```text", text.rstrip(), "```\n"]
-    if not search.search_rows(runs).empty:
-        search.plot_history(runs, out / "search_history", metric)
-        parts.append(f"![search history: best {metric} after each trial, per cell]"
-                     "(search_history.png)\n")
-    (out / "report.md").write_text("\n".join(parts))
-    typer.echo(f"wrote {out / 'report.md'}", err=True)
+    store = Store(target)
+    failed = [name.removesuffix(".json") for name in store.list("trials")
+              if (store.get_json(f"trials/{name}") or {}).get("state") == "failed"]
+    md, page = write_report(runs, load_curves(target), out, store.get_json("spec.json"),
+                            failed, metric)
+    typer.echo(f"wrote {md} and {page}", err=True)
 
 
 @app.command()

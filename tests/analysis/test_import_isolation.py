@@ -10,7 +10,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FORBIDDEN = ("torch", "ray", "trainer", "sweeps", "optuna")
-MODULES = ("analysis", "analysis.schema", "analysis.load", "analysis.stats", "analysis.report")
+MODULES = ("analysis", *sorted(f"analysis.{p.stem}" for p in (REPO_ROOT / "analysis").glob("*.py")
+                                if p.stem != "__init__"))
 
 
 def _imported_after(statement: str) -> set[str]:

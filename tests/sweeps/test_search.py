@@ -172,5 +172,6 @@ def test_a_search_runs_through_tune_resumes_and_continues(tmp_path: Path, ray_en
     out = tmp_path / "report"
     lottery(["report", "stest", "--storage", str(results), "--out", str(out)], ray_env,
             tmp_path)
-    assert (out / "search_history.png").stat().st_size > 1000
-    assert "search_history.png" in (out / "report.md").read_text()
+    assert (out / "figures" / "search_history.png").stat().st_size > 1000
+    assert "figures/search_history.png" in (out / "report.md").read_text()
+    assert "best configuration per cell" in (out / "report.html").read_text()

@@ -1,0 +1,191 @@
+"""The report's figures (matplotlib, Agg backend), each saved as PNG and SVG.
+
+- ``accuracy_vs_remaining``: test accuracy vs percent of weights remaining on a log axis
+  (Frankle & Carbin 2019, Figs. 3-5), one panel per lr, one line per arm with its 95 %
+  interval band, the dense net as a horizontal band.
+- ``correlation_vs_p``: R_p(θ0, θT) vs p per lr with the null line R_p = p (Liu et al. 2021,
+  Fig. 4).
+- ``early_stopping_vs_remaining``: the early-stopping iteration vs weights remaining per arm
+  (Frankle & Carbin's "learns faster"; needs a validation split).
+- ``training_curves``: test accuracy per epoch of every IMP level of a chain, per lr.
+
+Every function takes tables from ``analysis.tables`` (or the curves table), draws one figure
+per (model, dataset) and returns the files it wrote.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+COLORS = {"dense": "black", "lth": "tab:blue", "random_reinit": "tab:orange",
+          "random_pruning": "tab:green", "pf": "tab:red", "lth_rewind": "tab:purple",
+          "omp_lth": "tab:cyan", "omp_random_reinit": "tab:olive", "omp_pf": "tab:pink",
+          "rst": "tab:brown", "rst_iter": "tab:gray", "sdt": "gold"}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> list[Path]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    for suffix in (".png", ".svg"):
+        target = path.with_suffix(suffix)
+        fig.savefig(target, dpi=110)
+        written.append(target)
+    _plt().close(fig)
+    return written
+
+
+def _slug(*parts: object) -> str:
+    return "-".join(str(p).replace("/", "_").replace("[", "_").replace("]", "")
+                    .replace(",", ".") for p in parts)
+
+
+def _remaining_axis(ax) -> None:
+    """Log x axis of weights remaining (%), decreasing to the right, plain tick labels."""
+    from matplotlib.ticker import FixedLocator
+    from matplotlib.ticker import NullFormatter
+    from matplotlib.ticker import ScalarFormatter
+
+    ax.set_xscale("log")
+    low, high = ax.get_xlim()
+    ticks = [t for t in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100) if min(low, high) <= t
+             <= max(low, high)]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    if low < high:
+        ax.invert_xaxis()
+    ax.set_xlabel("weights remaining (%)")
+
+
+def _panels(n: int):
+    plt = _plt()
+    fig, axes = plt.subplots(1, n, figsize=(5.0 * n, 3.8), squeeze=False)
+    return fig, list(axes.flat)
+
+
+def accuracy_vs_remaining(acc: pd.DataFrame, out: Path, stem: str = "accuracy") -> list[Path]:
+    """One figure per (model, dataset) from ``tables.accuracy``: panels per lr."""
+    written = []
+    for (model, dataset), cell in acc.groupby(["model", "dataset"], sort=True):
+        lrs = sorted(cell["lr"].unique())
+        fig, axes = _panels(len(lrs))
+        for ax, lr in zip(axes, lrs, strict=True):
+            at = cell[cell["lr"] == lr]
+            for arm, g in at.groupby("arm", sort=True):
+                g = g.sort_values("sparsity")
+                color = COLORS.get(arm.split("[")[0].split("+")[0])
+                if arm == "dense":
+                    mean, low, high = (100 * g[c].mean() for c in ("mean", "low", "high"))
+                    ax.axhline(mean, color="black", lw=1, label="dense")
+                    if pd.notna(low):
+                        ax.axhspan(low, high, color="black", alpha=0.1)
+                    continue
+                remaining = 100 * (1 - g["sparsity"])
+                ax.plot(remaining, 100 * g["mean"], marker="o", ms=3, label=arm, color=color)
+                if g["low"].notna().any():
+                    ax.fill_between(remaining, 100 * g["low"], 100 * g["high"], alpha=0.2,
+                                    color=color)
+            _remaining_axis(ax)
+            ax.set_ylabel("test accuracy (%)")
+            ax.set_title(f"{model} / {dataset}, lr {lr:g}", fontsize=9)
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        written += _save(fig, out / _slug(stem, model, dataset))
+    return written
+
+
+def correlation_vs_p(corr: pd.DataFrame, out: Path, stem: str = "rp") -> list[Path]:
+    """One figure per (model, dataset) from ``tables.correlation``: a line per lr."""
+    plt = _plt()
+    written = []
+    for (model, dataset), cell in corr.groupby(["model", "dataset"], sort=True):
+        fig, ax = plt.subplots(figsize=(4.6, 3.8))
+        for lr, g in cell.groupby("lr", sort=True):
+            g = g.sort_values("p")
+            ax.plot(g["p"], g["mean"], marker="o", label=f"lr {lr:g}")
+            if g["low"].notna().any():
+                ax.fill_between(g["p"], g["low"], g["high"], alpha=0.2)
+        ps = sorted(cell["p"].unique())
+        ax.plot(ps, ps, ls="--", color="gray", label="null: R_p = p")
+        ax.set_xlabel("p (fraction of largest weights)")
+        ax.set_ylabel("R_p(θ0, θT)")
+        ax.set_title(f"{model} / {dataset}", fontsize=9)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        written += _save(fig, out / _slug(stem, model, dataset))
+    return written
+
+
+def early_stopping_vs_remaining(es: pd.DataFrame, acc: pd.DataFrame, out: Path,
+                                stem: str = "early_stopping") -> list[Path]:
+    """One figure per (model, dataset) from ``tables.early_stopping`` (x from the measured
+    sparsity of ``tables.accuracy``): panels per lr."""
+    if es.empty:
+        return []
+    keys = ["model", "dataset", "lr", "arm", "target_sparsity"]
+    es = es.merge(acc[[*keys, "sparsity"]], on=keys, how="left")
+    written = []
+    for (model, dataset), cell in es.groupby(["model", "dataset"], sort=True):
+        lrs = sorted(cell["lr"].unique())
+        fig, axes = _panels(len(lrs))
+        for ax, lr in zip(axes, lrs, strict=True):
+            for arm, g in cell[cell["lr"] == lr].groupby("arm", sort=True):
+                g = g.sort_values("sparsity")
+                color = COLORS.get(arm.split("[")[0].split("+")[0])
+                remaining = 100 * (1 - g["sparsity"])
+                if arm == "dense":
+                    ax.axhline(g["mean"].mean(), color="black", lw=1, label="dense")
+                    continue
+                ax.plot(remaining, g["mean"], marker="o", ms=3, label=arm, color=color)
+                if g["low"].notna().any():
+                    ax.fill_between(remaining, g["low"], g["high"], alpha=0.2, color=color)
+            _remaining_axis(ax)
+            ax.set_ylabel("early-stopping iteration")
+            ax.set_title(f"{model} / {dataset}, lr {lr:g}", fontsize=9)
+            ax.legend(fontsize=7)
+        fig.tight_layout()
+        written += _save(fig, out / _slug(stem, model, dataset))
+    return written
+
+
+def training_curves(curves: pd.DataFrame, out: Path, stem: str = "curves") -> list[Path]:
+    """Test accuracy per epoch of the IMP chain's levels (method ``lth`` / ``dense`` curves
+    of seed 0, or the smallest seed), one panel per lr, one line per level."""
+    plt = _plt()
+    c = curves[curves["method"].isin(["dense", "lth"])]
+    if "recipe" in c:
+        c = c[c["recipe"].isna() | (c["recipe"] == "base")]
+    if c.empty:
+        return []
+    written = []
+    for (model, dataset), cell in c.groupby(["model", "dataset"], sort=True, observed=True):
+        seed = cell["seed"].min()
+        cell = cell[cell["seed"] == seed]
+        lrs = sorted(cell["lr"].unique())
+        fig, axes = _panels(len(lrs))
+        cmap = plt.get_cmap("viridis")
+        for ax, lr in zip(axes, lrs, strict=True):
+            at = cell[cell["lr"] == lr].drop_duplicates(["level", "epoch"])
+            levels = sorted(at["level"].unique())
+            for i, (level, g) in enumerate(at.groupby("level", sort=True)):
+                remaining = 100 * (1 - g["sparsity"].iloc[0])
+                ax.plot(g["epoch"], 100 * g["test_acc"], color=cmap(i / max(1, len(levels) - 1)),
+                        label=f"level {level} ({remaining:.3g} %)")
+            ax.set_xlabel("epoch")
+            ax.set_ylabel("test accuracy (%)")
+            ax.set_title(f"{model} / {dataset}, lr {lr:g}, seed {seed}", fontsize=9)
+            ax.legend(fontsize=6, ncol=2)
+        fig.tight_layout()
+        written += _save(fig, out / _slug(stem, model, dataset))
+    return written

@@ -1,0 +1,150 @@
+"""Ticket verdicts with all five criteria of Ma et al. 2021 ("Sanity Checks for Lottery
+Tickets", arXiv 2107.00166, §2.2; METHODS.md 2.3).
+
+Per (model, dataset, target sparsity) and mask kind (IMP: ``lth`` against ``random_reinit``;
+OMP: ``omp_lth`` against ``omp_random_reinit``), on mean test accuracy over seeds:
+
+1. non-trivial sparsity (>= ``min_sparsity``) and enough epochs (every dense run's final
+   accuracy within the tolerance of its best epoch: training had converged);
+2. the small-dense network ``sdt`` shows a clear drop: at some lr, sdt < LT - gap;
+3. at some lr, LT beats the RR arm trained at *any* lr by more than the gap;
+4. at some lr, LT >= the dense net trained at the same lr - tolerance;
+5. at some lr, LT >= the best dense net (any lr) - tolerance.
+
+(1)-(5) all hold: ``jackpot``; (1)-(4) but not (5): ``secondary prize``; otherwise ``none``,
+with the reason of each failed criterion; a criterion whose arm has no rows makes the verdict
+``not decidable`` and names the missing arm. "Similar" is within 0.5 points of accuracy for
+CIFAR-10-sized problems, 1 point for CIFAR-100 and Tiny ImageNet, 1.5 for ImageNet; the clear
+gap of (3) is 0.5 points.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from analysis.stats import arm_labels
+
+# Ma et al. §2.2: the similarity tolerance per dataset (fraction of accuracy).
+TOLERANCES = {"cifar100": 0.01, "tiny-imagenet": 0.01, "imagenet": 0.015}
+DEFAULT_TOLERANCE = 0.005
+GAP = 0.005
+MIN_SPARSITY = 0.5
+PAIRS = (("lth", "random_reinit", "IMP"), ("omp_lth", "omp_random_reinit", "OMP"))
+VERDICT_COLUMNS = ["model", "dataset", "target_sparsity", "mask", "verdict", "c1", "c2", "c3",
+                   "c4", "c5", "reasons"]
+
+
+def tolerance(dataset: str) -> float:
+    """The similarity tolerance of ``dataset`` (a class selection counts as its dataset)."""
+    return TOLERANCES.get(str(dataset).split("[", 1)[0], DEFAULT_TOLERANCE)
+
+
+def ticket_verdicts(runs: pd.DataFrame, min_sparsity: float = MIN_SPARSITY,
+                    gap: float = GAP) -> pd.DataFrame:
+    """The five-criteria verdict of every (model, dataset, sparsity, mask kind) with an LT arm.
+
+    Args:
+        runs: A runs table (``analysis.load.load_runs``): columns model, dataset, method, lr,
+            target_sparsity, seed, test_acc, best_test_acc (fractions).
+        min_sparsity: Criterion (1)'s non-trivial sparsity (fraction removed; our threshold,
+            the paper gives none).
+        gap: Criterion (3)'s clear gap (fraction).
+    Returns:
+        ``VERDICT_COLUMNS``: ``c1``..``c5`` are True / False / None (not decidable);
+        ``verdict`` is jackpot | secondary prize | none | not decidable; ``reasons`` explains
+        each criterion that failed or could not be decided.
+    """
+    runs = runs.assign(arm=arm_labels(runs), lr=runs["lr"].round(12),
+                       target_sparsity=runs["target_sparsity"].round(12))
+    out = []
+    for (model, dataset), cell in runs.groupby(["model", "dataset"], sort=True, observed=True):
+        means = cell.groupby(["arm", "lr", "target_sparsity"], observed=True)["test_acc"].mean()
+        dense = means.xs("dense", level="arm").droplevel("target_sparsity") \
+            if "dense" in means.index.get_level_values("arm") else pd.Series(dtype=float)
+        converged = _converged(cell[cell["arm"] == "dense"], tolerance(dataset))
+        for lt, rr, kind in PAIRS:
+            if lt not in means.index.get_level_values("arm"):
+                continue
+            for s in sorted(means.xs(lt, level="arm").index.get_level_values(
+                    "target_sparsity").unique()):
+                out.append({"model": model, "dataset": dataset, "target_sparsity": s,
+                            "mask": kind, **_verdict(means, dense, converged, lt, rr, s,
+                                                     tolerance(dataset), min_sparsity, gap)})
+    return pd.DataFrame(out, columns=VERDICT_COLUMNS)
+
+
+def _at(means: pd.Series, arm: str, s: float) -> pd.Series:
+    """Mean accuracy of ``arm`` at sparsity ``s`` by lr (empty when missing)."""
+    try:
+        return means.xs((arm, s), level=("arm", "target_sparsity"))
+    except KeyError:
+        return pd.Series(dtype=float)
+
+
+def _converged(dense: pd.DataFrame, tol: float) -> bool | None:
+    """Whether every dense run ended within ``tol`` of its best epoch (None: no dense rows)."""
+    if dense.empty:
+        return None
+    return bool(((dense["best_test_acc"] - dense["test_acc"]) <= tol + 1e-12).all())
+
+
+def _verdict(means: pd.Series, dense: pd.Series, converged: bool | None, lt: str, rr: str,
+             s: float, tol: float, min_sparsity: float, gap: float) -> dict[str, object]:
+    ticket, random, small = _at(means, lt, s), _at(means, rr, s), _at(means, "sdt", s)
+    c: dict[str, bool | None] = {}
+    reasons = []
+    if converged is None:
+        c["c1"] = None
+        reasons.append("(1) not decidable: no dense rows")
+    else:
+        c["c1"] = bool(s >= min_sparsity and converged)
+        if s < min_sparsity:
+            reasons.append(f"(1) sparsity {s:g} < {min_sparsity:g}")
+        elif not converged:
+            reasons.append("(1) a dense run ended more than the tolerance below its best epoch")
+    if small.empty:
+        c["c2"] = None
+        reasons.append("(2) not decidable: no sdt rows")
+    else:
+        drop = ticket.reindex(small.index) - small
+        c["c2"] = bool((drop > gap).any())
+        if not c["c2"]:
+            reasons.append(f"(2) sdt is within {100 * gap:g} pt of {lt} at every lr "
+                           f"(best drop {100 * drop.max():.2f} pt)")
+    if random.empty:
+        c["c3"] = None
+        reasons.append(f"(3) not decidable: no {rr} rows")
+    else:
+        margin = ticket.max() - random.max()
+        c["c3"] = bool(margin > gap)
+        if not c["c3"]:
+            reasons.append(f"(3) best {lt} beats the best {rr} (any lr) by {100 * margin:.2f} pt"
+                           f", not > {100 * gap:g}")
+    if dense.empty:
+        c["c4"] = c["c5"] = None
+        reasons.append("(4), (5) not decidable: no dense rows")
+    else:
+        same = (ticket - dense.reindex(ticket.index)).dropna()
+        c["c4"] = bool((same >= -tol - 1e-12).any()) if not same.empty else None
+        if c["c4"] is None:
+            reasons.append(f"(4) not decidable: no dense run at the lrs of {lt}")
+        elif not c["c4"]:
+            reasons.append(f"(4) {lt} is below the dense net of its lr by more than "
+                           f"{100 * tol:g} pt at every lr (closest {100 * same.max():+.2f})")
+        best = ticket.max() - dense.max()
+        c["c5"] = bool(best >= -tol - 1e-12)
+        if not c["c5"]:
+            reasons.append(f"(5) best {lt} is {100 * best:+.2f} pt from the best dense net")
+    return {"verdict": _name(c), **c, "reasons": "; ".join(reasons)}
+
+
+def _name(c: dict[str, bool | None]) -> str:
+    first = [c[k] for k in ("c1", "c2", "c3", "c4")]
+    if any(v is False for v in first):
+        return "none"
+    if any(v is None for v in first):
+        return "not decidable"
+    if c["c5"] is None:
+        return "not decidable"
+    return "jackpot" if c["c5"] else "secondary prize"
+

@@ -1,0 +1,90 @@
+"""``lottery report --out``: the tables (analysis.tables) and the HTML / Markdown report of a
+real small sweep, rendered in headless Chromium (every figure decoded, the page not blank)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import run_in_process
+
+from analysis import tables
+from analysis.load import load_curves
+from analysis.load import load_runs
+from analysis.report_files import write_report
+
+SPEC = {"name": "rep", "dataset": "digits", "model": "lenet_300_100",
+        "methods": ["dense", "lth", "random_reinit", "pf"], "lrs": [0.05, 0.2],
+        "sparsities": [0.36, 0.59], "seeds": [0, 1], "training": {"epochs": 2},
+        "data": {"validation": 200}}
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("rep")
+    run_in_process(SPEC, root)
+    return root / "rep"
+
+
+def test_tables_carry_intervals_budgets_and_pairs(sweep: Path) -> None:
+    runs = load_runs(sweep)
+    acc = tables.accuracy(runs)
+    assert len(acc) == 2 * (1 + 3 * 2) and set(acc.ci_method) == {"t"}
+    assert (acc["low"] <= acc["mean"]).all() and (acc["mean"] <= acc["high"]).all()
+    diffs = tables.differences(runs)
+    assert set(diffs.comparison) == {"lth - random_reinit", "pf - lth", "lth - dense"}
+    assert (diffs.n == 2).all()
+    budget = tables.budgets(runs)
+    assert budget.equal_budget.all()  # pf and lth train the same epochs at each point
+    corr = tables.correlation(runs)
+    assert sorted(corr.p.unique()) == [0.1, 0.2, 0.3, 0.4, 0.5] and (corr.n == 2).all()
+    assert set(tables.mechanism(runs).pair) == {"init", "reinit"}
+    assert tables.warnings(runs) == []
+    lone = runs[~((runs.method == "pf") & (runs.seed == 1))]
+    assert any("1 seed, no interval" in w for w in tables.warnings(lone, ["t1"]))
+    assert tables.warnings(lone, ["t1"])[-1] == "failed trial: t1"
+
+
+def test_the_report_files_hold_every_section(sweep: Path, tmp_path: Path) -> None:
+    md, page = write_report(load_runs(sweep), load_curves(sweep), tmp_path / "out",
+                            {"name": "rep"}, ["chain-x"])
+    text = md.read_text()
+    for title in ("## Sweep", "## Warnings", "## Test accuracy", "## Paired differences",
+                  "## Ticket verdicts", "## Equal budget", "## Weight correlation",
+                  "## Early stopping", "## Training curves", "failed trial: chain-x"):
+        assert title in text, title
+    for link in [line.split("](")[1].rstrip(")") for line in text.splitlines()
+                 if line.startswith("![")]:
+        assert (md.parent / link).stat().st_size > 1000, link
+    html = page.read_text()
+    assert html.count('<img class="fig"') >= 4 and "data:image/png;base64," in html
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_the_html_report_renders_in_headless_chromium(sweep: Path, tmp_path: Path) -> None:
+    browser = _chromium()
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must install Debian's chromium (.ci/run does)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    _, page = write_report(load_runs(sweep), load_curves(sweep), tmp_path / "out")
+    figures = page.read_text().count('<img class="fig"')
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu",
+             f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run([*flags, "--dump-dom", "--virtual-time-budget=10000", page.as_uri()],
+                         capture_output=True, text=True, timeout=120).stdout
+    assert f'data-figures="{figures}/{figures}"' in dom  # every figure decoded
+    shot = tmp_path / "shot.png"
+    subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1200,1600", page.as_uri()],
+                   capture_output=True, timeout=120, check=True)
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(shot)[..., :3]
+    ink = (pixels.mean(axis=2) < 0.9).mean()
+    assert ink > 0.02 and pixels.std() > 0.05  # text, tables and plots, not a blank page

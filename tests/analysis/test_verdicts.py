@@ -1,0 +1,76 @@
+"""Ticket verdicts with Ma et al. 2021's five criteria (analysis.verdicts)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from analysis.verdicts import ticket_verdicts
+from analysis.verdicts import tolerance
+
+
+def _runs(acc: dict[tuple[str, float, float], float], dataset: str = "cifar10",
+          dense_best_gap: float = 0.0) -> pd.DataFrame:
+    rows = []
+    for (method, lr, s), value in acc.items():
+        for seed in (0, 1, 2):
+            best = value + (dense_best_gap if method == "dense" else 0.0)
+            rows.append({"model": "m", "dataset": dataset, "method": method, "lr": lr,
+                         "target_sparsity": s, "seed": seed, "test_acc": value,
+                         "best_test_acc": best})
+    return pd.DataFrame(rows)
+
+
+BASE = {("dense", 0.01, 0.0): 0.90, ("dense", 0.1, 0.0): 0.92,
+        ("lth", 0.01, 0.8): 0.915, ("lth", 0.1, 0.8): 0.921,
+        ("random_reinit", 0.01, 0.8): 0.90, ("random_reinit", 0.1, 0.8): 0.905,
+        ("sdt", 0.01, 0.8): 0.88, ("sdt", 0.1, 0.8): 0.89}
+
+
+def _is(value: object, expected: bool | None) -> bool:
+    """A criterion cell equals ``expected`` (numpy bools included; None stays None)."""
+    return value is None if expected is None else (value is not None and bool(value) is expected)
+
+
+def _one(runs: pd.DataFrame) -> pd.Series:
+    v = ticket_verdicts(runs)
+    assert len(v) == 1
+    return v.iloc[0]
+
+
+def test_all_five_criteria_make_a_jackpot() -> None:
+    v = _one(_runs(BASE))
+    assert v.verdict == "jackpot" and all(_is(v[c], True) for c in ("c1", "c2", "c3", "c4", "c5"))
+    assert v.reasons == "" and v["mask"] == "IMP"
+
+
+def test_below_the_best_dense_net_is_a_secondary_prize() -> None:
+    acc = {**BASE, ("lth", 0.1, 0.8): 0.90, ("lth", 0.01, 0.8): 0.912}  # best dense 0.92
+    v = _one(_runs(acc))
+    assert v.verdict == "secondary prize" and _is(v.c5, False) and "(5)" in v.reasons
+
+
+def test_random_reinit_at_any_lr_counts_for_criterion_3() -> None:
+    # lth beats RR at its own lr but not the best RR (lr 0.1): no clear gap
+    acc = {**BASE, ("random_reinit", 0.1, 0.8): 0.919}
+    v = _one(_runs(acc))
+    assert v.verdict == "none" and _is(v.c3, False) and "any lr" in v.reasons
+
+
+def test_trivial_sparsity_and_unconverged_dense_runs_fail_criterion_1() -> None:
+    low = {k[:2] + ((0.3,) if k[2] else (0.0,)): v for k, v in BASE.items()}
+    assert _is(_one(_runs(low)).c1, False)
+    v = _one(_runs(BASE, dense_best_gap=0.02))
+    assert _is(v.c1, False) and "dense run ended" in v.reasons
+
+
+def test_a_missing_arm_is_not_decidable_and_named() -> None:
+    acc = {k: v for k, v in BASE.items() if k[0] != "sdt"}
+    v = _one(_runs(acc))
+    assert v.verdict == "not decidable" and _is(v.c2, None) and "no sdt rows" in v.reasons
+
+
+def test_omp_pairs_get_their_own_verdict_and_tolerances_follow_the_dataset() -> None:
+    acc = {**BASE, ("omp_lth", 0.1, 0.8): 0.80, ("omp_random_reinit", 0.1, 0.8): 0.79}
+    v = ticket_verdicts(_runs(acc)).set_index("mask")
+    assert v.loc["IMP", "verdict"] == "jackpot" and v.loc["OMP", "verdict"] == "none"
+    assert tolerance("cifar100") == 0.01 and tolerance("fashion-mnist[0-4]") == 0.005
