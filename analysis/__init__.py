@@ -6,6 +6,7 @@ Imports only the standard library, numpy, pandas and pyarrow (never torch, ray, 
 
 from __future__ import annotations
 
+from analysis.load import between
 from analysis.load import load_curves
 from analysis.load import load_layers
 from analysis.load import load_runs
@@ -25,6 +26,7 @@ __all__ = [
     "CURVES",
     "LAYERS",
     "RUNS",
+    "between",
     "dense_correlation",
     "format_report",
     "load_curves",

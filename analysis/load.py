@@ -15,6 +15,8 @@ import math
 import os
 import re
 from collections.abc import Iterable
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -33,22 +35,46 @@ SORT_KEYS: dict[str, tuple[str, ...]] = {
     "layers": ("model", "dataset", "method", "lr", "target_sparsity", "seed", "layer", "sweep"),
 }
 
+# String keys come back as pandas categoricals (group with observed=True).
+CATEGORICAL = ("sweep", "model", "dataset", "method", "recipe", "search", "optimizer",
+               "prune_scope", "device", "source_dataset", "target_dataset", "transfer_init",
+               "transfer_regime", "layer")
+
+
+@dataclass(frozen=True)
+class Between:
+    """A range filter: ``low <= value <= high`` (either bound None: open), e.g.
+    ``load_runs(path, target_sparsity=between(0.8, None))``."""
+
+    low: float | None = None
+    high: float | None = None
+
+
+def between(low: float | None = None, high: float | None = None) -> Between:
+    """A closed range filter for ``load_runs`` / ``load_curves`` / ``load_layers``."""
+    return Between(low, high)
+
+
 # Float filters match within this tolerance, so lr=0.3 finds a stored 0.1 + 0.2.
 _REL_TOL = 1e-9
 _ABS_TOL = 1e-12
 
 
-def load_runs(path: str | os.PathLike[str], **filters: Any) -> pd.DataFrame:
+def load_runs(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+              **filters: Any) -> pd.DataFrame:
     """Load the runs table (one row per grid point); see `analysis.schema.RUNS`.
 
     Args:
         path: Sweep directory `<storage>/<name>` or its `runs/` directory; a local path or a
-            URI understood by `pyarrow.fs.FileSystem.from_uri` (file://, s3://, ...).
-        **filters: Column name -> allowed value (scalar) or values (list, tuple or set).
-            Float columns match within a relative tolerance of 1e-9.
+            URI understood by `pyarrow.fs.FileSystem.from_uri` (file://, s3://, ...); or a
+            list of them (several sweeps, concatenated).
+        **filters: Column name -> allowed value (scalar), values (list, tuple or set) or range
+            (`between(low, high)`), pushed down to pyarrow. Float columns match values within
+            a relative tolerance of 1e-9.
     Returns:
         DataFrame with the schema's columns in contract order, sorted by (model, dataset,
-        method, lr, target_sparsity, seed), index 0..n-1. Empty (same columns) when the table
+        method, lr, target_sparsity, seed), index 0..n-1; the string keys (`CATEGORICAL`) as
+        pandas categoricals (group with `observed=True`). Empty (same columns) when the table
         directory is missing or holds no parts.
     Raises:
         FileNotFoundError: `path` does not exist (NotADirectoryError: it is a file).
@@ -58,7 +84,8 @@ def load_runs(path: str | os.PathLike[str], **filters: Any) -> pd.DataFrame:
     return load_table(path, "runs", **filters)
 
 
-def load_curves(path: str | os.PathLike[str], **filters: Any) -> pd.DataFrame:
+def load_curves(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+              **filters: Any) -> pd.DataFrame:
     """Load the curves table (one row per trial, level and epoch); see `analysis.schema.CURVES`.
 
     Args:
@@ -73,7 +100,8 @@ def load_curves(path: str | os.PathLike[str], **filters: Any) -> pd.DataFrame:
     return load_table(path, "curves", **filters)
 
 
-def load_layers(path: str | os.PathLike[str], **filters: Any) -> pd.DataFrame:
+def load_layers(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+              **filters: Any) -> pd.DataFrame:
     """Load the layers table (one row per grid point and layer); see `analysis.schema.LAYERS`.
 
     Args:
@@ -89,7 +117,8 @@ def load_layers(path: str | os.PathLike[str], **filters: Any) -> pd.DataFrame:
     return load_table(path, "layers", **filters)
 
 
-def load_table(path: str | os.PathLike[str], table: str, **filters: Any) -> pd.DataFrame:
+def load_table(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], table: str,
+               **filters: Any) -> pd.DataFrame:
     """Load one table of a sweep; the shared body of `load_runs`/`load_curves`/`load_layers`.
 
     Args:
@@ -105,13 +134,22 @@ def load_table(path: str | os.PathLike[str], table: str, **filters: Any) -> pd.D
     """
     schema = get_schema(table)
     expression = _filter_expression(schema, filters)
-    fs, parts = _find_parts(path, table)
-    if not parts:
-        return schema.empty_table().to_pandas()
-    _check_parts(fs, parts, table)
-    dataset = ds.dataset(parts, schema=schema, format="parquet", filesystem=fs)
-    frame = dataset.to_table(filter=expression).to_pandas()
-    return frame.sort_values(list(SORT_KEYS[table]), kind="stable", ignore_index=True)
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    frames = []
+    for one in paths:
+        fs, parts = _find_parts(one, table)
+        if not parts:
+            continue
+        _check_parts(fs, parts, table)
+        dataset = ds.dataset(parts, schema=schema, format="parquet", filesystem=fs)
+        frames.append(dataset.to_table(filter=expression))
+    frame = pa.concat_tables(frames).to_pandas() if frames else \
+        schema.empty_table().to_pandas()
+    frame = frame.sort_values(list(SORT_KEYS[table]), kind="stable", ignore_index=True)
+    for column in CATEGORICAL:
+        if column in frame:
+            frame[column] = frame[column].astype("category")
+    return frame
 
 
 def _find_parts(path: str | os.PathLike[str], table: str) -> tuple[pafs.FileSystem, list[str]]:
@@ -174,11 +212,22 @@ def _filter_expression(schema: pa.Schema, filters: dict[str, Any]) -> ds.Express
     for name, value in filters.items():
         values = list(value) if isinstance(value, (list, tuple, set, frozenset)) else [value]
         try:
-            term = _column_in(name, schema.field(name).type, values)
+            term = _column_range(name, value) if isinstance(value, Between) else \
+                _column_in(name, schema.field(name).type, values)
         except (TypeError, ValueError, pa.ArrowException) as exc:
             raise ValueError(f"filter {name}={value!r} does not fit the column: {exc}") from exc
         expression = term if expression is None else expression & term
     return expression
+
+
+def _column_range(name: str, value: Between) -> ds.Expression:
+    """Expression: column `name` within [low, high] (an open bound when None)."""
+    term = pc.scalar(True)
+    if value.low is not None:
+        term = term & (pc.field(name) >= value.low)
+    if value.high is not None:
+        term = term & (pc.field(name) <= value.high)
+    return term
 
 
 def _column_in(name: str, dtype: pa.DataType, values: Iterable[Any]) -> ds.Expression:

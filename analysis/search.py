@@ -46,7 +46,9 @@ def history(runs: pd.DataFrame, metric: str = "val_acc") -> pd.DataFrame:
     """
     if metric not in ("val_acc", "val_loss"):
         raise ValueError(f"search metric must be val_acc or val_loss, got {metric!r}")
-    rows = search_rows(runs)
+    from analysis.stats import plain
+
+    rows = plain(search_rows(runs))
     if rows.empty:
         return pd.DataFrame(columns=[*CELL, "search_trial", metric, "best_so_far", "test_acc"])
     params = pd.DataFrame([json.loads(p) for p in rows["search_params"]], index=rows.index)

@@ -64,6 +64,7 @@ def dense_correlation(runs: pd.DataFrame) -> pd.DataFrame:
     """
     keys = ["model", "dataset", "lr"]
     require_columns(runs, [*keys, "seed", *RP_DENSE_COLUMNS], "dense_correlation")
+    runs = plain(runs)
     if "source_dataset" in runs.columns:  # older parts: null, i.e. the row's own dataset
         runs = runs.assign(dataset=runs["source_dataset"].fillna(runs["dataset"]))
     by_seed = _round_keys(runs).groupby([*keys, "seed"], sort=True)[list(RP_DENSE_COLUMNS)]
@@ -151,10 +152,18 @@ def arm_labels(runs: pd.DataFrame) -> pd.Series:
     return label
 
 
+def plain(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with categorical columns (``analysis.load.CATEGORICAL``) as plain objects, so
+    groupby never forms empty category combinations and fillna may mix columns."""
+    cats = [c for c in runs.columns if isinstance(runs[c].dtype, pd.CategoricalDtype)]
+    return runs.astype({c: "object" for c in cats}) if cats else runs
+
+
 def _round_keys(runs: pd.DataFrame) -> pd.DataFrame:
     """Copy of `runs` with lr and target_sparsity rounded, so float noise cannot split groups,
     and `method` holding the arm label (`arm_labels`), so recipes and transfer variants of a
     method are grouped apart."""
+    runs = plain(runs)
     rounded = {
         column: runs[column].round(_FLOAT_KEY_DECIMALS)
         for column in ("lr", "target_sparsity")

@@ -13,6 +13,7 @@ from analysis.intervals import paired_difference
 from analysis.intervals import summarize
 from analysis.stats import RP_DENSE_COLUMNS
 from analysis.stats import arm_labels
+from analysis.stats import plain
 
 CELL = ["model", "dataset"]
 POINT = ["model", "dataset", "lr", "target_sparsity"]
@@ -26,11 +27,9 @@ BUDGET_ARMS = ("lth", "pf", "rst", "rst_iter", "omp_lth", "omp_pf", "omp_random_
 
 def prepare(runs: pd.DataFrame) -> pd.DataFrame:
     """``runs`` with an ``arm`` column, rounded float keys and string keys as plain objects."""
-    out = runs.assign(arm=arm_labels(runs), lr=runs["lr"].round(12),
-                      target_sparsity=runs["target_sparsity"].round(12))
-    for column in ("model", "dataset", "method"):
-        out[column] = out[column].astype("object")
-    return out
+    runs = plain(runs)
+    return runs.assign(arm=arm_labels(runs), lr=runs["lr"].round(12),
+                       target_sparsity=runs["target_sparsity"].round(12))
 
 
 def accuracy(runs: pd.DataFrame, column: str = "test_acc") -> pd.DataFrame:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis.stats import arm_labels
+from analysis.stats import plain
 
 # Ma et al. §2.2: the similarity tolerance per dataset (fraction of accuracy).
 TOLERANCES = {"cifar100": 0.01, "tiny-imagenet": 0.01, "imagenet": 0.015}
@@ -54,6 +55,7 @@ def ticket_verdicts(runs: pd.DataFrame, min_sparsity: float = MIN_SPARSITY,
         ``verdict`` is jackpot | secondary prize | none | not decidable; ``reasons`` explains
         each criterion that failed or could not be decided.
     """
+    runs = plain(runs)
     runs = runs.assign(arm=arm_labels(runs), lr=runs["lr"].round(12),
                        target_sparsity=runs["target_sparsity"].round(12))
     out = []
