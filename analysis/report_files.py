@@ -46,7 +46,8 @@ class Section:
 
 def write_report(runs: pd.DataFrame, curves: pd.DataFrame, out: str | Path,
                  spec: dict[str, Any] | None = None, failed: list[str] | None = None,
-                 search_metric: str = "val_acc") -> tuple[Path, Path]:
+                 search_metric: str = "val_acc",
+                 layers: pd.DataFrame | None = None) -> tuple[Path, Path]:
     """Write ``report.md``, ``report.html`` and the figures (``figures/*.png|svg``) to ``out``.
 
     Args:
@@ -56,6 +57,7 @@ def write_report(runs: pd.DataFrame, curves: pd.DataFrame, out: str | Path,
         spec: The sweep's stored spec (``spec.json``), shown as given.
         failed: Ids of failed trials, listed among the warnings.
         search_metric: The searches' metric.
+        layers: Its layers table, for the mask overlaps (None: that section is left out).
     Returns:
         (Markdown path, HTML path).
     Raises:
@@ -66,6 +68,9 @@ def write_report(runs: pd.DataFrame, curves: pd.DataFrame, out: str | Path,
     out = Path(out)
     fig_dir = out / "figures"
     sections = _sections(runs, curves, fig_dir, spec, failed or [], search_metric)
+    if layers is not None and not search.grid_rows(runs).empty:
+        sections.insert(-1 if not search.search_rows(runs).empty else len(sections),
+                        _overlaps(layers))
     name = _names(runs["sweep"])
     md, page = out / "report.md", out / "report.html"
     out.mkdir(parents=True, exist_ok=True)
@@ -177,6 +182,24 @@ def _grid_sections(runs: pd.DataFrame, curves: pd.DataFrame, fig_dir: Path) -> l
         if t.figures:
             out.append(t)
     return out
+
+
+def _overlaps(layers: pd.DataFrame) -> Section:
+    """Pooled Jaccard overlaps of the masks between seeds and between lrs."""
+    from analysis.masks import POOLED
+    from analysis.masks import overlap
+
+    s = Section("Mask overlap (Jaccard)", ["|a ∩ b| / |a ∪ b| of the kept weights, pooled over "
+                                           "the layers, beside the value of two independent "
+                                           "random masks of the same densities."])
+    for vary in ("seed", "lr"):
+        o = overlap(layers, vary)
+        o = o[o["layer"] == POOLED].drop(columns=["layer", "vary"])
+        if not o.empty:
+            s.tables.append((f"between {vary}s", o))
+    if not s.tables:
+        s.text.append("No masks to compare (one seed and one lr, or no mask_bits).")
+    return s
 
 
 def _pivot(cell: pd.DataFrame) -> pd.DataFrame:

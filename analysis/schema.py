@@ -135,6 +135,9 @@ _LAYERS_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("rp_run_p20", _F64, "Per-layer R_0.2 of initial vs final masked weights; NaN if < 5 kept."),
     ("rp_dense_p20", _F64, "Per-layer R_0.2 of θ0 vs trained dense θT at this lr and seed."),
     _RECIPE,
+    ("mask_bits", pa.binary(), "The layer's mask, flattened in C order and packed 8 per byte "
+                               "(numpy.packbits, big-endian bits, 1 = kept); null without a "
+                               "mask. analysis.masks unpacks and compares them."),
 )
 
 _COLUMNS = {"runs": _RUNS_COLUMNS, "curves": _CURVES_COLUMNS, "layers": _LAYERS_COLUMNS}
@@ -148,7 +151,7 @@ ADDED: dict[str, frozenset[str]] = {
                        "target_dataset", "transfer_init", "transfer_regime", "rewind_step",
                        "search", "search_trial", "search_params"}),
     "curves": frozenset({"val_loss", "val_acc", "recipe"}),
-    "layers": frozenset({"recipe"}),
+    "layers": frozenset({"recipe", "mask_bits"}),
 }
 
 TABLE_DOCS: dict[str, str] = {

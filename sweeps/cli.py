@@ -210,6 +210,7 @@ def _write_report(runs, target: str, metric: str, out: Path) -> None:
     """``report.md`` and ``report.html`` (figures embedded) with every table, verdict and
     figure of ``analysis.report_files``."""
     from analysis.load import load_curves
+    from analysis.load import load_layers
     from analysis.report_files import write_report
     from sweeps.store import Store
 
@@ -217,7 +218,7 @@ def _write_report(runs, target: str, metric: str, out: Path) -> None:
     failed = [name.removesuffix(".json") for name in store.list("trials")
               if (store.get_json(f"trials/{name}") or {}).get("state") == "failed"]
     md, page = write_report(runs, load_curves(target), out, store.get_json("spec.json"),
-                            failed, metric)
+                            failed, metric, load_layers(target))
     typer.echo(f"wrote {md} and {page}", err=True)
 
 

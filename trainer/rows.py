@@ -186,8 +186,17 @@ def layer_rows(ctx: TrunkContext, labels: Labels, run: Run) -> list[dict[str, An
                      "target_sparsity": run.point.target_sparsity, "layer": name,
                      "n_weights": n, "n_kept": kept, "sparsity": 1.0 - kept / n,
                      "rp_run_p20": rp, "rp_dense_p20": labels.rp_dense_layers[name],
-                     "recipe": run.point.recipe})
+                     "recipe": run.point.recipe,
+                     "mask_bits": pack_mask(run.mask[name]) if name in run.mask else None})
     return rows
+
+
+def pack_mask(mask: Any) -> bytes:
+    """A bool mask tensor flattened in C order, packed 8 per byte (``numpy.packbits``,
+    big-endian bits, 1 = kept): the ``mask_bits`` column, read by ``analysis.masks``."""
+    import numpy as np
+
+    return np.packbits(mask.detach().to("cpu").numpy().astype(bool).ravel()).tobytes()
 
 
 def curve_rows(ctx: TrunkContext, labels: Labels, method: str, target_sparsity: float,

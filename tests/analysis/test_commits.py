@@ -17,7 +17,7 @@ from analysis.load import load_curves
 from analysis.load import load_layers
 from analysis.load import load_runs
 
-_DEFAULTS = {pa.string(): "x", pa.int64(): 0, pa.float64(): 0.0}
+_DEFAULTS = {pa.string(): "x", pa.int64(): 0, pa.float64(): 0.0, pa.binary(): None}
 FS = pafs.LocalFileSystem()
 
 

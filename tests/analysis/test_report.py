@@ -14,7 +14,7 @@ from analysis.load import load_runs
 from analysis.report import EMPTY_MESSAGE
 from analysis.report import format_report
 
-_DEFAULTS = {pa.string(): "x", pa.int64(): 0, pa.float64(): 0.0}
+_DEFAULTS = {pa.string(): "x", pa.int64(): 0, pa.float64(): 0.0, pa.binary(): None}
 # Dense R_p(θ0, θT), p = 0.1 ... 0.5, by (lr, seed).
 RP_DENSE = {
     (0.01, 0): (0.2, 0.3, 0.4, 0.5, 0.6),

@@ -13,6 +13,7 @@ from conftest import run_in_process
 
 from analysis import tables
 from analysis.load import load_curves
+from analysis.load import load_layers
 from analysis.load import load_runs
 from analysis.report_files import write_report
 
@@ -50,11 +51,12 @@ def test_tables_carry_intervals_budgets_and_pairs(sweep: Path) -> None:
 
 def test_the_report_files_hold_every_section(sweep: Path, tmp_path: Path) -> None:
     md, page = write_report(load_runs(sweep), load_curves(sweep), tmp_path / "out",
-                            {"name": "rep"}, ["chain-x"])
+                            {"name": "rep"}, ["chain-x"], layers=load_layers(sweep))
     text = md.read_text()
     for title in ("## Sweep", "## Warnings", "## Test accuracy", "## Paired differences",
                   "## Ticket verdicts", "## Equal budget", "## Weight correlation",
-                  "## Early stopping", "## Training curves", "failed trial: chain-x"):
+                  "## Early stopping", "## Training curves", "## Mask overlap",
+                  "between seeds", "between lrs", "failed trial: chain-x"):
         assert title in text, title
     for link in [line.split("](")[1].rstrip(")") for line in text.splitlines()
                  if line.startswith("![")]:

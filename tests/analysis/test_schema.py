@@ -28,13 +28,13 @@ CURVES_COLUMNS = [
 LAYERS_COLUMNS = [
     "sweep", "trial_id", "config_hash", "method", "model", "dataset", "lr", "seed",
     "target_sparsity", "layer", "n_weights", "n_kept", "sparsity", "rp_run_p20", "rp_dense_p20",
-    "recipe",
+    "recipe", "mask_bits",
 ]  # fmt: skip
 
 
 def _row(table: str) -> dict[str, object]:
     """A valid row for `table`: "x" for strings, 1 for ints, 0.5 for floats."""
-    values = {pa.string(): "x", pa.int64(): 1, pa.float64(): 0.5}
+    values = {pa.string(): "x", pa.int64(): 1, pa.float64(): 0.5, pa.binary(): b"\x80"}
     return {field.name: values[field.type] for field in schema.SCHEMAS[table]}
 
 

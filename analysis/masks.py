@@ -1,0 +1,100 @@
+"""Mask comparisons from the ``layers`` table, without torch: every row holds its layer's
+mask packed in ``mask_bits`` (``trainer.rows.pack_mask``).
+
+``overlap`` gives the Jaccard index |a ∩ b| / |a ∪ b| of the kept weights of two masks, per
+layer and pooled over the layers, between the methods, seeds or learning rates of a sweep at
+equal sparsity, beside the value two independent random masks of the same densities would
+have on average, d_a d_b / (d_a + d_b - d_a d_b).
+
+Source: the mask-overlap analyses of Frankle et al. 2020 (linear mode connectivity) and Liu
+et al. 2021 §4 (do tickets of different lrs or seeds share their masks?); Jaccard 1912.
+"""
+
+from __future__ import annotations
+
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+
+from analysis.stats import arm_labels
+from analysis.stats import plain
+
+VARY = ("arm", "seed", "lr")
+POOLED = "(pooled)"
+COLUMNS = ["model", "dataset", "target_sparsity", "vary", "fixed", "a", "b", "layer",
+           "jaccard", "random_jaccard", "n_weights"]
+
+
+def unpack(bits: bytes, n_weights: int) -> np.ndarray:
+    """The (n_weights,) bool mask (1 = kept) of one ``mask_bits`` value.
+
+    Raises:
+        ValueError: ``bits`` is too short for ``n_weights``.
+    """
+    flat = np.unpackbits(np.frombuffer(bits, dtype=np.uint8))
+    if flat.size < n_weights:
+        raise ValueError(f"mask_bits hold {flat.size} bits, fewer than {n_weights} weights")
+    return flat[:n_weights].astype(bool)
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """|a ∩ b| / |a ∪ b| of two bool masks of one shape (1.0 when both keep nothing)."""
+    union = int(np.logical_or(a, b).sum())
+    return 1.0 if union == 0 else int(np.logical_and(a, b).sum()) / union
+
+
+def random_jaccard(da: float, db: float) -> float:
+    """The expected Jaccard index of two independent uniform masks of densities da and db."""
+    union = da + db - da * db
+    return 1.0 if union == 0 else da * db / union
+
+
+def overlap(layers: pd.DataFrame, vary: str = "arm") -> pd.DataFrame:
+    """Jaccard overlap of masks between the values of ``vary`` at equal everything else.
+
+    Args:
+        layers: A layers table (``analysis.load.load_layers``) with ``mask_bits``.
+        vary: ``arm`` (methods, with recipe / transfer variants), ``seed`` or ``lr``; the
+            other two and (model, dataset, target_sparsity) are held equal.
+    Returns:
+        ``COLUMNS``: one row per pair of masks (a < b) and layer, plus a ``(pooled)`` row per
+        pair over all its layers; ``fixed`` names the held values (e.g. ``seed=0, lr=0.1``).
+        Rows without a mask (dense) and layers whose sizes differ (sdt) are left out.
+    Raises:
+        ValueError: ``vary`` is not one of ``VARY``.
+    """
+    if vary not in VARY:
+        raise ValueError(f"vary must be one of {VARY}, got {vary!r}")
+    rows = plain(layers[layers["mask_bits"].notna()])
+    if rows.empty:
+        return pd.DataFrame(columns=COLUMNS)
+    rows = rows.assign(arm=arm_labels(rows), lr=rows["lr"].round(12),
+                       target_sparsity=rows["target_sparsity"].round(12))
+    fixed = [k for k in VARY if k != vary]
+    out = []
+    for key, group in rows.groupby(["model", "dataset", "target_sparsity", *fixed], sort=True):
+        model, dataset, s, *held = key
+        masks = {v: {r.layer: (unpack(r.mask_bits, int(r.n_weights)), int(r.n_weights))
+                     for r in g.itertuples()} for v, g in group.groupby(vary, sort=True)}
+        label = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                          for k, v in zip(fixed, held, strict=True))
+        for a, b in combinations(sorted(masks), 2):
+            common = sorted(set(masks[a]) & set(masks[b]))
+            inter = union = total = 0
+            kept_a = kept_b = 0
+            for layer in common:
+                (ma, n), (mb, nb) = masks[a][layer], masks[b][layer]
+                if n != nb:
+                    continue
+                j = jaccard(ma, mb)
+                out.append([model, dataset, s, vary, label, a, b, layer, j,
+                            random_jaccard(ma.mean(), mb.mean()), n])
+                inter += int(np.logical_and(ma, mb).sum())
+                union += int(np.logical_or(ma, mb).sum())
+                kept_a, kept_b, total = kept_a + int(ma.sum()), kept_b + int(mb.sum()), total + n
+            if total:
+                out.append([model, dataset, s, vary, label, a, b, POOLED,
+                            1.0 if union == 0 else inter / union,
+                            random_jaccard(kept_a / total, kept_b / total), total])
+    return pd.DataFrame(out, columns=COLUMNS)
