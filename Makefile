@@ -15,7 +15,7 @@ ifeq ($(ARCH),x86_64)
 	# These exact versions come from local disk on the project's machines.
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 endif
-	$(PY) -m pip install -q -e ".[test]"
+	$(PY) -m pip install -q -e ".[train,test]"
 	touch $(STAMP)
 
 sweep: $(STAMP)

@@ -41,3 +41,15 @@ def test_each_analysis_module_imports_no_training_stack(module: str) -> None:
     imported = _imported_after(f"import {module}")
     assert module.split(".")[0] in imported
     assert not imported & set(FORBIDDEN), sorted(imported & set(FORBIDDEN))
+
+
+def test_the_base_install_is_the_analysis_install() -> None:
+    """`pip install lottery-sweeps[analysis]` brings no training stack: torch, ray and optuna
+    are in the `train` extra only, and `analysis` needs nothing outside the base."""
+    import tomllib
+
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    base = {d.split(">")[0].split("=")[0].split("[")[0] for d in project["dependencies"]}
+    assert not base & {"torch", "torchvision", "ray", "optuna", "scikit-learn"}, base
+    assert project["optional-dependencies"]["analysis"] == []
+    assert {"pandas", "pyarrow", "numpy", "scipy", "matplotlib"} <= base
