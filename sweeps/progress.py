@@ -31,6 +31,19 @@ class Counts:
     running: set[str] = field(default_factory=set)
     epochs_by_trial: dict[str, int] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)
+    busy_s: float = 0.0  # slot-seconds with a trial running
+    slots: int = 0  # most trials seen running at once
+    _ticked: float | None = None
+
+    def tick(self, running: set[str], now: float | None = None) -> None:
+        """Take the trials Tune's scheduler runs now; account the slot time since the last
+        tick to the trials that were running."""
+        now = time.monotonic() if now is None else now
+        if self._ticked is not None:
+            self.busy_s += (now - self._ticked) * len(self.running)
+        self._ticked = now
+        self.running = set(running)
+        self.slots = max(self.slots, len(self.running))
 
     @property
     def epochs_done(self) -> int:
@@ -41,11 +54,15 @@ class Counts:
         return max(0, self.total_trials - self.done - self.failed - len(self.running))
 
     def eta_s(self) -> float | None:
-        """Seconds left, extrapolated from epochs trained so far (None before the first)."""
+        """Seconds left: the epochs left at the measured epoch rate per busy slot times the
+        slots (None before the first epoch); before any slot time was measured, the overall
+        rate since the start."""
         if self.epochs_done == 0:
             return None
-        rate = (time.monotonic() - self.started) / self.epochs_done
-        return max(0.0, self.total_epochs - self.epochs_done) * rate
+        left = max(0.0, self.total_epochs - self.epochs_done)
+        if self.busy_s > 0 and self.slots:
+            return left * (self.busy_s / self.epochs_done) / self.slots
+        return left * (time.monotonic() - self.started) / self.epochs_done
 
     def line(self, phase: str) -> str:
         eta = self.eta_s()
@@ -75,6 +92,11 @@ class ProgressCallback(tune.Callback):
             self.live.update(Text(text))
         elif event and self.console is not None:
             self.console.print(text, highlight=False, soft_wrap=True)
+
+    def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
+        """Every controller step: the running trials as Tune's scheduler sees them."""
+        self.counts.tick({self._id(t) for t in trials if getattr(t, "status", "") == "RUNNING"})
+        self._draw(event=False)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.counts.running.add(self._id(trial))

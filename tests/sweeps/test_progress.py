@@ -8,8 +8,21 @@ from sweeps.progress import Counts
 from sweeps.progress import ProgressCallback
 
 
-def _trial(trial_id: str) -> SimpleNamespace:
-    return SimpleNamespace(config={"job": {"trial_id": trial_id}})
+def _trial(trial_id: str, status: str = "PENDING") -> SimpleNamespace:
+    return SimpleNamespace(config={"job": {"trial_id": trial_id}}, status=status)
+
+
+def test_running_is_what_the_scheduler_runs_and_eta_uses_the_rate_per_slot():
+    counts = Counts(total_trials=4, total_epochs=40)
+    callback = ProgressCallback(counts, "chains", live=None, console=None)
+    trials = [_trial("a", "RUNNING"), _trial("b", "RUNNING"), _trial("c"),
+              SimpleNamespace(config={"trial_id": "search-x"}, status="RUNNING")]
+    callback.on_step_begin(0, trials)  # before any report
+    assert counts.running == {"a", "b", "search-x"} and counts.slots == 3
+    counts.tick({"a", "b"}, now=counts._ticked + 10.0)  # 3 slots busy for 10 s
+    counts.epochs_by_trial.update(a=5, b=5)  # 10 epochs in 30 slot-seconds
+    assert counts.busy_s == 30.0
+    assert counts.eta_s() == 30 * (30.0 / 10) / 3  # 30 epochs left, 3 s each, 3 slots
 
 
 def test_counts_follow_trial_events():
