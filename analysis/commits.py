@@ -18,6 +18,12 @@ The writer writes a point's parts first and its record last. So:
 - a sweep without ``commits/`` (tables written by hand, or by lottery-sweeps 0.1) is read as
   it is: every part counts.
 
+``lottery compact`` merges committed parts into ``<table>/compact-<id>.parquet`` files (the
+rows of many parts, each row tagged with its part key in ``_part``) and writes a manifest
+``compacted/<id>-<table>.json`` listing those keys *before* it deletes the loose parts. A part
+key then exists when its loose file or a manifest whose file exists has it; a loose part
+shadows the compacted rows of its key (it was written later), so no row is read twice.
+
 Only pyarrow and the standard library are used (``analysis`` never imports torch or ray).
 """
 
@@ -37,6 +43,9 @@ from analysis.schema import ADDED
 from analysis.schema import get_schema
 
 COMMITS = "commits"
+COMPACTED = "compacted"
+COMPACT_PREFIX = "compact-"
+PART_COLUMN = "_part"
 TABLES = ("runs", "layers", "curves")
 PART_PREFIX, PART_SUFFIX = "part-", ".parquet"
 RECORD_SUFFIX = ".json"
@@ -84,6 +93,31 @@ class Record:
                    for v in parts.values()):
             raise ValueError("parts must map table names to lists of part keys")
         return cls(key=body["key"], parts={t: tuple(v) for t, v in parts.items()})
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A compacted file of one table and the part keys whose rows it holds."""
+
+    table: str
+    file: str
+    parts: tuple[str, ...]
+
+    def encode(self) -> bytes:
+        return json.dumps({"table": self.table, "file": self.file, "parts": list(self.parts)},
+                          indent=1).encode("utf-8")
+
+    @classmethod
+    def decode(cls, data: bytes) -> Manifest:
+        """Raises: ValueError: not a manifest."""
+        try:
+            body = json.loads(data)
+            table, file, parts = body["table"], body["file"], body["parts"]
+        except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
+            raise ValueError(f"not a compaction manifest ({err})") from None
+        if table not in TABLES or not isinstance(file, str) or not isinstance(parts, list):
+            raise ValueError("not a compaction manifest (table, file, parts)")
+        return cls(table=table, file=file, parts=tuple(str(p) for p in parts))
 
 
 def part_file(part: str) -> str:
@@ -137,11 +171,31 @@ class SweepFiles:
     parts: dict[str, dict[str, str]]
     records: dict[str, Record] = field(default_factory=dict)
     bad_records: dict[str, str] = field(default_factory=dict)
+    compacted: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def has_part(self, table: str, key: str) -> bool:
+        """Whether part ``key`` of ``table`` exists, loose or compacted."""
+        return key in self.parts.get(table, {}) or key in self.compacted.get(table, {})
+
+    def part_path(self, table: str, key: str) -> str:
+        """The file holding part ``key``: its loose file, else its compacted file."""
+        return self.parts.get(table, {}).get(key) or self.compacted[table][key]
 
     def complete(self) -> dict[str, Record]:
         """Records whose listed parts all exist (validity is ``check_part``'s business)."""
         return {key: rec for key, rec in self.records.items()
-                if all(p in self.parts.get(t, {}) for t, ps in rec.parts.items() for p in ps)}
+                if all(self.has_part(t, p) for t, ps in rec.parts.items() for p in ps)}
+
+    def visible_compacted(self, table: str) -> dict[str, tuple[str, ...]]:
+        """Compacted file -> the part keys readers should take from it: keys of complete
+        records (every key without ``commits/``) that no loose part shadows."""
+        wanted = None if not self.has_commits else \
+            {p for rec in self.complete().values() for p in rec.parts.get(table, ())}
+        out: dict[str, list[str]] = {}
+        for key, path in self.compacted.get(table, {}).items():
+            if key not in self.parts.get(table, {}) and (wanted is None or key in wanted):
+                out.setdefault(path, []).append(key)
+        return {path: tuple(sorted(keys)) for path, keys in sorted(out.items())}
 
     def visible(self, table: str) -> list[str]:
         """Sorted paths of ``table``'s parts that readers should see (see module doc)."""
@@ -174,7 +228,8 @@ def scan(fs: pafs.FileSystem, root: str) -> SweepFiles:
     root = root.rstrip("/")
     parts = {t: list_parts(fs, f"{root}/{t}") for t in TABLES}
     info = fs.get_file_info(f"{root}/{COMMITS}")
-    files = SweepFiles(root=root, has_commits=info.type == pafs.FileType.Directory, parts=parts)
+    files = SweepFiles(root=root, has_commits=info.type == pafs.FileType.Directory, parts=parts,
+                       compacted=_compacted(fs, root))
     if not files.has_commits:
         return files
     names = [i.path for i in fs.get_file_info(pafs.FileSelector(f"{root}/{COMMITS}"))
@@ -189,10 +244,31 @@ def scan(fs: pafs.FileSystem, root: str) -> SweepFiles:
     return files
 
 
+def _compacted(fs: pafs.FileSystem, root: str) -> dict[str, dict[str, str]]:
+    """Table -> part key -> compacted file, from the manifests whose file exists (a later
+    manifest wins for a key in two)."""
+    out: dict[str, dict[str, str]] = {t: {} for t in TABLES}
+    infos = fs.get_file_info(pafs.FileSelector(f"{root}/{COMPACTED}", allow_not_found=True))
+    for info in sorted(infos, key=lambda i: i.base_name):
+        if info.type != pafs.FileType.File or not info.base_name.endswith(RECORD_SUFFIX) \
+                or info.base_name.startswith(TEMP_PREFIXES):
+            continue
+        try:
+            with fs.open_input_stream(info.path) as stream:
+                manifest = Manifest.decode(stream.read())
+        except (OSError, pa.ArrowException, ValueError):
+            continue  # unreadable: its points count as missing, so they are recomputed
+        path = f"{root}/{manifest.table}/{manifest.file}"
+        if fs.get_file_info(path).type == pafs.FileType.File:
+            out[manifest.table].update(dict.fromkeys(manifest.parts, path))
+    return out
+
+
 def check_parts(fs: pafs.FileSystem, files: SweepFiles,
                 tables: Iterable[str] = TABLES) -> dict[str, str]:
-    """Path -> reason for every invalid part file of ``tables`` (``check_part`` on each)."""
-    jobs = [(t, path) for t in tables for path in sorted(files.parts[t].values())]
+    """Path -> reason for every invalid part file (loose or compacted) of ``tables``."""
+    jobs = [(t, path) for t in tables
+            for path in sorted({*files.parts[t].values(), *files.compacted.get(t, {}).values()})]
     reasons = _parallel(lambda job: check_part(fs, job[1], job[0]), jobs)
     return {path: why for (_, path), why in zip(jobs, reasons, strict=True) if why is not None}
 

@@ -137,12 +137,17 @@ def load_table(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], 
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
     frames = []
     for one in paths:
-        fs, parts = _find_parts(one, table)
-        if not parts:
-            continue
-        _check_parts(fs, parts, table)
-        dataset = ds.dataset(parts, schema=schema, format="parquet", filesystem=fs)
-        frames.append(dataset.to_table(filter=expression))
+        fs, parts, compacted = _find_parts(one, table)
+        _check_parts(fs, [*parts, *compacted], table)
+        if parts:
+            dataset = ds.dataset(parts, schema=schema, format="parquet", filesystem=fs)
+            frames.append(dataset.to_table(filter=expression))
+        for path, keys in compacted.items():  # only the rows of visible, unshadowed parts
+            tagged = schema.append(pa.field(commits.PART_COLUMN, pa.string()))
+            mine = pc.field(commits.PART_COLUMN).isin(pa.array(keys, pa.string()))
+            rows = ds.dataset([path], schema=tagged, format="parquet", filesystem=fs)
+            frames.append(rows.to_table(filter=mine if expression is None else
+                                        mine & expression, columns=schema.names))
     frame = pa.concat_tables(frames).to_pandas() if frames else \
         schema.empty_table().to_pandas()
     frame = frame.sort_values(list(SORT_KEYS[table]), kind="stable", ignore_index=True)
@@ -152,8 +157,10 @@ def load_table(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], 
     return frame
 
 
-def _find_parts(path: str | os.PathLike[str], table: str) -> tuple[pafs.FileSystem, list[str]]:
-    """Locate the visible parts of `table` under a sweep directory or a table directory.
+def _find_parts(path: str | os.PathLike[str], table: str
+                ) -> tuple[pafs.FileSystem, list[str], dict[str, tuple[str, ...]]]:
+    """Locate the visible parts of `table` under a sweep directory or a table directory:
+    (filesystem, loose part files, compacted file -> the part keys to read from it).
 
     `<path>/<table>/` is preferred; `path` itself counts when it directly holds parts (the
     order flips when `path` is named like the table, so a sweep called "runs" still works).
@@ -175,10 +182,12 @@ def _find_parts(path: str | os.PathLike[str], table: str) -> tuple[pafs.FileSyst
     for table_dir, sweep_dir in candidates:
         parts = commits.list_parts(fs, table_dir)
         if parts and sweep_dir is None:
-            return fs, sorted(parts.values())
-        if parts:
-            return fs, commits.scan(fs, sweep_dir).visible(table)
-    return fs, []
+            return fs, sorted(parts.values()), {}
+        if sweep_dir is not None:
+            files = commits.scan(fs, sweep_dir)
+            if parts or files.compacted.get(table):
+                return fs, files.visible(table), files.visible_compacted(table)
+    return fs, [], {}
 
 
 def _filesystem(path: str | os.PathLike[str]) -> tuple[pafs.FileSystem, str]:

@@ -223,6 +223,20 @@ def _write_report(runs, target: str, metric: str, out: Path) -> None:
 
 
 @app.command()
+def compact(name: str, storage: StorageOpt = None) -> None:
+    """Merge sweep NAME's committed loose table parts into a few large Parquet files (safe
+    beside a running sweep; loaders read compacted and loose parts together)."""
+    from sweeps.compact import compact as merge
+    from sweeps.store import Store
+
+    store = Store(storage or "results").child(name)
+    if store.get_json("spec.json") is None:
+        _fail(f"no sweep {name!r} under {store.path} (no spec.json); pass --storage")
+    merged = merge(store)
+    typer.echo(", ".join(f"{table}: {n} parts merged" for table, n in merged.items()))
+
+
+@app.command()
 def export(name: str,
            method: Annotated[str, typer.Option(help="Method key, e.g. lth, omp_lth, pf.")],
            sparsity: Annotated[float, typer.Option(help="Target sparsity, a fraction.")],

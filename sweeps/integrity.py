@@ -29,9 +29,8 @@ class Integrity:
     def done(self) -> set[str]:
         """Keys of the grid points whose record is complete and whose parts are all valid."""
         bad = set(self.corrupt)
-        root = self.files.root
         return {key for key, rec in self.files.complete().items()
-                if not any(f"{root}/{t}/{commits.part_file(p)}" in bad
+                if not any(self.files.part_path(t, p) in bad
                            for t, parts in rec.parts.items() for p in parts)}
 
 

@@ -1,0 +1,117 @@
+"""``lottery compact``: every row exactly once after compaction, beside loose parts, after a
+crash at any step, and through a re-run."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import run_in_process
+
+from analysis import commits
+from analysis.load import load_curves
+from analysis.load import load_layers
+from analysis.load import load_runs
+from sweeps import integrity
+from sweeps.compact import compact
+from sweeps.plan import make_plan
+from sweeps.run import pending_jobs
+from sweeps.spec import parse
+from sweeps.store import Store
+
+SPEC = {"name": "cmp", "dataset": "digits", "methods": ["dense", "lth", "random_reinit"],
+        "lrs": [0.05], "sparsities": [0.36, 0.5], "seeds": [0, 1], "training": {"epochs": 1}}
+LOADERS = {"runs": load_runs, "curves": load_curves, "layers": load_layers}
+
+
+@pytest.fixture(scope="module")
+def original(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cmp")
+    run_in_process(SPEC, root)
+    return root / "cmp"
+
+
+def _copy(original: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(original, tmp_path / "cmp"))
+
+
+def _tables(sweep: Path) -> dict[str, pd.DataFrame]:
+    out = {}
+    for table, load in LOADERS.items():
+        frame = load(sweep).drop(columns=["mask_bits"], errors="ignore")
+        out[table] = frame.astype(str).sort_values(list(frame.columns)).reset_index(drop=True)
+    return out
+
+
+def _assert_same(a: dict[str, pd.DataFrame], b: dict[str, pd.DataFrame]) -> None:
+    for table in a:
+        pd.testing.assert_frame_equal(a[table], b[table], obj=table)
+
+
+def test_compaction_keeps_every_row_once_and_removes_the_loose_parts(original: Path,
+                                                                      tmp_path: Path) -> None:
+    sweep = _copy(original, tmp_path)
+    before = _tables(sweep)
+    done = integrity.inspect(Store(str(sweep))).done
+    merged = compact(Store(str(sweep)))
+    assert merged["runs"] == len(before["runs"]) and merged["curves"] > 0
+    assert not list(sweep.glob("runs/part-*.parquet"))
+    assert len(list(sweep.glob("runs/compact-*.parquet"))) == 1
+    _assert_same(before, _tables(sweep))
+    assert integrity.inspect(Store(str(sweep))).done == done
+    plan = make_plan(parse(SPEC))
+    chains, branches, skipped = pending_jobs(plan, done)
+    assert (chains, branches, skipped) == ([], [], len(plan.points))  # a re-run runs nothing
+    compact(Store(str(sweep)))  # a second compaction finds nothing loose
+    _assert_same(before, _tables(sweep))
+
+
+def test_a_loose_part_shadows_its_compacted_rows(original: Path, tmp_path: Path) -> None:
+    sweep = _copy(original, tmp_path)
+    key = load_runs(sweep).config_hash[0]
+    saved = (sweep / "runs" / commits.part_file(key)).read_bytes()
+    before = _tables(sweep)
+    compact(Store(str(sweep)))
+    (sweep / "runs" / commits.part_file(key)).write_bytes(saved)  # a retried trial rewrote it
+    _assert_same(before, _tables(sweep))
+
+
+def test_a_crash_before_the_manifest_or_before_the_deletes_loses_and_doubles_nothing(
+        original: Path, tmp_path: Path) -> None:
+    sweep = _copy(original, tmp_path)
+    before = _tables(sweep)
+    loose = {p: p.read_bytes() for t in LOADERS for p in (sweep / t).iterdir()}
+    compact(Store(str(sweep)))
+    for path, data in loose.items():  # the deletes never happened
+        path.write_bytes(data)
+    _assert_same(before, _tables(sweep))
+    for manifest in (sweep / "compacted").iterdir():  # nor did the manifests
+        manifest.unlink()
+    _assert_same(before, _tables(sweep))
+
+
+def test_a_corrupt_compacted_file_is_found_and_its_points_recomputed(original: Path,
+                                                                     tmp_path: Path) -> None:
+    sweep = _copy(original, tmp_path)
+    compact(Store(str(sweep)))
+    bad = next((sweep / "runs").glob("compact-*.parquet"))
+    bad.write_bytes(bad.read_bytes()[:100])
+    check = integrity.inspect(Store(str(sweep)))
+    assert str(bad) in check.corrupt
+    assert not any(k in check.done for k in check.files.compacted["runs"])
+
+
+def test_the_cli_compacts_a_sweep_by_name(original: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from sweeps.cli import app
+
+    sweep = _copy(original, tmp_path)
+    (sweep / "spec.json").write_text('{"name": "cmp"}')
+    result = CliRunner().invoke(app, ["compact", "cmp", "--storage", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert f"runs: {len(load_runs(sweep))} parts merged" in result.stdout
+    missing = CliRunner().invoke(app, ["compact", "nope", "--storage", str(tmp_path)])
+    assert missing.exit_code != 0 and "no sweep 'nope'" in missing.output
