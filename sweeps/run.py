@@ -1,4 +1,5 @@
-"""Run a sweep through Ray Tune: skip finished points, chains first, then branches.
+"""Run a sweep through Ray Tune: skip finished points; chains first, each branch released as
+soon as its chain stored its mask, in one Tune experiment (``sweeps.release``).
 
 Resuming is re-running: every grid point's rows are content-keyed Parquet parts committed by a
 record written last (``analysis.commits``), and every training stage keeps per-epoch
@@ -44,7 +45,6 @@ from sweeps.trials import trial_name
 from sweeps.trials import trial_state
 from trainer.jobs import BranchJob
 from trainer.jobs import ChainJob
-from trainer.jobs import to_dict
 
 # Settings that define what the rows mean; a sweep name keeps them for life.
 FIXED_KEYS = ("training", "pruning", "data", "rst")
@@ -164,28 +164,6 @@ def check_resources(spec: SweepSpec, local: bool) -> None:
         raise SpecError(spec.name, problems)
     for field, reason in problems:
         logging.getLogger(__name__).warning("%s: %s (waiting for the autoscaler)", field, reason)
-
-
-def _fit(phase: str, batch: list, spec: SweepSpec, store: Store, callback: ProgressCallback,
-         verbose: bool) -> set[str]:
-    """Run one phase's jobs as one Tune experiment; return the ids of failed trials."""
-    from ray import tune
-
-    if not batch:
-        return set()
-    resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
-    param_space = {"job": tune.grid_search([to_dict(j) for j in batch]),
-                   "storage": Store(spec.storage).uri, "sweep": spec.name,
-                   "cpus": spec.resources.cpu}
-    tuner = tune.Tuner(
-        tune.with_resources(trainable, resources),
-        param_space=param_space,
-        tune_config=tune.TuneConfig(reuse_actors=True, trial_name_creator=trial_name,
-                                    trial_dirname_creator=trial_name,
-                                    max_concurrent_trials=spec.execution.max_concurrent_trials
-                                    or None),
-        run_config=_run_config(phase, spec, store, callback, verbose))
-    return _failures(tuner.fit(), store)
 
 
 def _failures(grid: Any, store: Store) -> set[str]:
@@ -357,19 +335,35 @@ def _ray_session(spec: SweepSpec, store: Store, address: str | None, remote: boo
 
 def _run_phases(plan: Plan, chains: list[ChainJob], branches: list[BranchJob], store: Store,
                 display: tuple, verbose: bool) -> set[str]:
-    """Chains, then the branches whose chain did not fail; return the failed trial ids."""
+    """Every pending job in one Tune experiment (``sweeps.release``): chains first, each branch
+    as soon as its chain stored its mask; return the failed trial ids (with the branches of
+    failed chains)."""
+    from ray import tune
+
+    from sweeps.release import ReleaseSearcher
+    from sweeps.release import need
+
     live, console = display
     spec = plan.spec
     counts = Counts(len(chains) + len(branches),
                     sum(plan.epochs(j) for j in (*chains, *branches)))
-    failed = _fit("chains", chains, spec, store,
-                  ProgressCallback(counts, "chains", live, console), verbose)
-    blocked = [b for b in branches if plan.chain_of(b).trial_id in failed]
-    for b in blocked:
+    pending = {c.trial_id for c in chains}
+    searcher = ReleaseSearcher(chains, branches, {b.trial_id: need(plan, b) for b in branches},
+                               {c.trial_id for c in plan.chains} - pending,
+                               {"storage": Store(spec.storage).uri, "sweep": spec.name,
+                                "cpus": spec.resources.cpu})
+    resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+    tuner = tune.Tuner(
+        tune.with_resources(trainable, resources),
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=len(chains) + len(branches),
+                                    reuse_actors=True, trial_name_creator=trial_name,
+                                    trial_dirname_creator=trial_name,
+                                    max_concurrent_trials=spec.execution.max_concurrent_trials
+                                    or None),
+        run_config=_run_config("sweep", spec, store,
+                               ProgressCallback(counts, "sweep", live, console), verbose))
+    failed = _failures(tuner.fit(), store)
+    for b in searcher.blocked:
         trial_state(store, b.trial_id, "failed",
                     error=f"its chain trial {plan.chain_of(b).trial_id} failed")
-    runnable = [b for b in branches if b not in blocked]
-    counts.failed += len(blocked)
-    failed |= _fit("branches", runnable, spec, store,
-                   ProgressCallback(counts, "branches", live, console), verbose)
-    return failed | {b.trial_id for b in blocked}
+    return failed | {b.trial_id for b in searcher.blocked}

@@ -37,10 +37,13 @@ def trial_name(trial_or_config: Any) -> str:
 
 
 def run_job(job: jobs.ChainJob | jobs.BranchJob, sweep: Store, device: torch.device,
-            on_epoch: Any = None) -> None:
-    """Run one chain or branch job against the sweep directory ``sweep`` (no Ray needed)."""
-    runner = run_chain if isinstance(job, jobs.ChainJob) else run_branch
-    runner(job, sweep.child("artifacts"), sweep, device, on_epoch)
+            on_epoch: Any = None, on_level: Any = None) -> None:
+    """Run one chain or branch job against the sweep directory ``sweep`` (no Ray needed);
+    ``on_level(walk, level)`` hears a chain's finished levels."""
+    if isinstance(job, jobs.ChainJob):
+        run_chain(job, sweep.child("artifacts"), sweep, device, on_epoch, on_level)
+    else:
+        run_branch(job, sweep.child("artifacts"), sweep, device, on_epoch)
 
 
 def pick_device() -> torch.device:
@@ -58,8 +61,14 @@ def trainable(config: dict[str, Any]) -> None:
     """Ray Tune entry point of a grid job. ``config`` = {job, storage, sweep, cpus} (see
     ``sweeps.run``)."""
     job = jobs.from_dict(config["job"])
-    _tracked(config, job.trial_id,
-             lambda sweep, device, on_epoch: run_job(job, sweep, device, on_epoch))
+
+    def body(sweep: Store, device: torch.device, on_epoch: Any, report: Any) -> None:
+        def on_level(walk: str, level: int) -> None:  # its branches may start now
+            report({"walk": walk, "level": level})
+
+        run_job(job, sweep, device, on_epoch, on_level)
+
+    _tracked(config, job.trial_id, body)
 
 
 def search_trainable(config: dict[str, Any]) -> None:
@@ -72,7 +81,7 @@ def search_trainable(config: dict[str, Any]) -> None:
     spec = parse(config["spec"])
     cell = search.Cell(**config["cell"])
 
-    def body(sweep: Store, device: torch.device, on_epoch: Any) -> dict[str, Any]:
+    def body(sweep: Store, device: torch.device, on_epoch: Any, report: Any) -> dict[str, Any]:
         value = search.run_trial(spec, cell, config["params"], config["number"], sweep, device,
                                  on_epoch, config.get("code_version", ""))
         return {spec.search.metric: value}
@@ -81,8 +90,9 @@ def search_trainable(config: dict[str, Any]) -> None:
 
 
 def _tracked(config: dict[str, Any], trial_id: str, body: Any) -> None:
-    """Run ``body(sweep, device, on_epoch)`` as trial ``trial_id``: thread count, device,
-    trial-state records and progress reports (the last one adds ``body``'s dict)."""
+    """Run ``body(sweep, device, on_epoch, report)`` as trial ``trial_id``: thread count,
+    device, trial-state records and progress reports (``report(extra)`` sends one at once;
+    the last one adds ``body``'s dict)."""
     from ray import tune
 
     sweep = Store(config["storage"]).child(config["sweep"])
@@ -92,7 +102,7 @@ def _tracked(config: dict[str, Any], trial_id: str, body: Any) -> None:
     previous = sweep.get_json(f"trials/{trial_id}.json") or {}
     attempt = int(previous.get("attempt", 0)) + 1
     where = {"device": device.type, "host": socket.gethostname(), "pid": os.getpid(),
-             "attempt": attempt}
+             "attempt": attempt, "started": time.time()}
 
     def on_epoch(record: EpochRecord) -> None:
         progress["epochs"] += 1
@@ -101,9 +111,12 @@ def _tracked(config: dict[str, Any], trial_id: str, body: Any) -> None:
             progress["last"] = now
             tune.report({"epochs_done": progress["epochs"], "test_acc": record.test_acc})
 
+    def report(extra: dict[str, Any]) -> None:
+        tune.report({"epochs_done": progress["epochs"], **extra})
+
     trial_state(sweep, trial_id, "running", **where)
     try:
-        extra = body(sweep, device, on_epoch) or {}
+        extra = body(sweep, device, on_epoch, report) or {}
     except Exception as err:
         trial_state(sweep, trial_id, "error", error=f"{type(err).__name__}: {err}",
                     traceback=traceback.format_exc(limit=8), **where)

@@ -67,8 +67,13 @@ def target_mask(ctx: TrunkContext, level: int, level_mask: State, trained: Stage
     return pruned, rounds
 
 
+LevelHook = Callable[[str, int], None]
+THETA0, REWIND = "theta0", "rewind"  # the walks a chain reports levels of
+
+
 def run_chain(job: ChainJob, artifacts: Blobs, sink: Sink, device: torch.device,
-              on_epoch: Callable[[EpochRecord], None] | None = None) -> None:
+              on_epoch: Callable[[EpochRecord], None] | None = None,
+              on_level: LevelHook | None = None) -> None:
     """Train levels 0..``job.levels`` (then the rewind walk), store every target mask, write
     the chain's rows.
 
@@ -83,18 +88,21 @@ def run_chain(job: ChainJob, artifacts: Blobs, sink: Sink, device: torch.device,
         sink: Row sink (table parts and commit records).
         device: Training device.
         on_epoch: Progress hook called after every epoch.
+        on_level: Called as ``on_level(walk, level)`` once a level's masks and rows are
+            stored (walk ``THETA0`` or ``REWIND``), so the branches needing them may start.
     Raises:
         ValueError, FileNotFoundError: from loading the trunk (bad model, data or layers).
     """
     ctx = open_trunk(job.trunk, artifacts, device)
     k = rewind_steps(ctx, job.rewind.hparams) if job.rewind else 0
     dense = _walk(ctx, job, sink, Walk(job.trial_id, "", job.levels, job.targets,
-                                       job.level_targets, job.points), on_epoch, k)
+                                       job.level_targets, job.points), on_epoch, k,
+                  on_level=on_level)
     if job.rewind is not None:
         w = job.rewind
         walk = Walk(w.part, w.root, w.levels, w.targets, w.level_targets, w.points,
                     start=rewind_state(ctx, k), start_step=k)
-        _walk(ctx, job, sink, walk, on_epoch, 0, dense)
+        _walk(ctx, job, sink, walk, on_epoch, 0, dense, on_level)
 
 
 @dataclass(frozen=True)
@@ -124,7 +132,7 @@ class Walk:
 
 def _walk(ctx: TrunkContext, job: ChainJob, sink: Sink, walk: Walk,
           on_epoch: Callable[[EpochRecord], None] | None, snapshot: int,
-          dense: StageResult | None = None) -> StageResult:
+          dense: StageResult | None = None, on_level: LevelHook | None = None) -> StageResult:
     """Train the walk's levels (level 0, the dense run, unless ``dense`` is given) and return
     level 0's result; ``snapshot`` > 0 keeps θ_snapshot of the dense run (for rewinding)."""
     prune = job.trunk.prune
@@ -155,6 +163,8 @@ def _walk(ctx: TrunkContext, job: ChainJob, sink: Sink, walk: Walk,
         _store_masks(ctx, walk, level, mask, result)
         for point in walk.points:
             _write_point(ctx, labels, sink, point, level, mask, result, walk)
+        if on_level is not None:
+            on_level(REWIND if walk.root else THETA0, level)
         prev = result
     return dense
 

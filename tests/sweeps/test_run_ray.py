@@ -173,3 +173,22 @@ def test_gpu_request_on_a_machine_without_gpus_fails_before_writing(tmp_path, ra
     assert proc.returncode == 2
     assert "resources.gpu" in proc.stderr and "0.25 GPU" in proc.stderr
     assert not (tmp_path / "results" / "gpu" / "spec.json").exists()
+
+
+def test_branches_start_while_their_chain_still_walks(tmp_path, ray_env):
+    """One trunk on 2 slots: the second slot takes branches as the chain stores their masks,
+    in one Tune experiment, instead of idling until the chain ends."""
+    spec = {"name": "overlap", "dataset": "digits", "model": "lenet_300_100",
+            "methods": ["dense", "lth", "random_reinit", "pf"], "lrs": [0.05],
+            "sparsities": [0.2, 0.36, 0.59, 0.8], "seeds": [0],
+            "training": {"epochs": 20, "batch_size": 16}}
+    spec_path = write_spec(tmp_path / "overlap.yaml", spec)
+    lottery(["run", str(spec_path), "--storage", str(tmp_path / "results")], ray_env, tmp_path)
+    store = Store(str(tmp_path / "results")).child("overlap")
+    states = {name[:-5]: store.get_json(f"trials/{name}") for name in store.list("trials")}
+    chain = next(s for name, s in states.items() if name.startswith("chain-"))
+    branches = [s for name, s in states.items() if not name.startswith("chain-")]
+    assert chain["state"] == "done" and all(b["state"] == "done" for b in branches)
+    early = [b for b in branches if b["started"] < chain["updated"]]
+    assert early, "no branch ran beside its chain"
+    assert len(load_runs(tmp_path / "results" / "overlap")) == 1 + 3 * 4
