@@ -25,7 +25,8 @@ COLORS = {"dense": "black", "lth": "tab:blue", "random_reinit": "tab:orange",
           "rst": "tab:brown", "rst_iter": "tab:gray", "sdt": "gold"}
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the headless Agg backend."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -34,20 +35,30 @@ def _plt():
     return plt
 
 
-def _save(fig, path: Path) -> list[Path]:
+def save(fig, path: Path) -> list[Path]:
+    """Write ``fig`` as ``path`` with suffixes .png and .svg (directories made); close it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     written = []
     for suffix in (".png", ".svg"):
         target = path.with_suffix(suffix)
         fig.savefig(target, dpi=110)
         written.append(target)
-    _plt().close(fig)
+    pyplot().close(fig)
     return written
 
 
 def _slug(*parts: object) -> str:
     return "-".join(str(p).replace("/", "_").replace("[", "_").replace("]", "")
                     .replace(",", ".") for p in parts)
+
+
+def _focus(ax, means: pd.Series) -> None:
+    """Y limits around the means (an interval band wider than that is clipped: one collapsed
+    seed must not flatten every line; the tables have the numbers)."""
+    low, high = float(means.min()), float(means.max())
+    pad = max(0.15 * (high - low), 0.5)
+    ax.set_ylim(low - pad, high + pad)
+    ax.set_autoscaley_on(False)
 
 
 def _remaining_axis(ax) -> None:
@@ -69,45 +80,19 @@ def _remaining_axis(ax) -> None:
 
 
 def _panels(n: int):
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, n, figsize=(5.0 * n, 3.8), squeeze=False)
     return fig, list(axes.flat)
 
 
 def accuracy_vs_remaining(acc: pd.DataFrame, out: Path, stem: str = "accuracy") -> list[Path]:
     """One figure per (model, dataset) from ``tables.accuracy``: panels per lr."""
-    written = []
-    for (model, dataset), cell in acc.groupby(["model", "dataset"], sort=True):
-        lrs = sorted(cell["lr"].unique())
-        fig, axes = _panels(len(lrs))
-        for ax, lr in zip(axes, lrs, strict=True):
-            at = cell[cell["lr"] == lr]
-            for arm, g in at.groupby("arm", sort=True):
-                g = g.sort_values("sparsity")
-                color = COLORS.get(arm.split("[")[0].split("+")[0])
-                if arm == "dense":
-                    mean, low, high = (100 * g[c].mean() for c in ("mean", "low", "high"))
-                    ax.axhline(mean, color="black", lw=1, label="dense")
-                    if pd.notna(low):
-                        ax.axhspan(low, high, color="black", alpha=0.1)
-                    continue
-                remaining = 100 * (1 - g["sparsity"])
-                ax.plot(remaining, 100 * g["mean"], marker="o", ms=3, label=arm, color=color)
-                if g["low"].notna().any():
-                    ax.fill_between(remaining, 100 * g["low"], 100 * g["high"], alpha=0.2,
-                                    color=color)
-            _remaining_axis(ax)
-            ax.set_ylabel("test accuracy (%)")
-            ax.set_title(f"{model} / {dataset}, lr {lr:g}", fontsize=9)
-            ax.legend(fontsize=7)
-        fig.tight_layout()
-        written += _save(fig, out / _slug(stem, model, dataset))
-    return written
+    return _by_remaining(acc, out, stem, "test accuracy (%)", scale=100.0, focus=True)
 
 
 def correlation_vs_p(corr: pd.DataFrame, out: Path, stem: str = "rp") -> list[Path]:
     """One figure per (model, dataset) from ``tables.correlation``: a line per lr."""
-    plt = _plt()
+    plt = pyplot()
     written = []
     for (model, dataset), cell in corr.groupby(["model", "dataset"], sort=True):
         fig, ax = plt.subplots(figsize=(4.6, 3.8))
@@ -123,7 +108,7 @@ def correlation_vs_p(corr: pd.DataFrame, out: Path, stem: str = "rp") -> list[Pa
         ax.set_title(f"{model} / {dataset}", fontsize=9)
         ax.legend(fontsize=7)
         fig.tight_layout()
-        written += _save(fig, out / _slug(stem, model, dataset))
+        written += save(fig, out / _slug(stem, model, dataset))
     return written
 
 
@@ -135,34 +120,47 @@ def early_stopping_vs_remaining(es: pd.DataFrame, acc: pd.DataFrame, out: Path,
         return []
     keys = ["model", "dataset", "lr", "arm", "target_sparsity"]
     es = es.merge(acc[[*keys, "sparsity"]], on=keys, how="left")
+    return _by_remaining(es, out, stem, "early-stopping iteration")
+
+
+def _by_remaining(table: pd.DataFrame, out: Path, stem: str, ylabel: str, scale: float = 1.0,
+                  focus: bool = False) -> list[Path]:
+    """Per (model, dataset) one figure, per lr one panel: each arm's ``mean`` (times
+    ``scale``) against weights remaining with its interval band; dense as a horizontal band."""
     written = []
-    for (model, dataset), cell in es.groupby(["model", "dataset"], sort=True):
+    for (model, dataset), cell in table.groupby(["model", "dataset"], sort=True):
         lrs = sorted(cell["lr"].unique())
         fig, axes = _panels(len(lrs))
         for ax, lr in zip(axes, lrs, strict=True):
-            for arm, g in cell[cell["lr"] == lr].groupby("arm", sort=True):
+            at = cell[cell["lr"] == lr]
+            if focus:
+                _focus(ax, scale * at["mean"])
+            for arm, g in at.groupby("arm", sort=True):
                 g = g.sort_values("sparsity")
+                mean, low, high = (scale * g[c] for c in ("mean", "low", "high"))
+                if arm == "dense":
+                    ax.axhline(mean.mean(), color="black", lw=1, label="dense")
+                    if low.notna().any():
+                        ax.axhspan(low.mean(), high.mean(), color="black", alpha=0.1)
+                    continue
                 color = COLORS.get(arm.split("[")[0].split("+")[0])
                 remaining = 100 * (1 - g["sparsity"])
-                if arm == "dense":
-                    ax.axhline(g["mean"].mean(), color="black", lw=1, label="dense")
-                    continue
-                ax.plot(remaining, g["mean"], marker="o", ms=3, label=arm, color=color)
-                if g["low"].notna().any():
-                    ax.fill_between(remaining, g["low"], g["high"], alpha=0.2, color=color)
+                ax.plot(remaining, mean, marker="o", ms=3, label=arm, color=color)
+                if low.notna().any():
+                    ax.fill_between(remaining, low, high, alpha=0.2, color=color)
             _remaining_axis(ax)
-            ax.set_ylabel("early-stopping iteration")
+            ax.set_ylabel(ylabel)
             ax.set_title(f"{model} / {dataset}, lr {lr:g}", fontsize=9)
             ax.legend(fontsize=7)
         fig.tight_layout()
-        written += _save(fig, out / _slug(stem, model, dataset))
+        written += save(fig, out / _slug(stem, model, dataset))
     return written
 
 
 def training_curves(curves: pd.DataFrame, out: Path, stem: str = "curves") -> list[Path]:
     """Test accuracy per epoch of the IMP chain's levels (method ``lth`` / ``dense`` curves
     of seed 0, or the smallest seed), one panel per lr, one line per level."""
-    plt = _plt()
+    plt = pyplot()
     c = curves[curves["method"].isin(["dense", "lth"])]
     if "recipe" in c:
         c = c[c["recipe"].isna() | (c["recipe"] == "base")]
@@ -187,5 +185,5 @@ def training_curves(curves: pd.DataFrame, out: Path, stem: str = "curves") -> li
             ax.set_title(f"{model} / {dataset}, lr {lr:g}, seed {seed}", fontsize=9)
             ax.legend(fontsize=6, ncol=2)
         fig.tight_layout()
-        written += _save(fig, out / _slug(stem, model, dataset))
+        written += save(fig, out / _slug(stem, model, dataset))
     return written

@@ -87,11 +87,10 @@ def plot_history(runs: pd.DataFrame, path: str | Path, metric: str = "val_acc") 
     Raises:
         ValueError: ``runs`` has no search rows.
     """
-    import matplotlib
+    from analysis.figures import pyplot
+    from analysis.figures import save
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     h = history(runs, metric)
     if h.empty:
         raise ValueError("no search rows to plot")
@@ -112,15 +111,7 @@ def plot_history(runs: pd.DataFrame, path: str | Path, metric: str = "val_acc") 
     for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
     fig.tight_layout()
-    base = Path(path)
-    base.parent.mkdir(parents=True, exist_ok=True)
-    written = []
-    for suffix in (".png", ".svg"):
-        target = base.with_suffix(suffix)
-        fig.savefig(target, dpi=120)
-        written.append(target)
-    plt.close(fig)
-    return written
+    return save(fig, Path(path))
 
 
 def format_search(runs: pd.DataFrame, metric: str = "val_acc") -> str:

@@ -1,0 +1,76 @@
+"""Sweep efficiency: training seconds / (slots x wall seconds) of a ``lottery run``.
+
+Training seconds are the ``wall_time_s`` of every training stage the sweep stored (each
+stage's ``final.pt``: the dense runs, every IMP level, every branch, RST's transformation),
+so shared stages count once. Wall seconds run from the first trial's start to the last trial's
+end (``trials/*.json``); the command's own wall time (Ray start and stop included) is printed
+beside it when the benchmark runs the sweep itself.
+
+Usage, from the repository root:
+``python -m benchmarks.bench_efficiency SPEC [--slots 2] [--storage DIR]`` runs SPEC in a
+fresh storage directory and prints its numbers; ``--existing SWEEP_DIR`` reads a finished
+sweep instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def training_seconds(sweep: Path) -> tuple[float, int]:
+    """Summed ``wall_time_s`` of every stored stage, and the number of stages."""
+    total, stages = 0.0, 0
+    for final in sweep.glob("artifacts/**/final.pt"):
+        saved = torch.load(final, map_location="cpu", weights_only=True)
+        total += float(saved["wall_time_s"])
+        stages += 1
+    return total, stages
+
+
+def trial_span(sweep: Path) -> float:
+    """Seconds from the first trial's start to the last trial's end."""
+    records = [json.loads(p.read_text()) for p in sweep.glob("trials/*.json")]
+    starts = [r["started"] for r in records if "started" in r]
+    ends = [r["updated"] for r in records if "updated" in r]
+    return max(ends) - min(starts) if starts and ends else float("nan")
+
+
+def report(sweep: Path, slots: int, command_s: float | None = None) -> None:
+    train_s, stages = training_seconds(sweep)
+    span = trial_span(sweep)
+    print(f"sweep {sweep.name}: {stages} stages, {train_s:.1f} s of training; trials span "
+          f"{span:.1f} s on {slots} slots: efficiency {train_s / (slots * span):.2f}")
+    if command_s is not None:
+        print(f"  whole command {command_s:.1f} s: efficiency {train_s / (slots * command_s):.2f}"
+              f", time outside the trials {command_s - span:.1f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("spec", nargs="?", type=Path)
+    parser.add_argument("--slots", type=int, default=2)
+    parser.add_argument("--storage", type=Path)
+    parser.add_argument("--existing", type=Path)
+    args = parser.parse_args()
+    if args.existing:
+        report(args.existing, args.slots)
+        return
+    storage = args.storage or Path(tempfile.mkdtemp(prefix="bench-eff-"))
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "sweeps", "run", str(args.spec), "--storage",
+                    str(storage)], check=True, stdout=subprocess.DEVNULL)
+    elapsed = time.perf_counter() - start
+    name = next(p for p in storage.iterdir() if p.is_dir())
+    report(name, args.slots, elapsed)
+
+
+if __name__ == "__main__":
+    main()
