@@ -333,6 +333,17 @@ def _ray_session(spec: SweepSpec, store: Store, address: str | None, remote: boo
             ray.shutdown()
 
 
+def _slots(spec: SweepSpec) -> int:
+    """Trials the cluster can run at once (at least 1)."""
+    import ray
+
+    have = ray.cluster_resources()
+    fits = [have.get("CPU", 1) / spec.resources.cpu if spec.resources.cpu else float("inf"),
+            have.get("GPU", 0) / spec.resources.gpu if spec.resources.gpu else float("inf")]
+    slots = min(fits)
+    return max(1, int(slots)) if slots != float("inf") else 1
+
+
 def _run_phases(plan: Plan, chains: list[ChainJob], branches: list[BranchJob], store: Store,
                 display: tuple, verbose: bool) -> set[str]:
     """Every pending job in one Tune experiment (``sweeps.release``): chains first, each branch
@@ -353,6 +364,9 @@ def _run_phases(plan: Plan, chains: list[ChainJob], branches: list[BranchJob], s
                                {"storage": Store(spec.storage).uri, "sweep": spec.name,
                                 "cpus": spec.resources.cpu})
     resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
+    # Tune keeps one trial pending for a custom Searcher: with short trials the next one is
+    # then created only after a slot frees. Keep one per slot waiting instead (RAY_FACTS §11).
+    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(_slots(spec)))
     tuner = tune.Tuner(
         tune.with_resources(trainable, resources),
         tune_config=tune.TuneConfig(search_alg=searcher, num_samples=len(chains) + len(branches),
