@@ -58,7 +58,23 @@ def block_key(branch: BranchJob) -> tuple:
             branch.point.method, branch.point.recipe, t.seed, branch.trial_id)
 
 
-class ReleaseSearcher(Searcher):
+class TableSearcher(Searcher):
+    """A Tune ``Searcher`` whose state lives in the sweep's tables: its config comes from the
+    spec (no Tune search space, metric or mode) and it saves nothing, since a re-run plans
+    again from the committed rows."""
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict,
+                              **spec: Any) -> bool:
+        return True
+
+    def save(self, checkpoint_path: str) -> None:
+        pass
+
+    def restore(self, checkpoint_path: str) -> None:
+        pass
+
+
+class ReleaseSearcher(TableSearcher):
     """Releases the pending chains, then each branch once its ``Need`` is met.
 
     Args:
@@ -82,10 +98,6 @@ class ReleaseSearcher(Searcher):
         self._reached: dict[tuple[str, str], int] = {}
         self._jobs: dict[str, str] = {}  # Tune trial id -> job trial id
         self.blocked: list[BranchJob] = []
-
-    def set_search_properties(self, metric: str | None, mode: str | None, config: dict,
-                              **spec: Any) -> bool:
-        return True
 
     def ready(self, branch: BranchJob) -> bool:
         """Whether the chain level ``branch`` needs is stored."""
@@ -116,9 +128,3 @@ class ReleaseSearcher(Searcher):
                           error: bool = False) -> None:
         job = self._jobs.get(trial_id, "")
         (self._failed if error else self._finished).add(job)
-
-    def save(self, checkpoint_path: str) -> None:
-        pass  # a re-run replans from the committed rows
-
-    def restore(self, checkpoint_path: str) -> None:
-        pass

@@ -207,23 +207,33 @@ def _search_epochs(spec: SweepSpec, todo: list) -> int:
 def _fit_search(spec: SweepSpec, store: Store, todo: list, done: dict,
                 callback: ProgressCallback, verbose: bool) -> set[str]:
     """Run the search trials through ``CellSearcher`` in one Tune experiment; failed ids."""
-    from ray import tune
-
     from sweeps.search_tune import CellSearcher
     from sweeps.trials import search_trainable
 
     base = {"storage": Store(spec.storage).uri, "sweep": spec.name,
             "cpus": spec.resources.cpu, "spec": spec.to_json(), "code_version": code_version()}
+    return _fit(search_trainable, CellSearcher(spec, todo, done, base),
+                sum(n for _, n in todo), "search", spec, store, callback, verbose)
+
+
+def _fit(trainable_fn: Any, searcher: Any, trials: int, phase: str, spec: SweepSpec,
+         store: Store, callback: ProgressCallback, verbose: bool) -> set[str]:
+    """Run ``trials`` trials of ``trainable_fn`` that ``searcher`` hands out, as one Tune
+    experiment with the spec's resources, retries and concurrency; the failed trial ids."""
+    from ray import tune
+
+    # Tune keeps one trial pending for a custom Searcher: with short trials the next one is
+    # then created only after a slot frees. Keep one per slot waiting instead (RAY_FACTS §11).
+    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(_slots(spec)))
     resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     tuner = tune.Tuner(
-        tune.with_resources(search_trainable, resources),
-        tune_config=tune.TuneConfig(search_alg=CellSearcher(spec, todo, done, base),
-                                    num_samples=sum(n for _, n in todo), reuse_actors=True,
+        tune.with_resources(trainable_fn, resources),
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=trials, reuse_actors=True,
                                     trial_name_creator=trial_name,
                                     trial_dirname_creator=trial_name,
                                     max_concurrent_trials=spec.execution.max_concurrent_trials
                                     or None),
-        run_config=_run_config("search", spec, store, callback, verbose))
+        run_config=_run_config(phase, spec, store, callback, verbose))
     return _failures(tuner.fit(), store)
 
 
@@ -349,8 +359,6 @@ def _run_phases(plan: Plan, chains: list[ChainJob], branches: list[BranchJob], s
     """Every pending job in one Tune experiment (``sweeps.release``): chains first, each branch
     as soon as its chain stored its mask; return the failed trial ids (with the branches of
     failed chains)."""
-    from ray import tune
-
     from sweeps.release import ReleaseSearcher
     from sweeps.release import need
 
@@ -363,20 +371,8 @@ def _run_phases(plan: Plan, chains: list[ChainJob], branches: list[BranchJob], s
                                {c.trial_id for c in plan.chains} - pending,
                                {"storage": Store(spec.storage).uri, "sweep": spec.name,
                                 "cpus": spec.resources.cpu})
-    resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
-    # Tune keeps one trial pending for a custom Searcher: with short trials the next one is
-    # then created only after a slot frees. Keep one per slot waiting instead (RAY_FACTS §11).
-    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(_slots(spec)))
-    tuner = tune.Tuner(
-        tune.with_resources(trainable, resources),
-        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=len(chains) + len(branches),
-                                    reuse_actors=True, trial_name_creator=trial_name,
-                                    trial_dirname_creator=trial_name,
-                                    max_concurrent_trials=spec.execution.max_concurrent_trials
-                                    or None),
-        run_config=_run_config("sweep", spec, store,
-                               ProgressCallback(counts, "sweep", live, console), verbose))
-    failed = _failures(tuner.fit(), store)
+    failed = _fit(trainable, searcher, len(chains) + len(branches), "sweep", spec, store,
+                  ProgressCallback(counts, "sweep", live, console), verbose)
     for b in searcher.blocked:
         trial_state(store, b.trial_id, "failed",
                     error=f"its chain trial {plan.chain_of(b).trial_id} failed")

@@ -8,10 +8,11 @@ from typing import Any
 from ray.tune.search import Searcher
 
 from sweeps import search
+from sweeps.release import TableSearcher
 from sweeps.spec import SweepSpec
 
 
-class CellSearcher(Searcher):
+class CellSearcher(TableSearcher):
     """A Tune ``Searcher`` over many cells, each with its own ``OptunaSearch``.
 
     ``suggest`` asks the first cell with trials left (so a cell's trials run before the next
@@ -39,10 +40,6 @@ class CellSearcher(Searcher):
         self._studies: dict[search.Cell, Any] = {}
         self._owner: dict[str, search.Cell] = {}
 
-    def set_search_properties(self, metric: str | None, mode: str | None, config: dict,
-                              **spec: Any) -> bool:
-        return True  # the space and metric come from the spec
-
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
         cell = next((c for c in self._order if self._left[c] > 0), None)
         if cell is None:
@@ -65,9 +62,3 @@ class CellSearcher(Searcher):
         cell = self._owner.get(trial_id)
         if cell is not None:
             self._studies[cell].on_trial_complete(trial_id, result, error)
-
-    def save(self, checkpoint_path: str) -> None:
-        pass  # the studies are rebuilt from the committed rows (``search.history``)
-
-    def restore(self, checkpoint_path: str) -> None:
-        pass

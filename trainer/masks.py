@@ -179,7 +179,7 @@ def magnitude_prune(
     if each and (scope != "layerwise" or set(per_layer) != set(pruned)):
         raise ValueError(f"per-layer targets need scope 'layerwise' and one target per pruned "
                          f"layer {pruned}, got {sorted(per_layer)}")
-    for target in per_layer.values():
+    for target in per_layer.values() if each else (target_sparsity,):
         if not 0.0 <= target < 1.0:
             raise ValueError(f"target sparsity must be in [0, 1), got {target}")
     _check_shapes(weights, mask)
