@@ -107,7 +107,9 @@ def _run(sweep, storage: str | None, address: str | None, verbose: bool,
         typer.echo(f"repaired: {line}", err=True)
     typer.echo(f"sweep {sweep.name!r}: {outcome.launched} trials launched, "
                f"{outcome.skipped_points} grid points already done, "
-               f"{len(outcome.failed)} failed; results in {outcome.sweep_dir.uri}", err=True)
+               f"{len(outcome.failed)} failed; results in {outcome.sweep_dir.uri}"
+               + (f" ({outcome.compacted} parts compacted)" if outcome.compacted else ""),
+               err=True)
     _print_report(outcome.sweep_dir)
     if outcome.failed:
         _fail("failed trials (see `lottery status`): " + ", ".join(outcome.failed), code=1)

@@ -5,12 +5,17 @@ locally, far longer from an object store). Compaction reads the loose parts of e
 commit record, writes them as one ``<table>/compact-<id>.parquet`` per table (each row tagged
 with its part key, ``analysis.commits.PART_COLUMN``), then a manifest
 ``compacted/<id>-<table>.json`` naming those keys, and only then deletes the loose parts.
+``lottery run`` compacts at the end of every sweep (``execution.compact``); once a table has
+``MERGE_AT`` compacted files, the next compaction folds them into its new file too, so a sweep
+resumed many times still has a few files per table.
 
 Safe beside a running sweep and after a crash at any point: parts of points that are not
 committed yet are left alone; until the manifest exists the compacted file is ignored (its
-parts are still loose); once it exists, a loose part that is still there (not yet deleted, or
-rewritten by a retried trial) shadows the compacted rows of its key, so no row is read twice
-and the newest copy wins. ``analysis.commits`` has the reading rule.
+parts are still loose, or still in the older compacted files); once it exists, it wins over
+older manifests for the keys in both, and a loose part that is still there (not yet deleted,
+or rewritten by a retried trial) shadows the compacted rows of its key, so no row is read
+twice and the newest copy wins. Older manifests are deleted before their files.
+``analysis.commits`` has the reading rule.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import time
 import uuid
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
@@ -27,10 +33,16 @@ from analysis import commits
 from analysis.schema import get_schema
 from sweeps.store import Store
 
+# A table with this many compacted files has them merged into the next compaction's file.
+MERGE_AT = 4
 
-def compact(store: Store) -> dict[str, int]:
+
+def compact(store: Store, merge_at: int = MERGE_AT) -> dict[str, int]:
     """Compact the committed loose parts of every table of the sweep in ``store``.
 
+    Args:
+        store: The sweep directory.
+        merge_at: Fold a table's compacted files into the new one once it has this many.
     Returns:
         Table -> number of loose parts merged (and deleted).
     Raises:
@@ -39,29 +51,69 @@ def compact(store: Store) -> dict[str, int]:
     files = store.scan()
     corrupt = commits.check_parts(store.fs, files)
     committed = files.complete() if files.has_commits else {}
-    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}-" \
+            f"{uuid.uuid4().hex[:6]}"
     merged = {}
     for table in commits.TABLES:
         keys = sorted({p for rec in committed.values() for p in rec.parts.get(table, ())}
                       & set(files.parts[table]))
         keys = [k for k in keys if files.parts[table][k] not in corrupt]
-        if not keys:
+        old = _held(files, table, corrupt)
+        fold = len(old) + bool(keys) >= merge_at
+        if not keys and not fold:
             merged[table] = 0
             continue
-        schema = get_schema(table)
-        pieces = []
-        for key in keys:  # one read per part: each row must carry its part key
-            rows = ds.dataset([files.parts[table][key]], schema=schema, format="parquet",
-                              filesystem=store.fs).to_table()
-            pieces.append(rows.append_column(commits.PART_COLUMN,
-                                             pa.array([key] * rows.num_rows, pa.string())))
+        pieces = [_loose(store, table, files.parts[table][key], key) for key in keys]
+        if fold:
+            pieces += [_compacted(store, table, path, held) for path, held in old.items()]
         name = f"{commits.COMPACT_PREFIX}{stamp}.parquet"
         sink = io.BytesIO()
         pq.write_table(pa.concat_tables(pieces), sink)
         store.put(f"{table}/{name}", sink.getvalue())
+        held = [*keys, *(k for ks in old.values() for k in ks)] if fold else keys
         store.put(f"{commits.COMPACTED}/{stamp}-{table}.json",
-                  commits.Manifest(table=table, file=name, parts=tuple(keys)).encode())
+                  commits.Manifest(table=table, file=name, parts=tuple(held)).encode())
+        if fold:  # only files this scan saw: a concurrent compaction's new file stays
+            _drop_compacted(store, table, set(old))
         for key in keys:
             store.delete(f"{table}/{commits.part_file(key)}")
         merged[table] = len(keys)
     return merged
+
+
+def _held(files: commits.SweepFiles, table: str, corrupt: dict) -> dict[str, list[str]]:
+    """Valid compacted file -> its keys that no loose part shadows (kept whether or not their
+    record is complete: folding must never drop a row)."""
+    out: dict[str, list[str]] = {}
+    for key, path in sorted(files.compacted[table].items()):
+        if key not in files.parts[table] and path not in corrupt:
+            out.setdefault(path, []).append(key)
+    return out
+
+
+def _loose(store: Store, table: str, path: str, key: str) -> pa.Table:
+    """The rows of one loose part, each tagged with its part key."""
+    rows = ds.dataset([path], schema=get_schema(table), format="parquet",
+                      filesystem=store.fs).to_table()
+    return rows.append_column(commits.PART_COLUMN,
+                              pa.array([key] * rows.num_rows, pa.string()))
+
+
+def _compacted(store: Store, table: str, path: str, keys: list[str]) -> pa.Table:
+    """The rows of ``keys`` in the compacted file at ``path``."""
+    schema = get_schema(table).append(pa.field(commits.PART_COLUMN, pa.string()))
+    rows = ds.dataset([path], schema=schema, format="parquet", filesystem=store.fs)
+    return rows.to_table(filter=pc.field(commits.PART_COLUMN).isin(list(keys)))
+
+
+def _drop_compacted(store: Store, table: str, paths: set[str]) -> None:
+    """Delete the manifests of ``table`` naming the files at ``paths``, then those files."""
+    for info in store.list(commits.COMPACTED):
+        try:
+            manifest = commits.Manifest.decode(store.get(f"{commits.COMPACTED}/{info}"))
+        except (OSError, ValueError):
+            continue
+        if manifest.table == table and f"{store.path}/{table}/{manifest.file}" in paths:
+            store.delete(f"{commits.COMPACTED}/{info}")
+    for path in paths:
+        store.delete(f"{table}/{path.rsplit('/', 1)[-1]}")

@@ -62,6 +62,7 @@ class Outcome:
     failed: tuple[str, ...]
     skipped_points: int
     repaired: tuple[str, ...] = ()
+    compacted: int = 0
 
 
 def code_version() -> str:
@@ -261,6 +262,7 @@ def run_sweep(spec: SweepSpec, storage: str | None = None, address: str | None =
 
     Order: preflight (nothing written), the lease, the fixed-settings check, repair of corrupt
     files, then Ray; a refusal after the lease leaves nothing behind in a new sweep directory.
+    At the end (failed trials or not) the loose parts are compacted (``execution.compact``).
 
     Args:
         spec: A validated spec.
@@ -282,7 +284,12 @@ def run_sweep(spec: SweepSpec, storage: str | None = None, address: str | None =
     lease.acquire()
     refused = False
     try:
-        return _run_leased(spec, store, address, remote, verbose)
+        outcome = _run_leased(spec, store, address, remote, verbose)
+        if spec.execution.compact:  # under the lease: no trial of ours writes meanwhile
+            from sweeps.compact import compact
+
+            outcome = dataclasses.replace(outcome, compacted=sum(compact(store).values()))
+        return outcome
     except SpecError:
         refused = True
         raise

@@ -255,10 +255,12 @@ class SearchSpec(Group):
 
 
 class ExecutionSpec(Group):
-    """``execution:`` retries and concurrency of the Ray Tune run."""
+    """``execution:`` retries and concurrency of the Ray Tune run, and whether ``lottery
+    run`` compacts the sweep's loose parts when it ends (``sweeps.compact``)."""
 
     max_retries: Annotated[int, Field(ge=0)] = 2
     max_concurrent_trials: Annotated[int, Field(ge=0)] = 0
+    compact: bool = True
 
 
 def data_hparams(dataset: str, d: DataSpec | None = None) -> DataHparams:

@@ -115,3 +115,33 @@ def test_the_cli_compacts_a_sweep_by_name(original: Path, tmp_path: Path) -> Non
     assert f"runs: {len(load_runs(sweep))} parts merged" in result.stdout
     missing = CliRunner().invoke(app, ["compact", "nope", "--storage", str(tmp_path)])
     assert missing.exit_code != 0 and "no sweep 'nope'" in missing.output
+
+
+def test_repeated_compactions_fold_into_few_files_and_keep_every_row(original: Path,
+                                                                     tmp_path: Path) -> None:
+    """Each re-run compacts its own parts; at ``merge_at`` files they are folded into one,
+    and a part rewritten after compaction replaces its compacted copy in the next fold."""
+    sweep = _copy(original, tmp_path)
+    before = _tables(sweep)
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    loose = sorted((sweep / "runs").glob("part-*.parquet"))
+    for path in loose:  # the runs parts land in three batches, as from three re-runs
+        path.rename(aside / path.name)
+    for i in range(3):
+        for path in loose[i::3]:
+            (aside / path.name).rename(path)
+        compact(Store(str(sweep)), merge_at=3)
+    _assert_same(before, _tables(sweep))
+    assert len(list(sweep.glob("runs/compact-*.parquet"))) == 1  # the third folded all
+    manifests = [m for m in (sweep / "compacted").iterdir() if m.name.endswith("-runs.json")]
+    assert len(manifests) == 1
+    assert sorted(commits.Manifest.decode(manifests[0].read_bytes()).parts) == \
+        sorted(commits.part_key(p.name) for p in loose)
+    # A rewritten part shadows its folded copy, and the next fold takes the loose one.
+    rewritten = _copy(original, tmp_path / "again") / "runs" / loose[0].name
+    (sweep / "runs" / loose[0].name).write_bytes(rewritten.read_bytes())
+    assert compact(Store(str(sweep)), merge_at=1)["runs"] == 1
+    assert not list(sweep.glob("runs/part-*.parquet"))
+    assert len(list(sweep.glob("runs/compact-*.parquet"))) == 1
+    _assert_same(before, _tables(sweep))

@@ -22,6 +22,7 @@ from conftest import start_driver
 from conftest import wait_for
 from conftest import write_spec
 
+from analysis.load import load_runs
 from sweeps import spec as spec_module
 from sweeps.plan import make_plan
 
@@ -45,7 +46,8 @@ def start_sweep(spec_path: Path, storage: Path, env: dict) -> subprocess.Popen:
 
 
 def n_rows(sweep_dir: Path) -> int:
-    return len(list(sweep_dir.glob("runs/part-*.parquet")))
+    """Committed runs rows, loose or compacted (the run compacts when it ends)."""
+    return len(load_runs(sweep_dir)) if (sweep_dir / "runs").exists() else 0
 
 
 def test_sigkill_of_the_driver_then_resume_loses_and_duplicates_nothing(

@@ -32,8 +32,9 @@ VOLATILE = ["wall_time_s"]
 
 
 def _parts_digest(sweep_dir: Path) -> dict[str, str]:
+    """Every file of the runs table, loose or compacted, by its digest."""
     return {str(p.relative_to(sweep_dir)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(sweep_dir.glob("runs/part-*.parquet"))}
+            for p in sorted(sweep_dir.glob("runs/*.parquet"))}
 
 
 def _expected_total_epochs(row: pd.Series, epochs: int) -> int:
@@ -63,6 +64,7 @@ def test_run_prints_the_report_and_launches_every_trial(swept):
     n_trials = len(plan.chains) + len(plan.branches)
     assert f"{n_trials} trials launched" in swept["proc"].stderr
     assert "0 failed" in swept["proc"].stderr
+    assert "parts compacted" in swept["proc"].stderr
 
 
 def test_runs_table_has_exactly_one_row_per_grid_point(swept):
@@ -73,6 +75,10 @@ def test_runs_table_has_exactly_one_row_per_grid_point(swept):
     grid = set(zip(runs.method, runs.lr, runs.target_sparsity, runs.seed, strict=True))
     assert len(grid) == len(runs)
     assert set(pd.read_parquet(swept["sweep_dir"] / "runs").config_hash) == set(runs.config_hash)
+    # the run ended by compacting: one file per table, no loose part left
+    for table in ("runs", "layers", "curves"):
+        assert not list((swept["sweep_dir"] / table).glob("part-*.parquet"))
+        assert len(list((swept["sweep_dir"] / table).glob("compact-*.parquet"))) == 1
 
 
 def test_each_row_is_consistent_with_its_method(swept):
@@ -158,8 +164,9 @@ def test_growing_the_grid_runs_only_the_new_points(swept):
     assert "10 trials launched" in proc.stderr
     assert "18 grid points already done" in proc.stderr
     after = _parts_digest(swept["sweep_dir"])
-    assert len(after) == 26
+    assert len(after) == len(before) + 1  # the new points' rows, compacted into one file
     assert {k: after[k] for k in before} == before
+    assert len(load_runs(swept["sweep_dir"])) == 26
 
 
 def test_gpu_request_on_a_machine_without_gpus_fails_before_writing(tmp_path, ray_env):
