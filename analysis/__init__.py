@@ -6,20 +6,17 @@ Imports only the standard library, numpy, pandas and pyarrow (never torch, ray, 
 
 from __future__ import annotations
 
-from analysis.load import between
-from analysis.load import load_curves
-from analysis.load import load_layers
-from analysis.load import load_runs
-from analysis.report import format_report
-from analysis.schema import COLUMN_DOCS
-from analysis.schema import CURVES
-from analysis.schema import LAYERS
-from analysis.schema import RUNS
-from analysis.schema import markdown_schema
-from analysis.schema import to_table
-from analysis.stats import dense_correlation
-from analysis.stats import summarize
-from analysis.stats import winning_ticket
+from typing import Any
+
+# Public name -> the module defining it; each is imported on first use, so importing one
+# module of the package (e.g. ``analysis.commits``, pyarrow only) does not load pandas.
+_EXPORTS = {
+    "between": "load", "load_curves": "load", "load_layers": "load", "load_runs": "load",
+    "format_report": "report",
+    "COLUMN_DOCS": "schema", "CURVES": "schema", "LAYERS": "schema", "RUNS": "schema",
+    "markdown_schema": "schema", "to_table": "schema",
+    "dense_correlation": "stats", "summarize": "stats", "winning_ticket": "stats",
+}
 
 __all__ = [
     "COLUMN_DOCS",
@@ -37,3 +34,12 @@ __all__ = [
     "to_table",
     "winning_ticket",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``analysis.load_runs`` etc.: imported from their module on first use."""
+    if name in _EXPORTS:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -48,7 +48,7 @@ def _level(plan, branch) -> int:
 def _level_of(sparsity: float, trunk) -> int:
     """IMP rounds behind a mask at ``sparsity`` (0 for the dense point)."""
     from trainer import levels
-    from trainer.trunk import level_schedule
+    from trainer.levels import level_schedule
 
     return levels.mask_level(sparsity, level_schedule(trunk)) if sparsity > 0 else 0
 

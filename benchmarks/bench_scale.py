@@ -5,7 +5,9 @@
 - ``lottery status``'s work (``format_status``) of sweeps of about 100 and 1,000 trials with
   every trial record written;
 - ``analysis.load_runs`` of 10,000 and 100,000 rows in loose parts (10 rows per part, with
-  commit records), then after ``lottery compact``.
+  commit records), then after ``lottery compact``;
+- whole commands, each a fresh process as a user types it (median of 3): ``lottery --help``,
+  ``plan`` and ``plan --check`` of the quick start, ``status`` of the 1,000-trial sweep.
 
 Usage, from the repository root: ``python -m benchmarks.bench_scale [--rows 100000]``.
 Prints seconds per case; nothing is asserted (the targets are in docs/performance.md).
@@ -14,6 +16,9 @@ Prints seconds per case; nothing is asserted (the targets are in docs/performanc
 from __future__ import annotations
 
 import argparse
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -88,6 +93,22 @@ def bench_load(root: Path, rows: int) -> None:
               f"{merged:6.2f} s, then {after:6.2f} s")
 
 
+def bench_commands(root: Path) -> None:
+    quickstart = Path(__file__).resolve().parents[1] / "sweeps" / "configs" / "quickstart.yaml"
+    status = grid(1_000).name
+    for args in (["--help"], ["plan", str(quickstart)], ["plan", "--check", str(quickstart)],
+                 ["status", status, "--storage", str(root)]):
+        times = []
+        for _ in range(3):
+            seconds, proc = timed(lambda a=args: subprocess.run(
+                [sys.executable, "-m", "sweeps", *a], capture_output=True, text=True))
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            times.append(seconds)
+        label = " ".join(a for a in args[:2] if not a.endswith(".yaml") and a != status)
+        print(f"lottery {label:<16}"
+              f"{statistics.median(times):6.2f} s (whole command)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
@@ -95,6 +116,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bench_plan()
         bench_status(Path(tmp))
+        bench_commands(Path(tmp))
         bench_load(Path(tmp), args.rows)
 
 

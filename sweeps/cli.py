@@ -34,22 +34,24 @@ def _load(spec_path: Path):
         _fail(str(err))
 
 
+CheckOpt = Annotated[bool, typer.Option(
+    "--check", help="Also build every model (a forward pass, keep_dense, rates) and look for "
+                    "the dataset files, as `run` does (imports torch).")]
+
+
 @app.command()
-def plan(spec: Path) -> None:
+def plan(spec: Path, check: CheckOpt = False) -> None:
     """Validate SPEC and print the trials it will run and their budget in epochs (runs nothing).
 
-    Runs the same preflight as `run` (models, layers, data), but dataset files missing on this
-    machine are only warnings: the spec may be meant for a cluster.
+    Checks every field, the data subsets and the budget without importing torch; `--check`
+    adds `run`'s model preflight, and reports dataset files missing on this machine as
+    warnings (the spec may be meant for a cluster).
     """
-    import pandas as pd
-
     from sweeps import preflight
-    from sweeps.plan import describe
-    from sweeps.plan import make_plan
 
     sweep = _load(spec)
     try:
-        missing = preflight.check(sweep, files=False)
+        missing = preflight.check(sweep, files=False if check else None, models=check)
     except SpecError as err:
         _fail(str(SpecError(str(spec), err.problems)))
     for field, reason in missing:
@@ -57,7 +59,20 @@ def plan(spec: Path) -> None:
                    err=True)
     if sweep.search is not None:
         _plan_search(sweep)
-        return
+    else:
+        _plan_grid(sweep)
+    if not check:
+        typer.echo("models and dataset files not checked: `lottery plan --check` checks them, "
+                   "as `lottery run` does", err=True)
+
+
+def _plan_grid(sweep) -> None:
+    """``lottery plan`` of a grid spec: its trials and their budget."""
+    import pandas as pd
+
+    from sweeps.plan import describe
+    from sweeps.plan import make_plan
+
     p = make_plan(sweep)
     table = describe(p)
     with pd.option_context("display.max_rows", None, "display.width", 200,

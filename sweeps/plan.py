@@ -29,6 +29,7 @@ from trainer import data as datasets
 from trainer import levels
 from trainer import methods
 from trainer.hparams import RecipeHparams
+from trainer.hparams import steps_per_epoch
 from trainer.jobs import BranchJob
 from trainer.jobs import ChainJob
 from trainer.jobs import Point
@@ -36,8 +37,7 @@ from trainer.jobs import RewindWalk
 from trainer.jobs import Target
 from trainer.jobs import Trunk
 from trainer.jobs import curves_part
-from trainer.loop import steps_per_epoch
-from trainer.trunk import level_schedule
+from trainer.levels import level_schedule
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,12 @@
 ``sweeps.spec`` checks each field on its own; this module checks what needs the model zoo and
 the data: every (model, dataset) pair is built and runs one forward pass on a tiny CPU batch of
 the dataset's example shape, every ``pruning.keep_dense`` entry is resolved against every
-model, data subsets must fit the dataset, and each dataset's files must be present. ``lottery
-plan`` reports missing files as warnings (a GPU cluster's spec may be planned on a laptop);
-``lottery run`` refuses them, checking on a cluster worker when it drives a remote cluster,
-where it also checks that a worker sees a local storage path (a probe file).
+model (``sweeps.preflight_models``, the part that needs torch), data subsets must fit the
+dataset, and each dataset's files must be present. ``lottery plan`` runs only the checks that
+need no torch; ``lottery plan --check`` runs them all, reporting missing files as warnings (a
+GPU cluster's spec may be planned on a laptop); ``lottery run`` refuses them, checking on a
+cluster worker when it drives a remote cluster, where it also checks that a worker sees a
+local storage path (a probe file).
 """
 
 from __future__ import annotations
@@ -16,18 +18,12 @@ import os
 import uuid
 from pathlib import Path
 
-import torch
-
 from sweeps.errors import SpecError
 from sweeps.spec import SweepSpec
 from sweeps.store import Store
 from trainer import data as datasets
-from trainer import masks
-from trainer import models
-from trainer import recipes
-from trainer import seeding
 from trainer.hparams import DataHparams
-from trainer.loop import steps_per_epoch
+from trainer.hparams import steps_per_epoch
 
 Problem = tuple[str, str]
 REMOTE_TIMEOUT_S = 120.0  # a cluster may first have to start a node that fits a trial
@@ -36,119 +32,15 @@ _SHOWN_FILES = 3
 log = logging.getLogger(__name__)
 
 
-def _axis(name: str, index: int, values: list[str]) -> str:
+def axis(name: str, index: int, values: list[str]) -> str:
     """``model`` or ``model[1]``, as the spec wrote the axis (one name or a list)."""
     return name if len(values) == 1 else f"{name}[{index}]"
-
-
-def model_problems(spec: SweepSpec) -> list[Problem]:
-    """Build every (model, dataset) pair, run a forward pass, resolve ``keep_dense``; build
-    every model with each recipe's architecture options."""
-    out: list[Problem] = []
-    prunes = set(spec.methods) - {"dense"}
-    for i, model in enumerate(spec.models):
-        for dataset in spec.datasets:
-            hp = spec.data_hparams(dataset)
-            shape, classes = datasets.input_shape(hp), datasets.num_classes(hp)
-            where = _axis("model", i, spec.models)
-            try:
-                net = _forward(model, shape, classes)
-            except (ValueError, TypeError, RuntimeError) as err:
-                out.append((where, f"{model} cannot be built for {dataset} inputs "
-                                   f"{shape}: {err}"))
-                continue
-            out += _keep_dense_problems(spec, net, model, bool(prunes))
-            out += _recipe_problems(spec, model, shape, classes)
-        out += _target_problems(spec, model)
-    return list(dict.fromkeys(out))
-
-
-def _target_problems(spec: SweepSpec, model: str) -> list[Problem]:
-    """Each transfer target must have the sources' example shape, and ``model`` must build
-    for its classes."""
-    out: list[Problem] = []
-    fields = data_fields(spec)
-    sources = {datasets.input_shape(spec.data_hparams(d)) for d in spec.datasets}
-    for field, hp in fields.items():
-        if not field.startswith("transfer."):
-            continue
-        shape = datasets.input_shape(hp)
-        if sources != {shape}:
-            out.append((field, f"{hp.label} examples are {shape} but the datasets it is "
-                               f"trained from have {sorted(sources)}; a ticket transfers "
-                               "between datasets of one example shape"))
-            continue
-        try:
-            _forward(model, shape, datasets.num_classes(hp))
-        except (ValueError, TypeError, RuntimeError) as err:
-            out.append((field, f"{model} cannot be built for {hp.label}: {err}"))
-    return out
-
-
-def _forward(model: str, shape: tuple[int, int, int], classes: int,
-             arch: models.Arch | None = None) -> torch.nn.Module:
-    """Build ``model`` and run a forward pass on a (2, C, H, W) zero batch.
-
-    Raises:
-        ValueError: the logits are not (2, classes); or what building raises.
-    """
-    net = models.build(model, shape, classes, seeding.generator(0, "preflight"),
-                       arch or models.Arch())
-    with torch.no_grad():
-        logits = net.eval()(torch.zeros((2, *shape)))
-    if tuple(logits.shape) != (2, classes):
-        raise ValueError(f"logits of shape {tuple(logits.shape)}, expected (B, {classes})")
-    return net
-
-
-def _recipe_problems(spec: SweepSpec, model: str, shape: tuple[int, int, int],
-                     classes: int) -> list[Problem]:
-    """Each recipe whose architecture options ``model`` cannot take (e.g. jump convolutions
-    on a network without residual blocks)."""
-    out = []
-    for name, recipe in spec.recipe_hparams().items():
-        arch = recipes.arch(recipe)
-        if arch == models.Arch():
-            continue
-        try:
-            _forward(model, shape, classes, arch)
-        except (ValueError, TypeError, RuntimeError) as err:
-            field = "skip_connections" if recipe.skip_connections else "activation"
-            out.append((f"recipes.{name}.{field}", f"{model}: {err}"))
-    return out
-
-
-def _keep_dense_problems(spec: SweepSpec, net: torch.nn.Module, model: str,
-                         prunes: bool) -> list[Problem]:
-    out = []
-    for k, entry in enumerate(spec.pruning.keep_dense):
-        try:
-            masks.resolve_keep_dense(net, [entry])
-        except ValueError as err:
-            out.append((f"pruning.keep_dense[{k}]", f"{err} (model {model})"))
-    if not out and prunes:
-        kept = masks.resolve_keep_dense(net, spec.pruning.keep_dense)
-        if set(masks.prunable_names(net)) <= kept:
-            out.append(("pruning.keep_dense", f"keeps every prunable layer of {model} dense, "
-                                              "so there is nothing to prune"))
-        out += _rates_problems(spec, net, model, kept)
-    return out
-
-
-def _rates_problems(spec: SweepSpec, net: torch.nn.Module, model: str,
-                    kept: frozenset[str]) -> list[Problem]:
-    """Each ``pruning.rates`` group with no pruned layer in ``model`` (a rate that would
-    prune nothing)."""
-    present = set(masks.layer_groups(net, kept).values())
-    return [(f"pruning.rates.{group}", f"{model} has no pruned {group} layer (groups: "
-                                       f"{sorted(present)}; kept dense: {sorted(kept)})")
-            for group in spec.pruning.rates if group not in present]
 
 
 def data_fields(spec: SweepSpec) -> dict[str, DataHparams]:
     """Every dataset a trial trains on, by the spec field naming it: ``dataset`` (or
     ``dataset[i]``) and, with the ``transfer`` method, ``transfer.targets[j]``."""
-    out = {_axis("dataset", i, spec.datasets): spec.data_hparams(d)
+    out = {axis("dataset", i, spec.datasets): spec.data_hparams(d)
            for i, d in enumerate(spec.datasets)}
     if "transfer" in spec.methods:
         out.update({f"transfer.targets[{j}]": spec.data_hparams(t)
@@ -222,21 +114,32 @@ def _missing(hps: dict[str, DataHparams]) -> list[Problem]:
     return out
 
 
-def check(spec: SweepSpec, files: bool = True) -> list[Problem]:
+def check(spec: SweepSpec, files: bool | None = True, models: bool = True) -> list[Problem]:
     """Run the preflight; raise on errors, return the missing-file problems not raised.
 
     Args:
         spec: A validated spec.
         files: Whether missing dataset files are errors (``lottery run`` on the machine that
-            trains) or only returned as warnings (``lottery plan``, or a remote cluster).
+            trains) or only returned as warnings (False: ``lottery plan --check``, or a remote
+            cluster); None skips the file check (a loader module may import torchvision).
+        models: Whether to build every model and run a forward pass
+            (``sweeps.preflight_models``; imports torch).
     Raises:
         SpecError: every problem found, field by field.
     """
-    errors = shape_problems(spec) or model_problems(spec) + subset_problems(spec)
-    missing = missing_files(spec)
+    errors = shape_problems(spec)
+    if not errors:
+        errors = (_model_problems(spec) if models else []) + subset_problems(spec)
+    missing = missing_files(spec) if files is not None else []
     if errors or (files and missing):
         raise SpecError(spec.name, errors + (missing if files else []))
     return missing
+
+
+def _model_problems(spec: SweepSpec) -> list[Problem]:
+    from sweeps import preflight_models  # torch: only when models are checked
+
+    return preflight_models.model_problems(spec)
 
 
 def check_on_cluster(spec: SweepSpec, store: Store) -> None:

@@ -27,7 +27,7 @@ from trainer.chain import THETA0
 from trainer.jobs import BranchJob
 from trainer.jobs import ChainJob
 from trainer.jobs import to_dict
-from trainer.trunk import level_schedule
+from trainer.levels import level_schedule
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,11 @@
 soon as its chain stored its mask, in one Tune experiment (``sweeps.release``).
 
 Resuming is re-running: every grid point's rows are content-keyed Parquet parts committed by a
-record written last (``analysis.commits``), and every training stage keeps per-epoch
-checkpoints, so a re-run (``lottery resume`` or ``lottery run`` on the same spec) launches only
-trials with uncommitted points, and those continue from their last checkpoint (a stage whose
-result is stored is loaded, not retrained). Corrupt parts and records are moved to
+record written last (``analysis.commits``), and every training stage keeps checkpoints (at
+most every ``execution.checkpoint_every_s``, ``trainer.stage``), so a re-run (``lottery
+resume`` or ``lottery run`` on the same spec) launches only trials with uncommitted points,
+and those continue from their last checkpoint (a stage whose result is stored is loaded, not
+retrained). Corrupt parts and records are moved to
 ``quarantine/`` first, so their points count as missing. Tune's ``FailureConfig`` retries a
 crashed trial, which resumes the same way. One driver at a time holds the sweep's lease
 (``sweeps.lease``).
@@ -211,8 +212,7 @@ def _fit_search(spec: SweepSpec, store: Store, todo: list, done: dict,
     from sweeps.search_tune import CellSearcher
     from sweeps.trials import search_trainable
 
-    base = {"storage": Store(spec.storage).uri, "sweep": spec.name,
-            "cpus": spec.resources.cpu, "spec": spec.to_json(), "code_version": code_version()}
+    base = {**_trial_base(spec), "spec": spec.to_json(), "code_version": code_version()}
     return _fit(search_trainable, CellSearcher(spec, todo, done, base),
                 sum(n for _, n in todo), "search", spec, store, callback, verbose)
 
@@ -350,6 +350,12 @@ def _ray_session(spec: SweepSpec, store: Store, address: str | None, remote: boo
             ray.shutdown()
 
 
+def _trial_base(spec: SweepSpec) -> dict[str, Any]:
+    """What every trial's config carries besides its job (``sweeps.trials._tracked``)."""
+    return {"storage": Store(spec.storage).uri, "sweep": spec.name, "cpus": spec.resources.cpu,
+            "checkpoint_every_s": spec.execution.checkpoint_every_s}
+
+
 def _slots(spec: SweepSpec) -> int:
     """Trials the cluster can run at once (at least 1)."""
     import ray
@@ -376,8 +382,7 @@ def _run_phases(plan: Plan, chains: list[ChainJob], branches: list[BranchJob], s
     pending = {c.trial_id for c in chains}
     searcher = ReleaseSearcher(chains, branches, {b.trial_id: need(plan, b) for b in branches},
                                {c.trial_id for c in plan.chains} - pending,
-                               {"storage": Store(spec.storage).uri, "sweep": spec.name,
-                                "cpus": spec.resources.cpu})
+                               _trial_base(spec))
     failed = _fit(trainable, searcher, len(chains) + len(branches), "sweep", spec, store,
                   ProgressCallback(counts, "sweep", live, console), verbose)
     for b in searcher.blocked:

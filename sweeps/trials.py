@@ -16,6 +16,7 @@ import torch
 
 from sweeps.store import Store
 from trainer import jobs
+from trainer import stage
 from trainer.branch import run_branch
 from trainer.chain import run_chain
 from trainer.loop import EpochRecord
@@ -116,7 +117,8 @@ def _tracked(config: dict[str, Any], trial_id: str, body: Any) -> None:
 
     trial_state(sweep, trial_id, "running", **where)
     try:
-        extra = body(sweep, device, on_epoch, report) or {}
+        with stage.checkpoint_every(config.get("checkpoint_every_s", stage.DEFAULT_EVERY_S)):
+            extra = body(sweep, device, on_epoch, report) or {}
     except Exception as err:
         trial_state(sweep, trial_id, "error", error=f"{type(err).__name__}: {err}",
                     traceback=traceback.format_exc(limit=8), **where)

@@ -16,11 +16,11 @@ from trainer import recipes
 from trainer import rows
 from trainer import seeding
 from trainer.checkpoint import Blobs
+from trainer.hparams import steps_per_epoch
 from trainer.jobs import BranchJob
 from trainer.jobs import curves_part
 from trainer.loop import EpochRecord
 from trainer.loop import StageOptions
-from trainer.loop import steps_per_epoch
 from trainer.models import Arch
 from trainer.rows import Sink
 from trainer.stage import load_result

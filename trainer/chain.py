@@ -25,6 +25,7 @@ from trainer import masks
 from trainer import methods
 from trainer import rows
 from trainer.checkpoint import Blobs
+from trainer.hparams import steps_per_epoch
 from trainer.jobs import ChainJob
 from trainer.jobs import Point
 from trainer.jobs import Target
@@ -32,7 +33,6 @@ from trainer.jobs import curves_part
 from trainer.loop import EpochRecord
 from trainer.loop import StageOptions
 from trainer.loop import StageResult
-from trainer.loop import steps_per_epoch
 from trainer.rows import Sink
 from trainer.stage import run_stage
 from trainer.trunk import State

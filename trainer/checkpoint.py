@@ -32,6 +32,9 @@ class Blobs(Protocol):
     def put(self, name: str, data: bytes) -> None:
         """Write atomically: readers see the old blob or the new one, never a partial one."""
 
+    def delete(self, name: str) -> None:
+        """Remove ``name``; nothing happens when it does not exist."""
+
     def child(self, *parts: str) -> Blobs:
         """The sub-directory ``parts`` joined by ``/``."""
 

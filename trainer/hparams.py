@@ -9,6 +9,7 @@ checks here only guard programmatic construction.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -175,6 +176,11 @@ class TrainHparams:
     def run_epochs(self, steps_per_epoch: int) -> float:
         """Length of one training run in epochs (fractional with ``iterations``)."""
         return self.steps(steps_per_epoch) / steps_per_epoch
+
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    """Optimizer steps in one pass over ``n_train`` examples (the last batch may be short)."""
+    return math.ceil(n_train / batch_size)
 
 
 RATE_GROUPS = ("conv", "fc", "output")

@@ -12,6 +12,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from trainer import data as datasets
+
+if TYPE_CHECKING:
+    from trainer.jobs import Trunk
 
 _TOL = 1e-9  # slack for float sparsities such as 1 - 0.8**3 == 0.48799999999999993
 # A requested sparsity whose density is within 1 % (relative) of an IMP level's density *is*
@@ -156,3 +162,20 @@ def mask_level(target_sparsity: float, rate: float | Schedule) -> int:
     """
     level = level_for(target_sparsity, rate)
     return level if is_level_sparsity(target_sparsity, rate) else level + 1
+
+
+def level_schedule(trunk: Trunk) -> Schedule:
+    """The IMP level schedule of ``trunk``: its one ``pruning.rate``, or with
+    ``pruning.rates`` the (size, rate) of every pruned layer of its model on its data
+    (``trainer.masks.layer_schedule``, which needs torch; one rate needs none).
+
+    Raises:
+        ValueError: unknown model or dataset, or every layer kept dense.
+    Source: Frankle & Carbin 2019, App. B; METHODS.md §1.
+    """
+    if not trunk.prune.rates:
+        return Schedule.uniform(trunk.prune.rate)
+    from trainer import masks
+
+    return masks.layer_schedule(trunk.model, datasets.input_shape(trunk.data),
+                                datasets.num_classes(trunk.data), trunk.prune)

@@ -28,6 +28,7 @@ from trainer import masks
 from trainer import seeding
 from trainer.data.base import InMemoryData
 from trainer.hparams import TrainHparams
+from trainer.hparams import steps_per_epoch
 
 EVAL_BATCH = 2048
 
@@ -130,11 +131,6 @@ class StageOptions:
     start_step: int = 0
     end_step: int | None = None
     on_step: StepHook | None = None
-
-
-def steps_per_epoch(n_train: int, batch_size: int) -> int:
-    """Optimizer steps in one pass over ``n_train`` examples (the last batch may be short)."""
-    return math.ceil(n_train / batch_size)
 
 
 def lr_at(hp: TrainHparams, epoch: int, epochs: int | None = None) -> float:

@@ -7,6 +7,7 @@ only in ``apply`` and sparsity is computed only in ``sparsity``.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ import torch
 from torch import Tensor
 from torch import nn
 
+from trainer import levels
 from trainer.hparams import PruneHparams
 
 _SCOPES = ("layerwise", "global")
@@ -327,3 +329,21 @@ def density(mask: Mapping[str, Tensor]) -> float:
         ValueError: the mask has no entries.
     """
     return 1.0 - sparsity(mask)
+
+
+@functools.lru_cache(maxsize=128)
+def layer_schedule(model: str, input_shape: tuple[int, int, int], num_classes: int,
+                   prune: PruneHparams) -> levels.Schedule:
+    """The IMP level schedule of per-layer ``prune.rates``: (size, rate) of every pruned layer
+    of ``model`` on inputs of ``input_shape`` (built on the ``meta`` device, cached).
+
+    Raises:
+        ValueError: unknown model, or every layer kept dense.
+    Source: Frankle & Carbin 2019, App. B; METHODS.md §1.
+    """
+    from trainer import models
+
+    net = models.skeleton(model, input_shape, num_classes)
+    params = dict(net.named_parameters())
+    rates = layer_rates(net, prune, resolve_keep_dense(net, prune.keep_dense))
+    return levels.Schedule(tuple((params[n].numel(), r) for n, r in rates.items()))

@@ -12,9 +12,9 @@ from typing import Protocol
 
 from trainer import masks
 from trainer import metrics
+from trainer.hparams import steps_per_epoch
 from trainer.jobs import Point
 from trainer.loop import StageResult
-from trainer.loop import steps_per_epoch
 from trainer.trunk import State
 from trainer.trunk import TrunkContext
 

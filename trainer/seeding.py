@@ -6,8 +6,10 @@ Source of the rule: STYLE.md 2.6 (open_lth never seeded its init; we always do).
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def seed_for(seed: int, role: str, *parts: object) -> int:
@@ -27,4 +29,6 @@ def seed_for(seed: int, role: str, *parts: object) -> int:
 
 def generator(seed: int, role: str, *parts: object) -> torch.Generator:
     """A CPU ``torch.Generator`` seeded with ``seed_for(seed, role, *parts)``."""
+    import torch  # here, so that planning (which only needs ``seed_for``) never loads torch
+
     return torch.Generator().manual_seed(seed_for(seed, role, *parts))

@@ -1,16 +1,25 @@
 """A stage = one training run whose checkpoints and result live in one blob directory.
 
 Skip-if-done (open_lth's idiom): a stage whose ``final.pt`` exists is loaded, not retrained;
-otherwise it resumes after the last epoch of its newest good checkpoint. Two checkpoint slots
-are kept (``checkpoint-0.pt`` after even epochs, ``checkpoint-1.pt`` after odd ones), so a
-truncated newest checkpoint falls back to the one before it; a stage with no good checkpoint
-starts over. A corrupt ``final.pt`` is ignored the same way (the last checkpoint holds the
-finished state, so nothing is retrained). Corrupt blobs are logged as warnings.
+otherwise it resumes after the last epoch of its newest good checkpoint.
+
+Checkpoint policy (what a crash can lose): the model and optimizer state is written after an
+epoch only when ``checkpoint_every`` seconds (``execution.checkpoint_every_s``, default 30;
+0 = after every epoch) have passed since the stage started or last wrote one, and the result
+always at the stage's end (``final.pt``), after which the checkpoints are deleted. A crash
+therefore loses at most the last ``checkpoint_every`` seconds of each running stage plus the
+epoch in flight; finished stages (IMP levels, branches, θT) are never lost. Writes alternate
+between two slots (``checkpoint-0.pt``, ``checkpoint-1.pt``), so a truncated newest checkpoint
+falls back to the one before it; a stage with no good checkpoint, or whose ``final.pt`` is
+corrupt, starts over. Corrupt blobs are logged as warnings.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from collections.abc import Mapping
+from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Any
 
@@ -31,25 +40,60 @@ FINAL = "final.pt"
 CHECKPOINT_SLOTS = ("checkpoint-0.pt", "checkpoint-1.pt")
 _CHECKPOINT_KEYS = ("model", "optimizer", "records", "wall_time_s")
 _FINAL_KEYS = ("state", "records", "wall_time_s")
+DEFAULT_EVERY_S = 30.0
+_every_s = [DEFAULT_EVERY_S]
+
+
+@contextmanager
+def checkpoint_every(seconds: float) -> Iterator[None]:
+    """Within the block, stages write a checkpoint at most every ``seconds`` (0: each epoch).
+
+    Raises:
+        ValueError: ``seconds`` is negative.
+    """
+    if seconds < 0:
+        raise ValueError(f"checkpoint interval must be >= 0 seconds, got {seconds}")
+    before = _every_s[0]
+    _every_s[0] = float(seconds)
+    try:
+        yield
+    finally:
+        _every_s[0] = before
 
 
 class BlobCheckpoints:
-    """``trainer.loop.Checkpoints`` kept in two alternating slots of a blob directory."""
+    """``trainer.loop.Checkpoints`` kept in two alternating slots of a blob directory, written
+    at most every ``every_s`` seconds (``checkpoint_every``'s setting when None)."""
 
-    def __init__(self, blobs: Blobs) -> None:
+    def __init__(self, blobs: Blobs, every_s: float | None = None) -> None:
         self.blobs = blobs
+        self.every_s = _every_s[0] if every_s is None else every_s
+        self._since = time.monotonic()
+        self._newest = 0  # slot index holding the newest state; the next write takes the other
 
     def load(self) -> dict[str, Any] | None:
-        """The good checkpoint with the most finished epochs, or None."""
+        """The good checkpoint with the most finished epochs (or passes), or None."""
         saved = [checkpoint.load_or_none(self.blobs, slot, _CHECKPOINT_KEYS)
                  for slot in CHECKPOINT_SLOTS]
-        good = [s for s in saved if s is not None]
-        return max(good, key=lambda s: len(s["records"]), default=None)
+        good = [(len(s["records"]), i) for i, s in enumerate(saved) if s is not None]
+        if not good:
+            return None
+        self._newest = max(good)[1]
+        return saved[self._newest]
 
     def save(self, state: dict[str, Any]) -> None:
-        """Write the state after epoch E into slot E mod 2 (the other slot keeps E - 1)."""
-        slot = CHECKPOINT_SLOTS[len(state["records"]) % 2]
-        checkpoint.save(self.blobs, slot, state)
+        """Write ``state`` into the slot not holding the newest state, if ``every_s`` seconds
+        passed since the stage started or last wrote (the write's own time not counted)."""
+        if time.monotonic() - self._since < self.every_s:
+            return
+        self._newest = 1 - self._newest
+        checkpoint.save(self.blobs, CHECKPOINT_SLOTS[self._newest], state)
+        self._since = time.monotonic()
+
+    def clear(self) -> None:
+        """Delete both slots (the stage's result is stored: they are never read again)."""
+        for slot in CHECKPOINT_SLOTS:
+            self.blobs.delete(slot)
 
 
 def load_result(blobs: Blobs) -> StageResult | None:
@@ -85,8 +129,10 @@ def run_stage(blobs: Blobs, model: nn.Module, start: Mapping[str, torch.Tensor],
     if done is not None:
         return done
     model.load_state_dict(start)
-    result = train(model, data, hp, mask, seed, BlobCheckpoints(blobs), on_epoch, options)
+    checkpoints = BlobCheckpoints(blobs)
+    result = train(model, data, hp, mask, seed, checkpoints, on_epoch, options)
     checkpoint.save(blobs, FINAL, {"state": result.state,
                                    "records": [asdict(r) for r in result.records],
                                    "wall_time_s": result.wall_time_s})
+    checkpoints.clear()
     return result

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from dataclasses import field
 
@@ -20,10 +19,9 @@ from trainer import seeding
 from trainer.checkpoint import Blobs
 from trainer.data.base import InMemoryData
 from trainer.hparams import DataHparams
-from trainer.hparams import PruneHparams
+from trainer.hparams import steps_per_epoch
 from trainer.jobs import Trunk
 from trainer.loop import StageOptions
-from trainer.loop import steps_per_epoch
 from trainer.loop import train
 from trainer.models import Arch
 
@@ -63,8 +61,8 @@ class TrunkContext:
 
     @property
     def schedule(self) -> levels.Schedule:
-        """The trunk's IMP level schedule (``level_schedule``)."""
-        return level_schedule(self.trunk)
+        """The trunk's IMP level schedule (``levels.level_schedule``)."""
+        return levels.level_schedule(self.trunk)
 
     def prune_target(self, level: int, target: float | None = None) -> float | dict[str, float]:
         """What ``masks.magnitude_prune`` prunes to for IMP level ``level`` (``target`` None),
@@ -138,30 +136,6 @@ def open_trunk(trunk: Trunk, artifacts: Blobs, device: torch.device,
     return TrunkContext(trunk=trunk, blobs=blobs, data=data, device=device,
                         model=net.to(device), init=init, names=names, exclude=exclude,
                         data_hp=data_hp, rates=rates)
-
-
-def level_schedule(trunk: Trunk) -> levels.Schedule:
-    """The IMP level schedule of ``trunk``: its one ``pruning.rate``, or with
-    ``pruning.rates`` the (size, rate) of every pruned layer of its model on its data (built on
-    the ``meta`` device, cached).
-
-    Raises:
-        ValueError: unknown model or dataset, or every layer kept dense.
-    Source: Frankle & Carbin 2019, App. B; METHODS.md §1.
-    """
-    if not trunk.prune.rates:
-        return levels.Schedule.uniform(trunk.prune.rate)
-    return _layer_schedule(trunk.model, datasets.input_shape(trunk.data),
-                           datasets.num_classes(trunk.data), trunk.prune)
-
-
-@functools.lru_cache(maxsize=128)
-def _layer_schedule(model: str, input_shape: tuple[int, int, int], num_classes: int,
-                    prune: PruneHparams) -> levels.Schedule:
-    net = models.skeleton(model, input_shape, num_classes)
-    params = dict(net.named_parameters())
-    rates = masks.layer_rates(net, prune, masks.resolve_keep_dense(net, prune.keep_dense))
-    return levels.Schedule(tuple((params[n].numel(), r) for n, r in rates.items()))
 
 
 def dense_correlation(ctx: TrunkContext, dense_final: State) -> tuple[dict[float, float],

@@ -147,5 +147,5 @@ def test_with_address_missing_data_on_the_workers_is_refused_before_any_trial(tm
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert "dataset: mnist files missing on" in proc.stderr and "Traceback" not in proc.stderr
     assert not (storage / "remote").exists()  # the lease and the probe were cleaned up
-    plan = lottery(["plan", str(spec)], env, tmp_path)  # plan only warns
+    plan = lottery(["plan", "--check", str(spec)], env, tmp_path)  # plan only warns
     assert "warning: dataset: mnist files missing" in plan.stderr

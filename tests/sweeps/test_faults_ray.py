@@ -3,7 +3,7 @@
 One sweep directory goes through, in order: a second driver started while the first runs, a
 SIGKILL of a trial's worker, five SIGKILLs of the driver at random (seeded) moments, a deleted
 ``layers`` part, a deleted ``curves`` part, a truncated ``runs`` part and a truncated
-checkpoint. After each fault ``lottery resume`` must end with exactly one row per grid point in
+final.pt. After each fault ``lottery resume`` must end with exactly one row per grid point in
 every table, equal (all columns but wall_time_s) to an uninterrupted run's, and a repair must
 retrain only what was really lost. Last, an old ``spec.json`` lacking fields that now have
 defaults resumes, and its grid grows.
@@ -35,12 +35,13 @@ from trainer import stage
 
 pytestmark = pytest.mark.ray
 
-# Small batches make epochs slow enough (~0.1 s) to be interrupted mid-trial. The faults hit
-# single loose parts, so the sweep is left uncompacted (test_compact covers compacted files).
+# Small batches make epochs slow enough (~0.1 s) to be interrupted mid-trial, and every epoch
+# is checkpointed so a kill lands mid-stage. The faults hit single loose parts, so the sweep
+# is left uncompacted (test_compact covers compacted files).
 SPEC = {"name": "fi", "dataset": "digits", "methods": ["dense", "lth", "random_reinit", "pf"],
         "lrs": [0.05], "sparsities": [0.5, 0.8], "seeds": [0, 1],
         "training": {"epochs": 6, "batch_size": 16},
-        "execution": {"max_retries": 2, "compact": False}}
+        "execution": {"max_retries": 2, "compact": False, "checkpoint_every_s": 0}}
 PLAN = make_plan(spec_module.parse(SPEC))
 
 
@@ -171,17 +172,17 @@ def test_one_sweep_survives_every_fault(tmp_path, ray_env, reference):
     assert sweep.trained_since(since) == {pf.trial_id: 0, PLAN.chain_of(pf).trial_id: 0}
     assert_same_tables(sweep.dir, reference)
 
-    # 7. A truncated checkpoint of a stage whose result is lost: it restarts from the
-    #    previous good checkpoint (epoch 5 of 6), with a warning, and never fails forever.
+    # 7. A truncated final.pt of a stage whose rows are lost: its checkpoints were deleted
+    #    once it finished, so the stage trains again from its start, and never fails forever.
     rr = next(b for b in PLAN.branches if b.point.method == "random_reinit")
     blobs = sweep.artifacts(rr) / rr.stage_dir
-    (blobs / stage.FINAL).unlink()
-    newest = blobs / stage.CHECKPOINT_SLOTS[6 % 2]  # after epoch 6
-    newest.write_bytes(newest.read_bytes()[:300])
+    assert not any((blobs / s).exists() for s in stage.CHECKPOINT_SLOTS)
+    final = blobs / stage.FINAL
+    final.write_bytes(final.read_bytes()[:300])
     (sweep.dir / "runs" / f"part-{rr.point.config_hash}.parquet").unlink()
     since = time.time()
     sweep.resume()
-    assert sweep.trained_since(since) == {rr.trial_id: 1, PLAN.chain_of(rr).trial_id: 0}
+    assert sweep.trained_since(since) == {rr.trial_id: 6, PLAN.chain_of(rr).trial_id: 0}
     assert_same_tables(sweep.dir, reference)
     assert "grid points done: 14 of 14" in sweep.status()
 
@@ -189,11 +190,13 @@ def test_one_sweep_survives_every_fault(tmp_path, ray_env, reference):
     raw = json.loads((sweep.dir / "spec.json").read_text())
     del raw["data"]["test_subset"], raw["data"]["train_subset"], raw["execution"]
     (sweep.dir / "spec.json").write_text(json.dumps(raw))
+    # Without an execution group the default compact=True holds: this resume compacts.
     assert "0 trials launched, 14 grid points already done" in sweep.resume().stderr
     bigger = write_spec(tmp_path / "bigger.yaml", {**SPEC, "sparsities": [0.5, 0.8, 0.9]})
     before = {p.name: p.read_bytes() for p in (sweep.dir / "runs").iterdir()}
     grown = lottery(["run", str(bigger), "--storage", str(sweep.storage)], ray_env, tmp_path)
     assert "14 grid points already done" in grown.stderr
     after = {p.name: p.read_bytes() for p in (sweep.dir / "runs").iterdir()}
-    assert len(after) == 14 + 6 and {k: after[k] for k in before} == before
+    assert len(after) == len(before) + 6 and {k: after[k] for k in before} == before
+    assert len(load_runs(sweep.dir)) == 14 + 6
     kill_tree(ray_env["RAY_TMPDIR"])

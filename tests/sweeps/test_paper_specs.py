@@ -16,7 +16,7 @@ from sweeps.spec import load
 from sweeps.spec_yaml import read_yaml
 from tests.conftest import run_in_process
 from trainer import levels
-from trainer.trunk import level_schedule
+from trainer.levels import level_schedule
 
 PAPERS = Path(sweeps.__file__).parent / "configs" / "papers"
 FULL = sorted(p for p in PAPERS.glob("*.yaml") if not p.stem.endswith("_cpu"))

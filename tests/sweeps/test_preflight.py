@@ -1,4 +1,5 @@
-"""Tests for sweeps/preflight.py (the malformed-spec corpus is in test_spec_corpus.py)."""
+"""Tests for sweeps/preflight.py and preflight_models.py (the malformed-spec corpus is in
+test_spec_corpus.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from sweeps import preflight
+from sweeps import preflight_models
 from sweeps import spec as spec_module
 from sweeps.errors import SpecError
 from trainer import data as datasets
@@ -20,7 +22,7 @@ def _spec(**fields):
 
 def test_every_registered_model_builds_for_every_registered_dataset() -> None:
     spec = _spec(model=sorted(models.MODELS), dataset=sorted(datasets.DATASETS))
-    assert preflight.model_problems(spec) == []
+    assert preflight_models.model_problems(spec) == []
 
 
 def test_the_registry_shape_class_count_and_sizes_match_the_loaded_data() -> None:
@@ -88,7 +90,7 @@ def test_transfer_targets_are_checked_like_the_grids_datasets(
         info.value.problems
     missing = _spec(dataset="digits[0-4]", methods=["transfer"],
                     transfer={"targets": ["mnist[0-4]"]})
-    problems = preflight.model_problems(missing) + preflight.missing_files(missing)
+    problems = preflight_models.model_problems(missing) + preflight.missing_files(missing)
     fields = [f for f, _ in problems]
     assert fields.count("transfer.targets[0]") == 2  # another example shape; files missing
     assert any("examples are (1, 28, 28)" in r for _, r in problems)

@@ -28,10 +28,12 @@ from sweeps.plan import make_plan
 
 pytestmark = pytest.mark.ray
 
-# Small batches make epochs slow enough (~0.1 s) to be interrupted mid-trial.
+# Small batches make epochs slow enough (~0.1 s) to be interrupted mid-trial, and every epoch
+# is checkpointed so a kill lands mid-stage.
 SPEC = {"name": "kt", "dataset": "digits", "methods": ["dense", "lth", "random_reinit", "pf"],
         "lrs": [0.05], "sparsities": [0.5, 0.8], "seeds": [0, 1],
-        "training": {"epochs": 6, "batch_size": 16}, "execution": {"max_retries": 2}}
+        "training": {"epochs": 6, "batch_size": 16},
+        "execution": {"max_retries": 2, "checkpoint_every_s": 0}}
 
 
 @pytest.fixture(scope="module")

@@ -148,7 +148,8 @@ def test_to_json_includes_defaults_and_round_trips_through_parse() -> None:
     spec = load(QUICKSTART)
     data = spec.to_json()
     assert data["training"]["gamma"] == 0.1  # a default, written out in spec.json
-    assert data["execution"] == {"max_retries": 2, "max_concurrent_trials": 0, "compact": True}
+    assert data["execution"] == {"max_retries": 2, "max_concurrent_trials": 0, "compact": True,
+                                 "checkpoint_every_s": 30.0}
     assert parse(data) == spec
     assert parse(yaml.safe_load(yaml.safe_dump(data))) == spec
 

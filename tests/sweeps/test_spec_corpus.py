@@ -183,11 +183,30 @@ def _check(result, case: Case, workdir: Path, code: int) -> None:
 
 
 @pytest.mark.parametrize("case", ALL, ids=[c[0] for c in ALL])
-def test_plan_exits_2_naming_the_field_and_writes_nothing(case: Case, workdir: Path) -> None:
-    result = CliRunner().invoke(app, ["plan", str(_spec_file(workdir, case))])
+def test_plan_check_exits_2_naming_the_field_and_writes_nothing(case: Case,
+                                                                workdir: Path) -> None:
+    result = CliRunner().invoke(app, ["plan", "--check", str(_spec_file(workdir, case))])
     _check(result, case, workdir, 0 if case in MISSING_DATA else 2)
     if case in MISSING_DATA:
         assert "warning: " in result.stderr and "will refuse" in result.stderr
+
+
+NEED_MODELS = LAYERS + MISSING_DATA  # what only `plan --check` (and `run`) can find
+PLAIN = [c for c in ALL if c not in NEED_MODELS]
+
+
+@pytest.mark.parametrize("case", PLAIN, ids=[c[0] for c in PLAIN])
+def test_plain_plan_finds_every_field_problem_without_the_models(case: Case,
+                                                                 workdir: Path) -> None:
+    result = CliRunner().invoke(app, ["plan", str(_spec_file(workdir, case))])
+    _check(result, case, workdir, 2)
+
+
+@pytest.mark.parametrize("case", NEED_MODELS, ids=[c[0] for c in NEED_MODELS])
+def test_plain_plan_leaves_models_and_files_to_the_check(case: Case, workdir: Path) -> None:
+    result = CliRunner().invoke(app, ["plan", str(_spec_file(workdir, case))])
+    assert result.exit_code == 0, result.output
+    assert "not checked: `lottery plan --check`" in result.stderr
 
 
 @pytest.mark.parametrize("case", ALL, ids=[c[0] for c in ALL])

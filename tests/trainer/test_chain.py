@@ -29,6 +29,7 @@ from trainer import masks
 from trainer import methods
 from trainer import metrics
 from trainer import models
+from trainer import stage
 from trainer.jobs import ChainJob
 from trainer.loop import EpochRecord
 from trainer.stage import load_result
@@ -280,7 +281,7 @@ def test_chain_interrupted_mid_level_resumes_to_the_same_levels_masks_and_rows(
             raise KeyboardInterrupt
 
     store = Store(str(tmp_path)).child("chain")
-    with pytest.raises(KeyboardInterrupt):
+    with stage.checkpoint_every(0), pytest.raises(KeyboardInterrupt):
         run_job(sweep.chain, store, CPU, crash_in_level_3)
     resumed = Sweep(plan=sweep.plan, store=store, trained=Counter())
     run_job(resumed.chain, store, CPU, resumed.trained)

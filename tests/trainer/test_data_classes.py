@@ -13,7 +13,6 @@ import torch
 
 from sweeps.store import content_key
 from trainer import data
-from trainer.data import digits
 from trainer.data import mnist_family
 from trainer.hparams import DataHparams
 from trainer.hparams import PruneHparams
@@ -164,8 +163,9 @@ def full() -> data.InMemoryData:
 
 
 def test_digits_class_sizes_match_the_loaded_split(full):
-    assert torch.bincount(full.train_y, minlength=10).tolist() == list(digits.CLASS_SIZES[0])
-    assert torch.bincount(full.test_y, minlength=10).tolist() == list(digits.CLASS_SIZES[1])
+    train, test = data.get("digits").class_sizes
+    assert torch.bincount(full.train_y, minlength=10).tolist() == list(train)
+    assert torch.bincount(full.test_y, minlength=10).tolist() == list(test)
 
 
 @pytest.mark.parametrize("classes", [(0, 1, 2, 3, 4), (5, 6, 7, 8, 9), (0, 1, 2, 5), (8,),

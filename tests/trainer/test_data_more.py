@@ -62,7 +62,7 @@ def test_class_sizes_add_up_to_the_split_sizes(name):
 
 
 def test_svhn_class_counts_are_the_published_ones():
-    train, test = svhn.SVHN_CLASS_SIZES
+    train, test = data.get("svhn").class_sizes
     assert sum(train) == 73257 and sum(test) == 26032
     assert train[1] == 13861 and test[0] == 1744  # digit 1 is the most common, digit 0 label 10
     assert data.sizes(DataHparams(name="svhn", classes=(0, 1))) == (4948 + 13861, 1744 + 5099)

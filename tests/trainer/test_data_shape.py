@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from sweeps import preflight
+from sweeps import preflight_models
 from sweeps import spec as sweep_spec
 from sweeps.errors import SpecError
 from sweeps.keys import trunk_key
@@ -63,7 +64,8 @@ def test_the_shape_is_part_of_the_trunk_key() -> None:
 def test_a_transfer_between_shapes_passes_the_preflight_once_expanded() -> None:
     spec = {"name": "s", "dataset": "cifar10", "model": "resnet18", "sparsities": [0.5],
             "methods": ["transfer"], "transfer": {"targets": ["fashion-mnist"]}}
-    bare = preflight.model_problems(sweep_spec.parse(spec))
+    bare = preflight_models.model_problems(sweep_spec.parse(spec))
     assert any(f == "transfer.targets[0]" for f, _ in bare), bare
     expanded = sweep_spec.parse({**spec, "data": {"shape": [3, 32, 32]}})
-    assert not [p for p in preflight.model_problems(expanded) if p[0].startswith("transfer")]
+    problems = preflight_models.model_problems(expanded)
+    assert not [p for p in problems if p[0].startswith("transfer")]

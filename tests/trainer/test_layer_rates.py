@@ -12,7 +12,7 @@ from sweeps import spec as sweep_spec
 from sweeps.errors import SpecError
 from sweeps.keys import mask_blob
 from sweeps.plan import make_plan
-from sweeps.preflight import model_problems
+from sweeps.preflight_models import model_problems
 from sweeps.store import Store
 from sweeps.trials import run_job
 from trainer import checkpoint
@@ -20,7 +20,7 @@ from trainer import levels
 from trainer import masks
 from trainer import models
 from trainer.hparams import PruneHparams
-from trainer.trunk import level_schedule
+from trainer.levels import level_schedule
 
 FC, OUT = ("fc1.weight", "fc2.weight"), "fc3.weight"
 

@@ -29,6 +29,13 @@ def digits() -> InMemoryData:
     return datasets.load(DataHparams(name="digits"))
 
 
+@pytest.fixture(autouse=True)
+def every_epoch():
+    """These tests crash stages after chosen epochs: checkpoint after each one."""
+    with stage.checkpoint_every(0):
+        yield
+
+
 def _model(data: InMemoryData, seed: int = 0) -> nn.Module:
     return models.build("lenet_300_100", data.input_shape, data.num_classes,
                         torch.Generator().manual_seed(seed))
@@ -209,8 +216,8 @@ def test_run_stage_skips_training_when_final_exists(digits: InMemoryData, tmp_pa
     first_calls, second_calls = Counter(), Counter()
     first = stage.run_stage(blobs, model, start, mask, digits, _hp(epochs=2), 0, first_calls)
     assert blobs.get(stage.FINAL) is not None
-    for slot in stage.CHECKPOINT_SLOTS:  # final.pt alone must mark the stage as done
-        os.remove(blobs.join(slot))
+    for slot in stage.CHECKPOINT_SLOTS:  # final.pt alone marks the stage as done
+        assert not os.path.exists(blobs.join(slot))  # (its checkpoints are deleted)
     second = stage.run_stage(blobs, _model(digits, seed=9), start, mask, digits,
                              _hp(epochs=2), 0, second_calls)
     assert first_calls.epochs == [1, 2]
@@ -288,10 +295,11 @@ def test_no_good_checkpoint_restarts_the_stage_and_a_corrupt_final_is_recomputed
     mask, hp = _half_mask(model), _hp(epochs=2)
     blobs = Store(str(tmp_path)).child("s")
     whole = stage.run_stage(blobs, _model(digits), start, mask, digits, hp, 0)
+    assert not any(blobs.get(slot) for slot in stage.CHECKPOINT_SLOTS)  # deleted once final
     blobs.put(stage.FINAL, b"truncated")
     counter = Counter()
     again = stage.run_stage(blobs, _model(digits, seed=9), start, mask, digits, hp, 0, counter)
-    assert counter.epochs == []  # the last checkpoint holds the finished state
+    assert counter.epochs == [1, 2]  # no checkpoint is left: the stage starts over
     _assert_states_equal(again.state, whole.state)
     assert stage.load_result(blobs) is not None  # final.pt written again
     for slot in (stage.FINAL, *stage.CHECKPOINT_SLOTS):
@@ -300,6 +308,45 @@ def test_no_good_checkpoint_restarts_the_stage_and_a_corrupt_final_is_recomputed
     third = stage.run_stage(blobs, _model(digits, seed=9), start, mask, digits, hp, 0, counter)
     assert counter.epochs == [1, 2]  # nothing readable: the stage starts over
     _assert_states_equal(third.state, whole.state)
+
+
+def test_checkpoints_are_written_at_most_every_interval(digits: InMemoryData, tmp_path,
+                                                       monkeypatch) -> None:
+    """With a clock that moves 10 s per epoch and a 15 s interval, only epochs 3 and 5 are
+    written (the slots alternate per write); a crash after epoch 4 resumes after epoch 3."""
+    clock = [0.0]
+    monkeypatch.setattr(stage.time, "monotonic", lambda: clock[0])
+
+    def tick(record: EpochRecord) -> None:
+        clock[0] += 10.0
+
+    model = _model(digits)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    mask, hp = _half_mask(model), _hp(epochs=6)
+    written = []
+    blobs = Store(str(tmp_path)).child("s")
+    checkpoints = stage.BlobCheckpoints(blobs, every_s=15.0)
+    real_save = stage.checkpoint.save
+    monkeypatch.setattr(stage.checkpoint, "save", lambda b, name, obj: (
+        written.append((name, len(obj["records"]))), real_save(b, name, obj)))
+    loop.train(model, digits, hp, mask, 0, checkpoints, tick)
+    assert written == [(stage.CHECKPOINT_SLOTS[1], 3), (stage.CHECKPOINT_SLOTS[0], 5)]
+
+    with stage.checkpoint_every(15.0):
+        crashed = Store(str(tmp_path)).child("crashed")
+
+        def crash(record: EpochRecord) -> None:
+            tick(record)
+            if record.epoch == 4:
+                raise KeyboardInterrupt
+        with pytest.raises(KeyboardInterrupt):
+            stage.run_stage(crashed, _model(digits), start, mask, digits, hp, 0, crash)
+        counter = Counter()
+        stage.run_stage(crashed, _model(digits), start, mask, digits, hp, 0, counter)
+        assert counter.epochs == [4, 5, 6]  # what the crash lost: epoch 4
+    with pytest.raises(ValueError, match="must be >= 0"):
+        with stage.checkpoint_every(-1):
+            pass
 
 
 def test_run_stage_zeroes_masked_start_weights_before_training(

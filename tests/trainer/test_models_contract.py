@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 import pickle
 
@@ -11,6 +12,7 @@ from torch import nn
 
 from trainer import models
 from trainer.models import Arch
+from trainer.models import base
 
 # (C, H, W) of sklearn digits, MNIST / Fashion-MNIST and CIFAR.
 SHAPES: list[tuple[int, int, int]] = [(1, 8, 8), (1, 28, 28), (3, 32, 32)]
@@ -49,7 +51,10 @@ def test_registry_holds_exactly_the_documented_keys() -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_get_returns_the_registered_builder(name: str) -> None:
-    assert models.get(name) is models.MODELS[name]
+    module, builder = models.MODELS[name]  # imported on first use: the registry needs no torch
+    assert models.get(name) is getattr(importlib.import_module(f"trainer.models.{module}"),
+                                       builder)
+    assert isinstance(models.get(name), base.Builder)
 
 
 def test_get_unknown_name_raises_value_error_listing_known_keys() -> None:

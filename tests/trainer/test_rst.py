@@ -1,4 +1,4 @@
-"""Tests for trainer/methods/rst.py and rst_iter.py: RST's defining rules (METHODS.md 2.4)."""
+"""Tests for trainer/methods/rst.py, rst_transform.py and rst_iter.py (METHODS.md 2.4)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from trainer import seeding
 from trainer import stage
 from trainer.hparams import DataHparams
 from trainer.methods import rst
+from trainer.methods import rst_transform
 from trainer.methods.rst import RSTHparams
 from trainer.methods.rst import Schedule
 
@@ -61,7 +62,7 @@ def test_one_step_adds_lambda_w_to_the_gradient_of_masked_weights_only() -> None
     for lam_on in (False, True):
         net.load_state_dict(start)
         sched = Schedule(hp) if lam_on else Schedule(replace(hp, reg_step=1e-12))
-        rst._one_pass(net, data, rst._optimizer(net, hp), mask, sched, 0,
+        rst_transform._one_pass(net, data, rst_transform._optimizer(net, hp), mask, sched, 0,
                       (torch.Generator().manual_seed(1), torch.Generator().manual_seed(2)))
         results.append({k: v.clone() for k, v in net.state_dict().items()})
     plain, penalized = results  # one step of plain SGD: w' = w - lr (g + λ w m̄)
@@ -82,7 +83,7 @@ def test_rst_iter_cumulative_sparsity_after_each_cycle_is_one_minus_one_minus_pc
     p_c = 1 - (1 - 0.9) ** (1 / 4)
     previous = src.mask
     for c in range(1, 5):
-        mask = rst.cycle_mask(src, src.exclude, hp, c)
+        mask = rst_transform.cycle_mask(src, src.exclude, hp, c)
         expected = 1 - (1 - p_c) ** c
         assert rst.cycle_sparsity(0.9, c, 4) == pytest.approx(expected)
         assert int((~mask["a"]).sum()) == math.ceil(expected * 1000 - 1e-9)
@@ -130,31 +131,45 @@ def test_masked_weights_end_at_exactly_zero_and_the_row_counts_the_transformatio
         assert plan.epochs(job) == row.total_epochs  # (no trunk level is behind RST)
 
 
-def test_an_interrupted_transformation_resumes_to_the_same_weights(sweep: Store,
-                                                                   tmp_path: Path) -> None:
+def test_an_interrupted_transformation_resumes_to_the_same_weights(
+        sweep: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     job = _branch("rst_iter")
     src_blobs = sweep.child("artifacts", job.trunk.artifact_dir, job.stage_dir, "prepare")
     done = checkpoint.load(src_blobs, rst.RESULT)
-    copy = Store(str(tmp_path)).child("prepare")
-    for slot in stage.CHECKPOINT_SLOTS:
-        copy.put(slot, src_blobs.get(slot))
-    newest = max(stage.CHECKPOINT_SLOTS,
-                 key=lambda s: len(checkpoint.load(copy, s)["records"]))
-    copy.put(newest, b"truncated")  # resume from the pass before the last one
+    assert not any(src_blobs.get(slot) for slot in stage.CHECKPOINT_SLOTS)  # deleted once done
     plan = make_plan(spec_module.parse(SPEC))
     data = datasets.load(job.trunk.data)
-    net = models.build("lenet_300_100", (1, 8, 8), 10, seeding.generator(0, "x"))
     init = checkpoint.load(sweep.child("artifacts", job.trunk.artifact_dir), "init.pt")["state"]
     hp = RSTHparams(**SMALL)
     src = methods.Sources(init=init, dense_final=init, mask=masks.full_mask(init, [
         "fc1.weight", "fc2.weight", "fc3.weight"]), build_model=None, seed=0,
         target_sparsity=0.8, exclude=frozenset({"fc3.weight"}), hparams=hp)
-    phase = methods.Phase(model=net, data=data, train=plan.chains[0].trunk.train,
-                          exclude=src.exclude, blobs=copy, hparams=hp, imp_rounds=8)
-    again = rst.prepare(src, phase)
+    copy = Store(str(tmp_path)).child("prepare")
+
+    def phase() -> methods.Phase:
+        net = models.build("lenet_300_100", (1, 8, 8), 10, seeding.generator(0, "x"))
+        return methods.Phase(model=net, data=data, train=plan.chains[0].trunk.train,
+                             exclude=src.exclude, blobs=copy, hparams=hp, imp_rounds=8)
+
+    real_save = checkpoint.save
+
+    def crash_at_the_result(blobs, name, obj):  # every pass is checkpointed, then it dies
+        if name == rst.RESULT:
+            raise KeyboardInterrupt
+        real_save(blobs, name, obj)
+
+    with stage.checkpoint_every(0), monkeypatch.context() as patch:
+        patch.setattr(checkpoint, "save", crash_at_the_result)
+        with pytest.raises(KeyboardInterrupt):
+            rst.prepare(src, phase())
+    newest = max(stage.CHECKPOINT_SLOTS,
+                 key=lambda s: len(checkpoint.load(copy, s)["records"]))
+    copy.put(newest, b"truncated")  # resume from the pass before the last one
+    again = rst.prepare(src, phase())
     for k, v in done["state"].items():
         expected = v * done["mask"][k] if k in done["mask"] else v
         assert torch.equal(again.state[k], expected), k
+    assert not any(copy.get(slot) for slot in stage.CHECKPOINT_SLOTS)
 
 
 def test_match_lth_fits_the_transformation_into_lth_s_epochs(tmp_path: Path) -> None:

@@ -1,28 +1,30 @@
-"""Dataset registry: name -> ``Dataset`` (loader, example shape, class count, file check), and
-``load`` for the trial's device.
+"""Dataset registry: name -> ``Dataset`` (loader, example shape, class count, sizes, file
+check), described without importing torch, torchvision or a loader; ``load`` (in
+``trainer.data.serve``) serves a dataset on the trial's device.
 
 Add a dataset with one module defining ``load_<name>(hp: DataHparams) -> InMemoryData`` (CPU
-tensors) and ``missing_<name>(hp) -> list[Path]``, plus one line in ``DATASETS``.
+tensors) and ``missing_<name>(hp) -> list[Path]``, plus one line in ``DATASETS`` naming them.
+A loader module is imported on the first call of its functions, so planning a sweep, its
+status and its report never load torch.
 """
 
 from __future__ import annotations
 
-import functools
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+from typing import Any
 
-import torch
-
-from trainer import seeding
-from trainer.data import cifar
-from trainer.data import digits
-from trainer.data import mnist_family
-from trainer.data import smallnorb
-from trainer.data import svhn
-from trainer.data import tiny_imagenet
-from trainer.data.base import InMemoryData
 from trainer.hparams import DataHparams
+
+if TYPE_CHECKING:
+    from trainer.data.base import InMemoryData
+
+# Served by ``trainer.data.serve`` (torch), imported when first used: ``trainer.data.load``.
+_SERVED = ("load", "expand", "validation_split")
+SMALLNORB_SIZE = 28  # smallNORB examples are (1, 28, 28) (area-downsampled from 96 x 96)
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,19 @@ class Dataset:
     downloadable: bool = True
 
 
+@dataclass(frozen=True)
+class _Lazy:
+    """``module.function`` of a loader module in this package, imported on the first call
+    (loader modules import torch and torchvision)."""
+
+    module: str
+    function: str
+
+    def __call__(self, hp: DataHparams) -> Any:
+        loader = importlib.import_module(f"{__name__}.{self.module}")
+        return getattr(loader, self.function)(hp)
+
+
 def _none_missing(_: DataHparams) -> list[Path]:
     return []  # bundled with scikit-learn
 
@@ -65,23 +80,32 @@ def _even(train: int, test: int, classes: int) -> tuple[tuple[int, ...], tuple[i
 # downsampled to 28x28, standardized with its own training-set statistics), tiny_imagenet
 # (labels in sorted-wnid order, the val images as test split).
 DATASETS: dict[str, Dataset] = {
-    "digits": Dataset(digits.load, (1, 8, 8), 10, (digits.NUM_TRAIN, digits.NUM_TEST),
-                      _none_missing, digits.CLASS_SIZES),
-    "fashion-mnist": Dataset(mnist_family.load_fashion_mnist, (1, 28, 28), 10, (60000, 10000),
-                             mnist_family.missing_fashion_mnist, _even(6000, 1000, 10)),
-    "mnist": Dataset(mnist_family.load_mnist, (1, 28, 28), 10, (60000, 10000),
-                     mnist_family.missing_mnist, mnist_family.MNIST_CLASS_SIZES),
-    "cifar10": Dataset(cifar.load_cifar10, (3, 32, 32), 10, (50000, 10000),
-                       cifar.missing_cifar10, _even(5000, 1000, 10)),
-    "cifar100": Dataset(cifar.load_cifar100, (3, 32, 32), 100, (50000, 10000),
-                        cifar.missing_cifar100, _even(500, 100, 100)),
-    "svhn": Dataset(svhn.load_svhn, (3, 32, 32), 10, (73257, 26032), svhn.missing_svhn,
-                    svhn.SVHN_CLASS_SIZES),
-    "smallnorb": Dataset(smallnorb.load_smallnorb, (1, smallnorb.SIZE, smallnorb.SIZE), 5,
-                         (24300, 24300), smallnorb.missing_smallnorb, _even(4860, 4860, 5),
+    # digits: the fixed stratified 80/20 split of trainer.data.digits (1,797 images).
+    "digits": Dataset(_Lazy("digits", "load"), (1, 8, 8), 10, (1437, 360), _none_missing,
+                      ((142, 146, 142, 146, 145, 145, 145, 143, 139, 144),
+                       (36, 36, 35, 37, 36, 37, 36, 36, 35, 36))),
+    "fashion-mnist": Dataset(_Lazy("mnist_family", "load_fashion_mnist"), (1, 28, 28), 10,
+                             (60000, 10000), _Lazy("mnist_family", "missing_fashion_mnist"),
+                             _even(6000, 1000, 10)),
+    "mnist": Dataset(_Lazy("mnist_family", "load_mnist"), (1, 28, 28), 10, (60000, 10000),
+                     _Lazy("mnist_family", "missing_mnist"),
+                     ((5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949),
+                      (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009))),
+    "cifar10": Dataset(_Lazy("cifar", "load_cifar10"), (3, 32, 32), 10, (50000, 10000),
+                       _Lazy("cifar", "missing_cifar10"), _even(5000, 1000, 10)),
+    "cifar100": Dataset(_Lazy("cifar", "load_cifar100"), (3, 32, 32), 100, (50000, 10000),
+                        _Lazy("cifar", "missing_cifar100"), _even(500, 100, 100)),
+    "svhn": Dataset(_Lazy("svhn", "load_svhn"), (3, 32, 32), 10, (73257, 26032),
+                    _Lazy("svhn", "missing_svhn"),
+                    # per digit 0-9, the widely reported counts of the two .mat files
+                    ((4948, 13861, 10585, 8497, 7458, 6882, 5727, 5595, 5045, 4659),
+                     (1744, 5099, 4149, 2882, 2523, 2384, 1977, 2019, 1660, 1595))),
+    "smallnorb": Dataset(_Lazy("smallnorb", "load_smallnorb"),
+                         (1, SMALLNORB_SIZE, SMALLNORB_SIZE), 5, (24300, 24300),
+                         _Lazy("smallnorb", "missing_smallnorb"), _even(4860, 4860, 5),
                          downloadable=False),
-    "tiny-imagenet": Dataset(tiny_imagenet.load_tiny_imagenet, (3, 64, 64), 200,
-                             (100000, 10000), tiny_imagenet.missing_tiny_imagenet,
+    "tiny-imagenet": Dataset(_Lazy("tiny_imagenet", "load_tiny_imagenet"), (3, 64, 64), 200,
+                             (100000, 10000), _Lazy("tiny_imagenet", "missing_tiny_imagenet"),
                              _even(500, 50, 200), downloadable=False),
 }
 
@@ -128,20 +152,6 @@ def input_shape(hp: DataHparams) -> tuple[int, int, int]:
     return (hp.shape[0], hp.shape[1], hp.shape[2])
 
 
-def expand(x: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
-    """Examples ``x`` (N, C, H, W) resized bilinearly (antialiased when shrinking) to the
-    ``shape``'s H x W, a single channel repeated to its C: (N, C', H', W').
-
-    Source: Mehta 2019 (arXiv 1905.07785) code: Fashion-MNIST "expanded to 3 channels,
-    32 x 32" for a CIFAR-10 ResNet-18 (METHODS.md 2.6; the resize method is inferred).
-    """
-    c, h, w = shape
-    if tuple(x.shape[2:]) != (h, w):
-        x = torch.nn.functional.interpolate(x, size=(h, w), mode="bilinear",
-                                            align_corners=False, antialias=True)
-    return x.expand(-1, c, -1, -1).contiguous() if x.shape[1] != c else x
-
-
 def num_classes(hp: DataHparams) -> int:
     """Classes a model for ``hp`` predicts: the selection's size, else the dataset's."""
     check_classes(hp)
@@ -162,104 +172,13 @@ def sizes(hp: DataHparams) -> tuple[int, int]:
     return sum(train[c] for c in hp.classes), sum(test[c] for c in hp.classes)
 
 
-def load(hp: DataHparams, device: torch.device | str = "cpu") -> InMemoryData:
-    """Load a dataset, keep the requested subsets and move every tensor to ``device``.
-
-    The full CPU copy is cached per (name, root, download) for the life of the process, since
-    Ray reuses worker processes across trials. Each call returns a new ``InMemoryData``; on the
-    CPU its tensors are views of the cached ones, so callers must not modify them in place.
-
-    Args:
-        hp: Which dataset; ``classes`` keeps those classes (relabelled 0..k-1 in sorted
-            order), then ``train_subset``/``test_subset`` keep the first N examples (0 = all).
-        device: Where the returned tensors live, e.g. ``"cuda:0"``.
-
-    Returns:
-        The dataset with train_x (N, C, H, W) float32, train_y (N,) int64, test_x, test_y on
-        ``device`` (and val_x, val_y when ``hp.validation`` holds examples out of the
-        training set, see ``validation_split``); ``augment`` is the loader's (it runs on
-        whatever device the batch is on).
-
-    Raises:
-        ValueError: unknown name or class, a subset that is negative or larger than the
-            split, a validation split that leaves no training example, or a ``shape`` the
-            images cannot be expanded to (``input_shape``).
-        FileNotFoundError: the dataset's files are missing and ``hp.download`` is False.
-    """
-    check_classes(hp)  # unknown names, classes and shapes fail before touching the cache
-    shape = input_shape(hp)
-    full = _select(_load_cpu(hp.name, hp.root, hp.download), hp.classes)
-    train_n = _subset_size(hp.train_subset, len(full.train_y), "train_subset", hp.name)
-    test_n = _subset_size(hp.test_subset, len(full.test_y), "test_subset", hp.name)
-    train_idx, val_idx = validation_split(train_n, hp.validation)
-
-    def served(x: torch.Tensor) -> torch.Tensor:  # the kept examples, expanded, on the device
-        return (expand(x, shape) if hp.shape else x).to(device)
-
-    val = {} if val_idx is None else {"val_x": served(full.train_x[val_idx]),
-                                       "val_y": full.train_y[val_idx].to(device)}
-    return InMemoryData(
-        train_x=served(full.train_x[:train_n] if train_idx is None else full.train_x[train_idx]),
-        train_y=(full.train_y[:train_n] if train_idx is None else full.train_y[train_idx])
-        .to(device),
-        test_x=served(full.test_x[:test_n]),
-        test_y=full.test_y[:test_n].to(device),
-        num_classes=full.num_classes,
-        augment=full.augment,
-        **val,
-    )
 
 
-def _select(full: InMemoryData, classes: tuple[int, ...]) -> InMemoryData:
-    """The examples of ``classes`` (in their order), labels mapped to 0..k-1; all if ()."""
-    if not classes:
-        return full
-    lookup = torch.full((full.num_classes,), -1, dtype=torch.int64)
-    lookup[list(classes)] = torch.arange(len(classes))
+def __getattr__(name: str) -> Any:
+    """``trainer.data.load`` / ``expand`` / ``validation_split``: from ``trainer.data.serve``,
+    imported (with torch) on first use."""
+    if name in _SERVED:
+        from trainer.data import serve
 
-    def keep(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        idx = torch.isin(y, torch.tensor(classes)).nonzero().flatten()  # (n,) in file order
-        return x[idx], lookup[y[idx]]
-
-    (train_x, train_y), (test_x, test_y) = keep(full.train_x, full.train_y), \
-        keep(full.test_x, full.test_y)
-    return InMemoryData(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
-                        num_classes=len(classes), augment=full.augment)
-
-
-def validation_split(n: int, validation: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Indices (train, validation) of a split of the first ``n`` training examples.
-
-    A permutation from the generator seeded by (0, "validation_split") picks ``validation``
-    examples; both index sets are returned sorted, so training keeps the loader's order (the
-    data order of every epoch is drawn later, per replicate). The split depends only on ``n``
-    and ``validation``: every replicate and method of a sweep holds out the same examples.
-
-    Returns:
-        (None, None) when ``validation`` is 0 (nothing is reindexed), else two sorted int64
-        index tensors of lengths ``n - validation`` and ``validation``.
-    Raises:
-        ValueError: ``validation`` is negative or leaves no training example.
-    Source: Frankle & Carbin 2019, App. C (5,000 examples held out; METHODS.md §3).
-    """
-    if validation == 0:
-        return None, None
-    if not 0 < validation < n:
-        raise ValueError(f"data.validation must be in [0, {n - 1}] (training examples left: "
-                         f"{n}), got {validation}")
-    perm = torch.randperm(n, generator=seeding.generator(0, "validation_split"))
-    return perm[validation:].sort().values, perm[:validation].sort().values
-
-
-# Two entries: a worker rarely switches datasets, and CIFAR is ~740 MB of float32 per copy.
-@functools.lru_cache(maxsize=2)
-def _load_cpu(name: str, root: str, download: bool) -> InMemoryData:
-    return get(name).load(DataHparams(name=name, root=root, download=download))
-
-
-def _subset_size(requested: int, available: int, field: str, name: str) -> int:
-    if requested < 0 or requested > available:
-        raise ValueError(
-            f"data.{field} must be in [0, {available}] for {name!r} (0 = all), got {requested}"
-        )
-    return requested or available
+        return getattr(serve, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

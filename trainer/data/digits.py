@@ -10,12 +10,6 @@ from sklearn.model_selection import train_test_split
 from trainer.data.base import InMemoryData
 from trainer.hparams import DataHparams
 
-NUM_TRAIN = 1437
-NUM_TEST = 360
-# Examples per class (0-9) in the fixed split below: (train, test).
-CLASS_SIZES = ((142, 146, 142, 146, 145, 145, 145, 143, 139, 144),
-               (36, 36, 35, 37, 36, 37, 36, 36, 35, 36))
-
 
 def load(hp: DataHparams) -> InMemoryData:
     """Load the UCI optical digits bundled with scikit-learn (1,797 images, 10 classes).

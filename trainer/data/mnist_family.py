@@ -34,10 +34,6 @@ MNIST_STD = (0.3081,)
 FASHION_MNIST_MEAN = (0.2860,)
 FASHION_MNIST_STD = (0.3530,)
 
-# MNIST examples per digit 0-9: (train, test) (LeCun et al.'s files).
-MNIST_CLASS_SIZES = ((5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949),
-                     (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009))
-
 DEBIAN_FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 IDX_FILES = (
     "train-images-idx3-ubyte",

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from trainer.data import SMALLNORB_SIZE
 from trainer.data._common import normalize_uint8
 from trainer.data._common import resolve_root
 from trainer.data.base import InMemoryData
@@ -33,7 +34,7 @@ from trainer.hparams import DataHparams
 
 FOLDER = "smallnorb"
 URL = "https://cs.nyu.edu/~yann/research/norb/"
-SIZE = 28  # examples are (1, SIZE, SIZE)
+SIZE = SMALLNORB_SIZE  # examples are (1, SIZE, SIZE)
 CATEGORIES = ("animal", "human", "airplane", "truck", "car")
 FILES = {  # split -> (images, categories)
     "train": ("smallnorb-5x46789x9x18x6x2x96x96-training-dat.mat",

@@ -24,9 +24,6 @@ from trainer.hparams import DataHparams
 SVHN_MEAN = (0.4377, 0.4438, 0.4728)
 SVHN_STD = (0.1980, 0.2010, 0.1970)
 
-# Examples per digit 0-9: (train, test), the widely reported counts of the two .mat files.
-SVHN_CLASS_SIZES = ((4948, 13861, 10585, 8497, 7458, 6882, 5727, 5595, 5045, 4659),
-                    (1744, 5099, 4149, 2882, 2523, 2384, 1977, 2019, 1660, 1595))
 SPLITS = ("train", "test")
 
 

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from typing import Any
 
-import torch
-from torch import nn
-
-from trainer.checkpoint import Blobs
-from trainer.data.base import InMemoryData
 from trainer.hparams import DataHparams
 from trainer.hparams import PruneHparams
 from trainer.hparams import TrainHparams
 
-State = dict[str, torch.Tensor]
+if TYPE_CHECKING:  # the registry is read without torch (planning); trials import it
+    import torch
+    from torch import nn
+
+    from trainer.checkpoint import Blobs
+    from trainer.data.base import InMemoryData
+
+State = dict[str, "torch.Tensor"]
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from trainer import masks
 from trainer import seeding
 from trainer.hparams import PruneHparams
 from trainer.methods.base import Method
@@ -16,6 +15,8 @@ def start(src: Sources) -> Start:
     The mask is drawn with the generator (seed, "random_mask", target sparsity), so every
     target sparsity gets its own independent draw.
     """
+    from trainer import masks  # torch: imported by the trial, not by the registry
+
     gen = seeding.generator(src.seed, "random_mask", f"{float(src.target_sparsity):.6f}")
     return Start(state=src.init, mask=masks.random_mask_like(src.mask, gen))
 

@@ -17,24 +17,16 @@ Source: Bai et al. 2022 (arXiv 2203.04248) and their code ``yueb17/DLTH``
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from dataclasses import replace
 from typing import Any
 
-import torch
-import torch.nn.functional as F
-
-from trainer import checkpoint
-from trainer import masks
-from trainer import seeding
-from trainer.loop import steps_per_epoch
+from trainer.hparams import steps_per_epoch
 from trainer.methods.base import Method
 from trainer.methods.base import Phase
 from trainer.methods.base import Sources
 from trainer.methods.base import Start
 from trainer.methods.base import never
-from trainer.stage import BlobCheckpoints
 
 SCHEDULES = ("x", "x^2", "x^3")
 BUDGETS = ("paper", "match_lth")
@@ -141,37 +133,23 @@ def cycle_sparsity(target: float, cycle: int, cycles: int) -> float:
     return 1.0 - (1.0 - p_c) ** cycle
 
 
-def cycle_mask(src: Sources, exclude: frozenset[str], hp: RSTHparams, cycle: int) -> dict:
-    """The mask after ``cycle`` (1-based): each cycle adds random picks to the previous one."""
-    mask = {n: m.clone() for n, m in src.mask.items()}
-    for c in range(1, cycle + 1):
-        gen = seeding.generator(src.seed, "rst_mask", f"{src.target_sparsity:.6f}", c)
-        mask = masks.random_prune(mask, cycle_sparsity(src.target_sparsity, c, hp.cycles),
-                                  exclude, gen)
-    return mask
-
-
 def start(src: Sources) -> Start:
     """θ0 under the final random mask, before the transformation (what RST starts from)."""
-    hp: RSTHparams = src.hparams
-    return Start(state=src.init, mask=cycle_mask(src, src.exclude, hp, hp.cycles))
+    from trainer.methods import rst_transform  # torch: the trial's, not the registry's
+
+    return rst_transform.start(src)
 
 
 def prepare(src: Sources, phase: Phase) -> Start:
-    """The transformation (see the module docstring); skip-if-done through ``phase.blobs``.
+    """The transformation (``trainer.methods.rst_transform.prepare``; see the module
+    docstring); skip-if-done through ``phase.blobs``.
 
     Returns:
         Start(θ_transformed ⊙ m, m, extra_epochs = the transformation's passes over the data).
     """
-    hp: RSTHparams = phase.hparams
-    done = checkpoint.load_or_none(phase.blobs, RESULT, ("state", "mask", "iterations"))
-    if done is None:
-        done = _transform(src, phase, hp)
-        checkpoint.save(phase.blobs, RESULT, done)
-    extra = _passes(done["iterations"], len(phase.data.train_y), hp)
-    state = {k: v * done["mask"][k] if k in done["mask"] else v
-             for k, v in done["state"].items()}
-    return Start(state=state, mask=done["mask"], extra_epochs=extra)
+    from trainer.methods import rst_transform
+
+    return rst_transform.prepare(src, phase)
 
 
 def steps_per_pass(n: int, hp: RSTHparams) -> int:
@@ -202,89 +180,12 @@ def schedule(hp: RSTHparams, n_train: int, lth_epochs: float) -> Schedule:
 
 def prepare_epochs(hp: RSTHparams, n_train: int, lth_epochs: float) -> int:
     """Passes over the training set the transformation takes (``total_epochs``' share)."""
-    return _passes(hp.cycles * schedule(hp, n_train, lth_epochs).iterations, n_train, hp)
+    return passes(hp.cycles * schedule(hp, n_train, lth_epochs).iterations, n_train, hp)
 
 
-def _passes(iterations: int, n_train: int, hp: RSTHparams) -> int:
+def passes(iterations: int, n_train: int, hp: RSTHparams) -> int:
     """Transformation iterations as passes over the training set, rounded up."""
     return math.ceil(iterations / steps_per_pass(n_train, hp))
-
-
-def _transform(src: Sources, phase: Phase, hp: RSTHparams) -> dict[str, Any]:
-    """All cycles of pick-grow-stabilize, resumable after every pass over the data."""
-    model, data = phase.model, phase.data
-    sched = schedule_for(phase, hp)
-    checkpoints = BlobCheckpoints(phase.blobs)
-    saved = checkpoints.load()
-    passes: list[dict[str, Any]] = [] if saved is None else list(saved["records"])
-    model.load_state_dict(src.init if saved is None else saved["model"])
-    began, elapsed = time.perf_counter(), 0.0 if saved is None else saved["wall_time_s"]
-    cycle, i = (1, 0) if not passes else (passes[-1]["cycle"], passes[-1]["iteration"])
-    opt = _optimizer(model, hp)
-    if i >= sched.iterations:
-        cycle, i = cycle + 1, 0
-    elif saved is not None:
-        opt.load_state_dict(saved["optimizer"])  # mid-cycle: momentum continues
-    while cycle <= hp.cycles:
-        mask = _on(cycle_mask(src, phase.exclude, hp, cycle), data.train_x.device)
-        while i < sched.iterations:
-            k = len(passes)
-            i, loss = _one_pass(model, data, opt, mask, sched, i,
-                                (seeding.generator(src.seed, "rst_order", cycle, k),
-                                 seeding.generator(src.seed, "rst_augment", cycle, k)))
-            passes.append({"cycle": cycle, "iteration": i, "loss": loss})
-            checkpoints.save({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                              "records": passes,
-                              "wall_time_s": elapsed + time.perf_counter() - began})
-        cycle, i = cycle + 1, 0
-        opt = _optimizer(model, hp)  # λ and the optimizer restart every cycle (DLTH)
-    final = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-    return {"state": final, "mask": cycle_mask(src, phase.exclude, hp, hp.cycles),
-            "iterations": hp.cycles * sched.iterations,
-            "wall_time_s": elapsed + time.perf_counter() - began}
-
-
-def _on(mask: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    return {n: m.to(device) for n, m in mask.items()}
-
-
-def _optimizer(model: torch.nn.Module, hp: RSTHparams) -> torch.optim.Optimizer:
-    return torch.optim.SGD(model.parameters(), lr=hp.lr, momentum=hp.momentum,
-                           weight_decay=hp.weight_decay)
-
-
-def _one_pass(model: torch.nn.Module, data: Any, opt: torch.optim.Optimizer, mask: dict,
-              sched: Schedule, i: int, gens: tuple[torch.Generator, torch.Generator]
-              ) -> tuple[int, float]:
-    """One pass over the training set (or until the cycle ends); returns (iteration, loss).
-
-    Args:
-        gens: (data order, augmentation) generators of this pass.
-    """
-    order, augment = gens
-    model.train()
-    params = dict(model.named_parameters())
-    penalized = {n: ~m for n, m in mask.items() if not bool(m.all())}  # to-be-masked weights
-    n = len(data.train_x)
-    perm = torch.randperm(n, generator=order).to(data.train_x.device)
-    total, seen = 0.0, 0
-    for b in range(0, n, sched.hp.batch_size):
-        if i >= sched.iterations:
-            break
-        idx = perm[b:b + sched.hp.batch_size]
-        xb = data.train_x[idx]
-        if data.augment is not None:
-            xb = data.augment(xb, augment)
-        loss = F.cross_entropy(model(xb), data.train_y[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        lam = sched.lam(i)
-        with torch.no_grad():
-            for name, where in penalized.items():
-                params[name].grad.add_(lam * where * params[name])  # grad of ½ λ w² on m̄
-        opt.step()
-        total, seen, i = total + loss.item() * len(idx), seen + len(idx), i + 1
-    return i, total / max(seen, 1)
 
 
 def configure(group: dict[str, Any]) -> list[RSTHparams]:

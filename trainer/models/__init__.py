@@ -34,46 +34,46 @@ Every built model
 size a small dense network that matches a sparse one.
 
 Adding a model: one module with a factory ``(input_shape, num_classes, arch) -> Module`` wrapped
-in ``base.Builder``, plus its import and one line in ``MODELS``.
+in ``base.Builder``, plus one line in ``MODELS`` naming it. The registry itself imports no
+torch: a model module is imported when a model of it is first built, so a spec can be checked
+and planned without torch.
 """
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+import importlib
+from typing import TYPE_CHECKING
 
-from trainer.models import conv
-from trainer.models import lenet
-from trainer.models import mobilenet
-from trainer.models import resnet
-from trainer.models import resnet_imagenet
-from trainer.models import vgg
-from trainer.models.base import DEFAULT_ARCH
-from trainer.models.base import Arch
-from trainer.models.base import Builder
-from trainer.models.base import ModelBuilder
-from trainer.models.base import construct
+from trainer.models.arch import DEFAULT_ARCH
+from trainer.models.arch import Arch
 
-MODELS: dict[str, Builder] = {
-    "lenet_300_100": lenet.lenet_300_100,
-    "conv2": conv.conv2,
-    "conv4": conv.conv4,
-    "conv6": conv.conv6,
-    "conv2_dropout": conv.conv2_dropout,
-    "conv4_dropout": conv.conv4_dropout,
-    "conv6_dropout": conv.conv6_dropout,
-    "resnet20": resnet.resnet20,
-    "resnet32": resnet.resnet32,
-    "resnet56": resnet.resnet56,
-    "resnet20_a": resnet.resnet20_a,
-    "resnet32_a": resnet.resnet32_a,
-    "resnet56_a": resnet.resnet56_a,
-    "resnet18": resnet.resnet18,
-    "resnet18_imagenet": resnet_imagenet.resnet18_imagenet,
-    "vgg11": vgg.vgg11,
-    "vgg16": vgg.vgg16,
-    "vgg19": vgg.vgg19,
-    "mobilenet_v2": mobilenet.mobilenet_v2,
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from trainer.models.base import Builder
+
+# Registry key -> (module of this package, builder in it).
+MODELS: dict[str, tuple[str, str]] = {
+    "lenet_300_100": ("lenet", "lenet_300_100"),
+    "conv2": ("conv", "conv2"),
+    "conv4": ("conv", "conv4"),
+    "conv6": ("conv", "conv6"),
+    "conv2_dropout": ("conv", "conv2_dropout"),
+    "conv4_dropout": ("conv", "conv4_dropout"),
+    "conv6_dropout": ("conv", "conv6_dropout"),
+    "resnet20": ("resnet", "resnet20"),
+    "resnet32": ("resnet", "resnet32"),
+    "resnet56": ("resnet", "resnet56"),
+    "resnet20_a": ("resnet", "resnet20_a"),
+    "resnet32_a": ("resnet", "resnet32_a"),
+    "resnet56_a": ("resnet", "resnet56_a"),
+    "resnet18": ("resnet", "resnet18"),
+    "resnet18_imagenet": ("resnet_imagenet", "resnet18_imagenet"),
+    "vgg11": ("vgg", "vgg11"),
+    "vgg16": ("vgg", "vgg16"),
+    "vgg19": ("vgg", "vgg19"),
+    "mobilenet_v2": ("mobilenet", "mobilenet_v2"),
 }
 
 
@@ -89,7 +89,8 @@ def get(name: str) -> Builder:
     """
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known: {sorted(MODELS)}")
-    return MODELS[name]
+    module, builder = MODELS[name]
+    return getattr(importlib.import_module(f"{__name__}.{module}"), builder)
 
 
 def build(
@@ -130,6 +131,8 @@ def skeleton(
     Raises:
         ValueError: as :func:`build` (without the generator checks).
     """
+    from trainer.models.base import construct
+
     return construct(get(name).factory, input_shape, num_classes, arch)
 
 
@@ -155,6 +158,8 @@ def count_weights(
         ValueError: as :func:`build` (without the generator checks).
         TypeError: ``arch`` is not an ``Arch``.
     """
+    from torch import nn
+
     model = skeleton(name, input_shape, num_classes, arch)
     return sum(
         module.weight.numel()
@@ -163,4 +168,4 @@ def count_weights(
     )
 
 
-__all__ = ["MODELS", "Arch", "ModelBuilder", "build", "count_weights", "get", "skeleton"]
+__all__ = ["MODELS", "Arch", "build", "count_weights", "get", "skeleton"]

@@ -1,0 +1,98 @@
+"""The CLI answers at once: `lottery --help`, `plan`, `status` and `report` import neither
+torch, torchvision, scikit-learn nor ray (issue 14, item 5); `plan --check` does (it builds
+the models), and a trial's loaders are reached through the registries when first called.
+
+Each command runs in a fresh interpreter, which then lists the heavy modules it loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import run_in_process
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICKSTART = ROOT / "sweeps" / "configs" / "quickstart.yaml"
+HEAVY = ("torch", "torchvision", "sklearn", "ray")
+SPEC = {"name": "lazy", "dataset": "digits", "methods": ["dense", "lth", "pf"], "lrs": [0.1],
+        "sparsities": [0.5], "seeds": [0], "training": {"epochs": 1}}
+
+# Runs the CLI in-process (as the `lottery` script does), then prints the heavy modules loaded.
+PROBE = """
+import json, sys
+from sweeps.cli import app
+try:
+    app(sys.argv[1:], prog_name="lottery")
+except SystemExit as done:
+    code = done.code
+print(json.dumps({"code": code, "heavy": [m for m in %r if m in sys.modules]}))
+""" % (HEAVY,)
+
+
+def _heavy_modules(args: list[str], cwd: Path) -> tuple[int, list[str]]:
+    proc = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result["code"], result["heavy"]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("lazy")
+    run_in_process(SPEC, root / "results")
+    return root
+
+
+@pytest.mark.parametrize("args", [["--help"], ["plan", str(QUICKSTART)],
+                                  ["status", "lazy"], ["report", "lazy"],
+                                  ["report", "results/lazy"]],
+                         ids=["help", "plan", "status", "report", "report_path"])
+def test_reading_commands_import_no_training_stack(args: list[str], finished: Path) -> None:
+    code, heavy = _heavy_modules(args, finished)
+    assert code in (0, None)
+    assert heavy == []
+
+
+def test_plan_check_builds_the_models_so_it_imports_torch(finished: Path) -> None:
+    code, heavy = _heavy_modules(["plan", "--check", str(QUICKSTART)], finished)
+    assert code in (0, None)
+    assert "torch" in heavy and "ray" not in heavy
+
+
+def test_registries_describe_without_torch_and_load_through_it() -> None:
+    probe = """
+import sys
+from trainer import data, methods, models
+from trainer.hparams import DataHparams
+from sweeps import spec, plan
+p = plan.make_plan(spec.parse({"name": "x", "dataset": "mnist", "model": "conv2",
+                               "methods": ["dense", "lth", "rst", "random_pruning", "sdt"]}))
+assert len(p.points) > 0 and data.sizes(DataHparams(name="cifar10")) == (50000, 10000)
+assert models.get("conv2") is not None   # imports the model module (and torch)
+assert "torch" in sys.modules and "torchvision" not in sys.modules
+d = data.load(DataHparams(name="digits", train_subset=10))
+print(tuple(d.train_x.shape), "sklearn" in sys.modules, "torchvision" in sys.modules)
+"""
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["(10,", "1,", "8,", "8)", "True", "False"]
+
+
+def test_planning_imports_no_torch_before_a_model_is_built() -> None:
+    probe = """
+import sys
+from sweeps import spec, plan
+plan.make_plan(spec.parse({"name": "x", "dataset": "mnist", "model": "conv2",
+                           "methods": ["dense", "lth", "rst", "random_pruning", "sdt"]}))
+print([m for m in %r if m in sys.modules])
+""" % (HEAVY,)
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "[]"
