@@ -23,6 +23,11 @@ rows of many parts, each row tagged with its part key in ``_part``) and writes a
 ``compacted/<id>-<table>.json`` listing those keys *before* it deletes the loose parts. A part
 key then exists when its loose file or a manifest whose file exists has it; a loose part
 shadows the compacted rows of its key (it was written later), so no row is read twice.
+It also folds the records of the points it compacted into one bundle
+``commits/compact-<id>.json`` (``Bundle``) before deleting their loose records, so a compacted
+sweep is read with a few GETs instead of one per grid point; a loose record overrides the
+bundled one of its key (records of a point are identical whenever written), and a newer
+bundle overrides an older one.
 
 Only pyarrow and the standard library are used (``analysis`` never imports torch or ray).
 """
@@ -66,10 +71,13 @@ class Record:
     key: str
     parts: dict[str, tuple[str, ...]]
 
+    def body(self) -> dict:
+        """The record as a JSON-able dict."""
+        return {"key": self.key, "parts": {t: list(p) for t, p in sorted(self.parts.items())}}
+
     def encode(self) -> bytes:
         """Canonical JSON bytes of the record."""
-        body = {"key": self.key, "parts": {t: list(p) for t, p in sorted(self.parts.items())}}
-        return json.dumps(body, indent=1, sort_keys=True).encode("utf-8")
+        return json.dumps(self.body(), indent=1, sort_keys=True).encode("utf-8")
 
     @classmethod
     def decode(cls, data: bytes) -> Record:
@@ -82,6 +90,15 @@ class Record:
             body = json.loads(data)
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ValueError(f"not JSON ({err})") from None
+        return cls.from_body(body)
+
+    @classmethod
+    def from_body(cls, body: object) -> Record:
+        """The record of a decoded JSON value (``body``'s inverse).
+
+        Raises:
+            ValueError: not a record (missing key, unknown table, bad types).
+        """
         if not isinstance(body, dict) or not isinstance(body.get("key"), str) \
                 or not isinstance(body.get("parts"), dict):
             raise ValueError("not a commit record (needs a string 'key' and a 'parts' mapping)")
@@ -118,6 +135,33 @@ class Manifest:
         if table not in TABLES or not isinstance(file, str) or not isinstance(parts, list):
             raise ValueError("not a compaction manifest (table, file, parts)")
         return cls(table=table, file=file, parts=tuple(str(p) for p in parts))
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """Many commit records in one file, ``commits/compact-<id>.json`` (``lottery compact``)."""
+
+    records: tuple[Record, ...]
+
+    def encode(self) -> bytes:
+        """JSON bytes: ``{"records": [record, ...]}`` (each as ``Record.encode`` writes it)."""
+        return json.dumps({"records": [r.body() for r in self.records]}).encode("utf-8")
+
+    @classmethod
+    def decode(cls, data: bytes) -> Bundle:
+        """Raises: ValueError: not a bundle, or a record in it is not a record."""
+        try:
+            body = json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"not JSON ({err})") from None
+        if not isinstance(body, dict) or not isinstance(body.get("records"), list):
+            raise ValueError("not a bundle of commit records (needs a 'records' list)")
+        return cls(records=tuple(Record.from_body(r) for r in body["records"]))
+
+
+def is_bundle(file_name: str) -> bool:
+    """Whether ``file_name`` in ``commits/`` is a bundle (else it is one point's record)."""
+    return file_name.startswith(COMPACT_PREFIX) and file_name.endswith(RECORD_SUFFIX)
 
 
 def part_file(part: str) -> str:
@@ -162,8 +206,11 @@ class SweepFiles:
         root: The sweep directory (path inside ``fs``).
         has_commits: Whether ``commits/`` exists (else every part counts, see module doc).
         parts: Table -> part key -> file path, for every visible part file.
-        records: Point key -> its decoded record.
-        bad_records: Path of every record that does not decode -> the reason.
+        records: Point key -> its decoded record (loose, else from the newest bundle).
+        bad_records: Path of every record or bundle that does not decode -> the reason.
+        compacted: Table -> part key -> the compacted file holding it.
+        bundles: Path of every valid bundle -> the point keys it holds.
+        loose_records: Point key -> the path of its loose record (``commits/<key>.json``).
     """
 
     root: str
@@ -172,6 +219,9 @@ class SweepFiles:
     records: dict[str, Record] = field(default_factory=dict)
     bad_records: dict[str, str] = field(default_factory=dict)
     compacted: dict[str, dict[str, str]] = field(default_factory=dict)
+    bundles: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    loose_records: dict[str, str] = field(default_factory=dict)
+    _complete: dict[str, Record] | None = field(default=None, repr=False, compare=False)
 
     def has_part(self, table: str, key: str) -> bool:
         """Whether part ``key`` of ``table`` exists, loose or compacted."""
@@ -182,9 +232,13 @@ class SweepFiles:
         return self.parts.get(table, {}).get(key) or self.compacted[table][key]
 
     def complete(self) -> dict[str, Record]:
-        """Records whose listed parts all exist (validity is ``check_part``'s business)."""
-        return {key: rec for key, rec in self.records.items()
+        """Records whose listed parts all exist (validity is ``check_part``'s business);
+        computed once per listing (a listing is not changed after ``scan``)."""
+        if self._complete is None:
+            self._complete = {
+                key: rec for key, rec in self.records.items()
                 if all(self.has_part(t, p) for t, ps in rec.parts.items() for p in ps)}
+        return self._complete
 
     def visible_compacted(self, table: str) -> dict[str, tuple[str, ...]]:
         """Compacted file -> the part keys readers should take from it: keys of complete
@@ -232,16 +286,36 @@ def scan(fs: pafs.FileSystem, root: str) -> SweepFiles:
                        compacted=_compacted(fs, root))
     if not files.has_commits:
         return files
-    names = [i.path for i in fs.get_file_info(pafs.FileSelector(f"{root}/{COMMITS}"))
+    infos = [i for i in fs.get_file_info(pafs.FileSelector(f"{root}/{COMMITS}"))
              if i.type == pafs.FileType.File and i.base_name.endswith(RECORD_SUFFIX)
              and not i.base_name.startswith(TEMP_PREFIXES)]
+    for info in sorted((i for i in infos if is_bundle(i.base_name)), key=lambda i: i.base_name):
+        outcome = _read_bundle(fs, info.path)  # oldest first: a newer bundle wins
+        if isinstance(outcome, Bundle):
+            files.records.update((r.key, r) for r in outcome.records)
+            files.bundles[info.path] = tuple(r.key for r in outcome.records)
+        else:
+            files.bad_records[info.path] = outcome
+    names = [i.path for i in infos if not is_bundle(i.base_name)]
     for path, outcome in zip(names, _parallel(lambda p: _read_record(fs, p), names),
                              strict=True):
         if isinstance(outcome, Record):
             files.records[outcome.key] = outcome
+            files.loose_records[outcome.key] = path
         else:
             files.bad_records[path] = outcome
     return files
+
+
+def _read_bundle(fs: pafs.FileSystem, path: str) -> Bundle | str:
+    """The bundle at ``path``, or the reason it cannot be read."""
+    try:
+        with fs.open_input_stream(path) as stream:
+            return Bundle.decode(stream.read())
+    except (OSError, pa.ArrowException) as err:
+        return f"unreadable ({err})"
+    except ValueError as err:
+        return str(err)
 
 
 def _compacted(fs: pafs.FileSystem, root: str) -> dict[str, dict[str, str]]:

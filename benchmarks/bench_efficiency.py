@@ -35,22 +35,32 @@ def training_seconds(sweep: Path) -> tuple[float, int]:
     return total, stages
 
 
-def trial_span(sweep: Path) -> float:
-    """Seconds from the first trial's start to the last trial's end."""
+def trial_times(sweep: Path) -> tuple[float, float]:
+    """(first trial's start, last trial's end), epoch seconds (``trials/*.json``)."""
     records = [json.loads(p.read_text()) for p in sweep.glob("trials/*.json")]
     starts = [r["started"] for r in records if "started" in r]
     ends = [r["updated"] for r in records if "updated" in r]
-    return max(ends) - min(starts) if starts and ends else float("nan")
+    return (min(starts), max(ends)) if starts and ends else (float("nan"), float("nan"))
 
 
-def report(sweep: Path, slots: int, command_s: float | None = None) -> None:
+def trial_span(sweep: Path) -> float:
+    """Seconds from the first trial's start to the last trial's end."""
+    first, last = trial_times(sweep)
+    return last - first
+
+
+def report(sweep: Path, slots: int, command: tuple[float, float] | None = None) -> None:
+    """Print the efficiency; ``command`` = the command's (start, end), epoch seconds."""
     train_s, stages = training_seconds(sweep)
     span = trial_span(sweep)
     print(f"sweep {sweep.name}: {stages} stages, {train_s:.1f} s of training; trials span "
           f"{span:.1f} s on {slots} slots: efficiency {train_s / (slots * span):.2f}")
-    if command_s is not None:
+    if command is not None:
+        command_s = command[1] - command[0]
+        first, last = trial_times(sweep)
         print(f"  whole command {command_s:.1f} s: efficiency {train_s / (slots * command_s):.2f}"
-              f", time outside the trials {command_s - span:.1f} s")
+              f", time outside the trials {command_s - span:.1f} s ({first - command[0]:.1f} s "
+              f"before the first trial starts, {command[1] - last:.1f} s after the last ends)")
 
 
 def main() -> None:
@@ -64,12 +74,12 @@ def main() -> None:
         report(args.existing, args.slots)
         return
     storage = args.storage or Path(tempfile.mkdtemp(prefix="bench-eff-"))
-    start = time.perf_counter()
+    start = time.time()
     subprocess.run([sys.executable, "-m", "sweeps", "run", str(args.spec), "--storage",
                     str(storage)], check=True, stdout=subprocess.DEVNULL)
-    elapsed = time.perf_counter() - start
+    end = time.time()
     name = next(p for p in storage.iterdir() if p.is_dir())
-    report(name, args.slots, elapsed)
+    report(name, args.slots, (start, end))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 - ``lottery status``'s work (``format_status``) of sweeps of about 100 and 1,000 trials with
   every trial record written;
 - ``analysis.load_runs`` of 10,000 and 100,000 rows in loose parts (10 rows per part, with
-  commit records), then after ``lottery compact``;
+  commit records), then after ``lottery compact`` (in a fresh process, as a user reads it);
 - whole commands, each a fresh process as a user types it (median of 3): ``lottery --help``,
   ``plan`` and ``plan --check`` of the quick start, ``status`` of the 1,000-trial sweep.
 
@@ -72,6 +72,15 @@ def bench_status(root: Path) -> None:
         print(f"status {len(plan.chains) + len(plan.branches):6d} trials: {seconds:6.2f} s")
 
 
+def fresh_load(path: str) -> tuple[float, int]:
+    """(seconds, rows) of ``load_runs(path)`` in a new interpreter (imports not counted)."""
+    code = ("import sys, time; from analysis.load import load_runs; t = time.perf_counter(); "
+            "f = load_runs(sys.argv[1]); print(time.perf_counter() - t, len(f))")
+    out = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True,
+                         check=True).stdout.split()
+    return float(out[0]), int(out[1])
+
+
 def bench_load(root: Path, rows: int) -> None:
     for n in sorted({rows // 10, rows}):
         store = Store(str(root)).child(f"load{n}")
@@ -86,9 +95,9 @@ def bench_load(root: Path, rows: int) -> None:
         loose, frame = timed(lambda s=store: load_runs(s.path))
         assert len(frame) == n
         merged, _ = timed(lambda s=store: compact(s))
-        after, frame = timed(lambda s=store: load_runs(s.path))
-        assert len(frame) == n and not list(Path(store.path, "runs").glob(
-            f"{commits.PART_PREFIX}*"))
+        assert not list(Path(store.path, "runs").glob(f"{commits.PART_PREFIX}*"))
+        after, rows = fresh_load(store.path)  # as a user reading the results would
+        assert rows == n
         print(f"load   {n:7d} rows: {loose:6.2f} s loose ({n // 10} parts), compact "
               f"{merged:6.2f} s, then {after:6.2f} s")
 

@@ -7,7 +7,10 @@ with its part key, ``analysis.commits.PART_COLUMN``), then a manifest
 ``compacted/<id>-<table>.json`` naming those keys, and only then deletes the loose parts.
 ``lottery run`` compacts at the end of every sweep (``execution.compact``); once a table has
 ``MERGE_AT`` compacted files, the next compaction folds them into its new file too, so a sweep
-resumed many times still has a few files per table.
+resumed many times still has a few files per table. Last, the commit records of the points
+compacted (and any older bundle) are folded into one ``commits/compact-<id>.json`` bundle
+and their loose records deleted, so reading a compacted sweep takes a few GETs, not one per
+grid point.
 
 Safe beside a running sweep and after a crash at any point: parts of points that are not
 committed yet are left alone; until the manifest exists the compacted file is ignored (its
@@ -78,7 +81,29 @@ def compact(store: Store, merge_at: int = MERGE_AT) -> dict[str, int]:
         for key in keys:
             store.delete(f"{table}/{commits.part_file(key)}")
         merged[table] = len(keys)
+    _bundle_records(store, files, set(committed), stamp)
     return merged
+
+
+def _bundle_records(store: Store, files: commits.SweepFiles, committed: set[str],
+                    stamp: str) -> None:
+    """Fold the loose records of committed points and every older bundle into one bundle
+    (``analysis.commits.Bundle``), then delete the loose records and bundles it holds.
+
+    A record deleted after a retried trial rewrote it loses nothing: a point's record is the
+    same whenever it is written. Records of points still being written stay loose.
+    """
+    loose = {k for k in committed if k in files.loose_records}
+    if not loose and len(files.bundles) <= 1:
+        return
+    keys = loose | {k for held in files.bundles.values() for k in held}
+    bundle = commits.Bundle(records=tuple(files.records[k] for k in sorted(keys)))
+    store.put(f"{commits.COMMITS}/{commits.COMPACT_PREFIX}{stamp}{commits.RECORD_SUFFIX}",
+              bundle.encode())
+    for path in files.bundles:
+        store.delete(f"{commits.COMMITS}/{path.rsplit('/', 1)[-1]}")
+    for key in sorted(loose):
+        store.delete(f"{commits.COMMITS}/{files.loose_records[key].rsplit('/', 1)[-1]}")
 
 
 def _held(files: commits.SweepFiles, table: str, corrupt: dict) -> dict[str, list[str]]:

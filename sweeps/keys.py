@@ -9,6 +9,7 @@ jobs with these names; the trainer only joins them to a trunk's artifact directo
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 from sweeps.spec_groups import BASE_RECIPE
@@ -18,6 +19,7 @@ from trainer.hparams import RecipeHparams
 from trainer.jobs import Trunk
 
 
+@functools.lru_cache(maxsize=4096)  # a plan asks for each trunk's key once per point
 def trunk_key(trunk: Trunk) -> str:
     """Content key of a trunk: model, data, training and pruning hparams (not the seed).
 
@@ -29,6 +31,7 @@ def trunk_key(trunk: Trunk) -> str:
                                      "train": trunk.train, "prune": trunk.prune})
 
 
+@functools.lru_cache(maxsize=65536)  # a plan names each point's stage and mask by it too
 def point_key(trunk: Trunk, method: str, target_sparsity: float, hparams: Any = None,
               recipe: tuple[str, RecipeHparams] = (BASE_RECIPE, RecipeHparams())) -> str:
     """The ``config_hash`` of a grid point (its trunk, replicate, method and sparsity, the
@@ -51,6 +54,7 @@ def search_point_key(config_hash: str, search: str, trial: int) -> str:
                                         "trial": int(trial)})
 
 
+@functools.lru_cache(maxsize=4096)
 def mask_blob(target_sparsity: float, producer: str = "imp") -> str:
     """Blob of the stored mask at ``target_sparsity`` inside a trunk's artifact directory.
 

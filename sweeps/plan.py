@@ -14,9 +14,8 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from itertools import product
+from typing import TYPE_CHECKING
 from typing import Any
-
-import pandas as pd
 
 from sweeps.keys import mask_blob
 from sweeps.keys import point_key
@@ -38,6 +37,9 @@ from trainer.jobs import Target
 from trainer.jobs import Trunk
 from trainer.jobs import curves_part
 from trainer.levels import level_schedule
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -300,6 +302,8 @@ def _arm(job: BranchJob) -> str:
 
 def describe(plan: Plan) -> pd.DataFrame:
     """One row per trial: id, phase, methods (arms), lr, seed, sparsities, levels, epochs."""
+    import pandas as pd
+
     rows = []
     for job in plan.chains:
         rows.append({"trial_id": job.trial_id, "phase": "chain",

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import time
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from sweeps import integrity
 from sweeps import spec as spec_module
@@ -12,6 +11,9 @@ from sweeps.lease import Holder
 from sweeps.lease import read_holder
 from sweeps.plan import make_plan
 from sweeps.store import Store
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 STATES = ("done", "running", "interrupted", "pending", "error", "failed")
 
@@ -36,6 +38,15 @@ def _state(recorded: dict, have: int, expected: int, driver: Holder | None) -> s
 
 def trial_table(store: Store, check: integrity.Integrity | None = None,
                 driver: Holder | None = None) -> pd.DataFrame:
+    """``trial_rows`` as a DataFrame (columns trial_id, phase, state, points_done, points,
+    updated_s_ago, error)."""
+    import pandas as pd
+
+    return pd.DataFrame(trial_rows(store, check, driver))
+
+
+def trial_rows(store: Store, check: integrity.Integrity | None = None,
+               driver: Holder | None = None) -> list[dict]:
     """One row per planned trial: id, phase, state, points (committed / planned), error.
 
     Args:
@@ -50,7 +61,7 @@ def trial_table(store: Store, check: integrity.Integrity | None = None,
         raise FileNotFoundError(f"no sweep at {store.uri} (spec.json missing or unreadable)")
     spec = spec_module.parse(raw, store.join("spec.json"))
     if spec.search is not None:
-        return _search_table(store, spec, driver)
+        return _search_rows(store, spec, driver)
     plan = make_plan(spec)
     done = (check or integrity.inspect(store)).done
     now = time.time()
@@ -65,12 +76,12 @@ def trial_table(store: Store, check: integrity.Integrity | None = None,
         rows.append({"trial_id": job.trial_id, "phase": phase, "state": state,
                      "points_done": have, "points": len(points), "updated_s_ago": age,
                      "error": recorded.get("error", "") if state != "done" else ""})
-    return pd.DataFrame(rows)
+    return rows
 
 
-def _search_table(store: Store, spec: spec_module.SweepSpec,
-                  driver: Holder | None) -> pd.DataFrame:
-    """``trial_table`` of a search: trials 0..``trials``-1 of every cell, one point each."""
+def _search_rows(store: Store, spec: spec_module.SweepSpec,
+                 driver: Holder | None) -> list[dict]:
+    """``trial_rows`` of a search: trials 0..``trials``-1 of every cell, one point each."""
     from sweeps import search
 
     finished = search.history(store, spec)
@@ -87,7 +98,7 @@ def _search_table(store: Store, spec: spec_module.SweepSpec,
                          "points_done": int(n in numbers), "points": 1,
                          "updated_s_ago": age,
                          "error": recorded.get("error", "") if state != "done" else ""})
-    return pd.DataFrame(rows)
+    return rows
 
 
 def format_status(store: Store) -> str:
@@ -95,8 +106,8 @@ def format_status(store: Store) -> str:
     holder = read_holder(store)
     driver = holder if holder is not None and holder.alive() else None
     check = integrity.inspect(store)
-    table = trial_table(store, check, driver)
-    counts = table["state"].value_counts()
+    rows = trial_rows(store, check, driver)
+    counts = {s: sum(r["state"] == s for r in rows) for s in STATES}
     if driver is not None:
         who = f"in use by {driver.describe()}"
     elif holder is not None:
@@ -104,14 +115,23 @@ def format_status(store: Store) -> str:
     else:
         who = "not running"
     lines = [f"sweep {store.uri}", f"driver: {who}",
-             "trials: " + ", ".join(f"{counts.get(s, 0)} {s}" for s in STATES),
-             f"grid points done: {table['points_done'].sum()} of {table['points'].sum()}"]
+             "trials: " + ", ".join(f"{counts[s]} {s}" for s in STATES),
+             f"grid points done: {sum(r['points_done'] for r in rows)} of "
+             f"{sum(r['points'] for r in rows)}"]
     if check.corrupt:
         lines += ["", f"corrupt files ({len(check.corrupt)}; `lottery resume` moves them to "
                       "quarantine/ and recomputes their points):"]
         lines += [f"  {path}: {reason}" for path, reason in sorted(check.corrupt.items())]
-    active = table[table["state"].isin(["running", "interrupted", "error", "failed"])]
-    if len(active):
-        with pd.option_context("display.max_colwidth", 120, "display.width", 250):
-            lines += ["", active.to_string(index=False)]
+    active = [r for r in rows if r["state"] in ("running", "interrupted", "error", "failed")]
+    if active:
+        lines += ["", *_columns(active)]
     return "\n".join(lines)
+
+
+def _columns(rows: list[dict], width: int = 120) -> list[str]:
+    """``rows`` as right-aligned text columns under their keys (cells cut at ``width``)."""
+    cells = [list(rows[0])] + [["" if v is None else str(v)[:width] for v in r.values()]
+                               for r in rows]
+    sizes = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    return [" ".join(c.rjust(n) for c, n in zip(row, sizes, strict=True)).rstrip()
+            for row in cells]

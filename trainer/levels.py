@@ -10,6 +10,7 @@ level) give a ``Schedule`` whose pooled sparsity depends on the layer sizes.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -107,6 +108,7 @@ def level_sparsity(rate: float | Schedule, level: int) -> float:
     return 1.0 - rate.density(level)
 
 
+@functools.lru_cache(maxsize=65536)  # a plan asks it for every (point, level) pair
 def level_for(target_sparsity: float, rate: float | Schedule) -> int:
     """Largest IMP level L >= 0 whose density is at least the target's, up to ``DENSITY_RTOL``.
 

@@ -145,3 +145,43 @@ def test_repeated_compactions_fold_into_few_files_and_keep_every_row(original: P
     assert not list(sweep.glob("runs/part-*.parquet"))
     assert len(list(sweep.glob("runs/compact-*.parquet"))) == 1
     _assert_same(before, _tables(sweep))
+
+
+def test_compaction_bundles_the_records_of_the_points_it_merged(original: Path,
+                                                                tmp_path: Path) -> None:
+    sweep = _copy(original, tmp_path)
+    store = Store(str(sweep))
+    before, done = _tables(sweep), integrity.inspect(store).done
+    loose = {p.name: p.read_bytes() for p in (sweep / "commits").iterdir()}
+    compact(store)
+    [bundle] = list((sweep / "commits").iterdir())  # one file instead of one per point
+    assert commits.is_bundle(bundle.name)
+    assert {r.key: r for r in commits.Bundle.decode(bundle.read_bytes()).records} == \
+        {r.key: r for r in map(commits.Record.decode, loose.values())}
+    _assert_same(before, _tables(sweep))
+    assert integrity.inspect(store).done == done
+    for name, data in loose.items():  # a crash between the bundle and the records' deletes
+        (sweep / "commits" / name).write_bytes(data)
+    _assert_same(before, _tables(sweep))
+    assert integrity.inspect(store).done == done
+    compact(store)  # the next compaction folds the old bundle and the records into one
+    assert [commits.is_bundle(p.name) for p in (sweep / "commits").iterdir()] == [True]
+    _assert_same(before, _tables(sweep))
+    assert integrity.inspect(store).done == done
+
+
+def test_a_corrupt_bundle_is_found_and_its_points_recomputed(original: Path,
+                                                             tmp_path: Path) -> None:
+    sweep = _copy(original, tmp_path)
+    store = Store(str(sweep))
+    compact(store)
+    [bundle] = list((sweep / "commits").iterdir())
+    bundle.write_bytes(bundle.read_bytes()[:50])
+    check = integrity.inspect(store)
+    assert str(bundle) in check.corrupt and check.done == set()
+    assert load_runs(sweep).empty  # no record, no row: the points are pending again
+    [line] = integrity.repair(store, check)
+    assert str(bundle) in line and not bundle.exists()
+    plan = make_plan(parse(SPEC))
+    chains, branches, _ = pending_jobs(plan, integrity.inspect(store).done)
+    assert len(chains) + len(branches) == len(plan.chains) + len(plan.branches)
