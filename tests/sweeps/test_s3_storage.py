@@ -13,6 +13,7 @@ import pytest
 from conftest import lottery
 from conftest import write_spec
 
+from analysis import commits
 from analysis.load import load_runs
 from sweeps.store import join_uri
 
@@ -61,7 +62,10 @@ def test_sweep_results_and_checkpoints_go_to_the_object_store(tmp_path, ray_env,
     assert any(n.endswith("level_0/final.pt") for n in names)
     assert any("/tune/" in n for n in names)  # Ray Tune's own experiment state
     assert "lottery/sweeps/s3t/spec.json" in names
-    assert sum("/commits/" in n for n in names) == 3 + 4  # 3 points, chain levels 0..3
+    [bundle] = [n for n in names if "/commits/" in n]  # the end-of-run compaction folded
+    assert "/commits/compact-" in bundle                 # the records into one bundle
+    with fs.open_input_stream(bundle) as stream:
+        assert len(commits.Bundle.decode(stream.read()).records) == 3 + 4  # + chain levels 0..3
     assert "lottery/sweeps/s3t/lease.json" not in names  # released (taken by write-and-read)
     assert not any(".tmp" in n for n in names)
     assert not list(tmp_path.glob("**/*.parquet"))  # nothing on the driver's disk
