@@ -7,8 +7,9 @@ end (``trials/*.json``); the command's own wall time (Ray start and stop include
 beside it when the benchmark runs the sweep itself.
 
 Usage, from the repository root:
-``python -m benchmarks.bench_efficiency SPEC [--slots 2] [--storage DIR]`` runs SPEC in a
-fresh storage directory and prints its numbers; ``--existing SWEEP_DIR`` reads a finished
+``python -m benchmarks.bench_efficiency SPEC [--slots 2] [--storage DIR] [--address ADDR]``
+runs SPEC in a fresh storage directory (on the running Ray at ADDR, if given) and prints its
+numbers; ``--existing SWEEP_DIR`` reads a finished
 sweep instead.
 """
 
@@ -69,14 +70,16 @@ def main() -> None:
     parser.add_argument("--slots", type=int, default=2)
     parser.add_argument("--storage", type=Path)
     parser.add_argument("--existing", type=Path)
+    parser.add_argument("--address", help="a running Ray (e.g. one from `ray start --head`)")
     args = parser.parse_args()
     if args.existing:
         report(args.existing, args.slots)
         return
     storage = args.storage or Path(tempfile.mkdtemp(prefix="bench-eff-"))
     start = time.time()
+    address = ["--address", args.address] if args.address else []
     subprocess.run([sys.executable, "-m", "sweeps", "run", str(args.spec), "--storage",
-                    str(storage)], check=True, stdout=subprocess.DEVNULL)
+                    str(storage), *address], check=True, stdout=subprocess.DEVNULL)
     end = time.time()
     name = next(p for p in storage.iterdir() if p.is_dir())
     report(name, args.slots, (start, end))

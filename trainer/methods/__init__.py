@@ -68,7 +68,7 @@ def mask_level(method: Method, target_sparsity: float, schedule: levels.Schedule
     Args:
         method: The method.
         target_sparsity: Requested sparsity, fraction in [0, 1).
-        schedule: The trunk's IMP level schedule (``trainer.trunk.level_schedule``).
+        schedule: The trunk's IMP level schedule (``trainer.levels.level_schedule``).
         hparams: The method's own hparams, if it has any (``Method.configure``).
     Returns:
         0 for ``dense``, for sparsity 0 and for unmasked small-dense networks; 1 for one-shot
