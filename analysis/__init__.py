@@ -18,22 +18,7 @@ _EXPORTS = {
     "dense_correlation": "stats", "summarize": "stats", "winning_ticket": "stats",
 }
 
-__all__ = [
-    "COLUMN_DOCS",
-    "CURVES",
-    "LAYERS",
-    "RUNS",
-    "between",
-    "dense_correlation",
-    "format_report",
-    "load_curves",
-    "load_layers",
-    "load_runs",
-    "markdown_schema",
-    "summarize",
-    "to_table",
-    "winning_ticket",
-]
+__all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:

@@ -144,7 +144,7 @@ class Bundle:
     records: tuple[Record, ...]
 
     def encode(self) -> bytes:
-        """JSON bytes: ``{"records": [record, ...]}`` (each as ``Record.encode`` writes it)."""
+        """JSON bytes: ``{"records": [record, ...]}``, each record as ``Record.body``."""
         return json.dumps({"records": [r.body() for r in self.records]}).encode("utf-8")
 
     @classmethod

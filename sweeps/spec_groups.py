@@ -15,6 +15,7 @@ from pydantic import field_validator
 from pydantic import model_validator
 
 from trainer import data as datasets
+from trainer.hparams import CHECKPOINT_EVERY_S
 from trainer.hparams import DataHparams
 from trainer.hparams import RecipeHparams
 from trainer.hparams import parse_dataset
@@ -261,7 +262,7 @@ class ExecutionSpec(Group):
 
     max_retries: Annotated[int, Field(ge=0)] = 2
     max_concurrent_trials: Annotated[int, Field(ge=0)] = 0
-    checkpoint_every_s: Annotated[float, Field(ge=0)] = 30.0
+    checkpoint_every_s: Annotated[float, Field(ge=0)] = CHECKPOINT_EVERY_S
     compact: bool = True
 
 

@@ -178,6 +178,10 @@ class TrainHparams:
         return self.steps(steps_per_epoch) / steps_per_epoch
 
 
+# Seconds between a stage's checkpoints (``execution.checkpoint_every_s``; ``trainer.stage``).
+CHECKPOINT_EVERY_S = 30.0
+
+
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
     """Optimizer steps in one pass over ``n_train`` examples (the last batch may be short)."""
     return math.ceil(n_train / batch_size)

@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from collections.abc import Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict
 from typing import Any
 
@@ -29,6 +30,7 @@ from torch import nn
 from trainer import checkpoint
 from trainer.checkpoint import Blobs
 from trainer.data.base import InMemoryData
+from trainer.hparams import CHECKPOINT_EVERY_S
 from trainer.hparams import TrainHparams
 from trainer.loop import EpochHook
 from trainer.loop import EpochRecord
@@ -40,8 +42,8 @@ FINAL = "final.pt"
 CHECKPOINT_SLOTS = ("checkpoint-0.pt", "checkpoint-1.pt")
 _CHECKPOINT_KEYS = ("model", "optimizer", "records", "wall_time_s")
 _FINAL_KEYS = ("state", "records", "wall_time_s")
-DEFAULT_EVERY_S = 30.0
-_every_s = [DEFAULT_EVERY_S]
+DEFAULT_EVERY_S = CHECKPOINT_EVERY_S
+_every_s: ContextVar[float] = ContextVar("checkpoint_every_s", default=DEFAULT_EVERY_S)
 
 
 @contextmanager
@@ -53,12 +55,11 @@ def checkpoint_every(seconds: float) -> Iterator[None]:
     """
     if seconds < 0:
         raise ValueError(f"checkpoint interval must be >= 0 seconds, got {seconds}")
-    before = _every_s[0]
-    _every_s[0] = float(seconds)
+    token = _every_s.set(float(seconds))
     try:
         yield
     finally:
-        _every_s[0] = before
+        _every_s.reset(token)
 
 
 class BlobCheckpoints:
@@ -67,7 +68,7 @@ class BlobCheckpoints:
 
     def __init__(self, blobs: Blobs, every_s: float | None = None) -> None:
         self.blobs = blobs
-        self.every_s = _every_s[0] if every_s is None else every_s
+        self.every_s = _every_s.get() if every_s is None else every_s
         self._since = time.monotonic()
         self._newest = 0  # slot index holding the newest state; the next write takes the other
 
