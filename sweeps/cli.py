@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
+import os
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated
 
@@ -316,8 +319,32 @@ def export(name: str,
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app(prog_name="lottery")
+    """Console-script entry point (``lottery``, ``python -m sweeps``)."""
+    try:
+        app(prog_name="lottery")
+    except SystemExit as done:
+        _exit(done.code)
+    _exit(0)
+
+
+def _exit(code: int | str | None) -> None:
+    """End the process as ``sys.exit(code)`` would, minus tearing down torch's modules.
+
+    Once torch is imported, the interpreter's own shutdown takes 1-2 s here (freeing its
+    module graph); the atexit hooks (logging, Ray) and the other threads are what matter, so
+    they run, then the process ends at once.
+    """
+    if "torch" not in sys.modules:
+        raise SystemExit(code)
+    if isinstance(code, str):
+        print(code, file=sys.stderr)
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code if isinstance(code, int) else (0 if code is None else 1))
 
 
 if __name__ == "__main__":

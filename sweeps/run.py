@@ -19,10 +19,12 @@ import dataclasses
 import logging
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from typing import Any
 
 import pyarrow.fs as pafs
@@ -36,16 +38,14 @@ from sweeps.lease import LOCK
 from sweeps.lease import Lease
 from sweeps.plan import Plan
 from sweeps.plan import make_plan
-from sweeps.progress import Counts
-from sweeps.progress import ProgressCallback
-from sweeps.progress import open_display
 from sweeps.spec import SweepSpec
 from sweeps.store import Store
-from sweeps.trials import trainable
-from sweeps.trials import trial_name
-from sweeps.trials import trial_state
+from trainer import data as datasets
 from trainer.jobs import BranchJob
 from trainer.jobs import ChainJob
+
+if TYPE_CHECKING:
+    from sweeps.progress import ProgressCallback
 
 # Settings that define what the rows mean; a sweep name keeps them for life.
 FIXED_KEYS = ("training", "pruning", "data", "rst")
@@ -131,8 +131,15 @@ def pending_jobs(plan: Plan, done: set[str]) -> tuple[list[ChainJob], list[Branc
     return chains, branches, skipped
 
 
-def _init_ray(address: str | None, verbose: bool) -> bool:
+def _init_ray(address: str | None, verbose: bool, preload: tuple[str, ...] = ()) -> bool:
     """Connect to ``address`` (or RAY_ADDRESS), else start a loopback-only local Ray.
+
+    A local Ray starts one worker process per CPU at once and has each import ``preload``
+    (Ray's ``preload_python_modules``) in the background, so the trial actors find torch, Tune
+    and the trainer already imported while the driver finishes its own checks. Ray's default
+    idle-worker limit counts free CPUs, so it would kill those workers once Tune's placement
+    groups reserve the CPUs, just before the trial actors could take them; the limit is one
+    worker per CPU instead (``num_workers_soft_limit``).
 
     Returns:
         True when this call started a local Ray that we must shut down.
@@ -145,8 +152,46 @@ def _init_ray(address: str | None, verbose: bool) -> bool:
         ray.init(address=address, logging_level=level, log_to_driver=verbose)
         return False
     ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", logging_level=level,
-             log_to_driver=verbose)
+             log_to_driver=verbose,
+             _system_config={"preload_python_modules": list(preload),
+                             "num_workers_soft_limit": os.cpu_count() or 1})
     return True
+
+
+@contextlib.contextmanager
+def _preloaded_actors() -> Iterator[None]:
+    """Let Tune's trial actors take the workers Ray started before them (``_init_ray``).
+
+    Tune gives every trainable a ``runtime_env`` with ``PL_DISABLE_FORK=1`` (a PyTorch
+    Lightning setting, ``ray.tune.execution.class_cache.DEFAULT_ENV_VARS``); a task with its
+    own runtime environment never runs in a worker started without one, so the trial actors
+    would start fresh workers and import everything again. Without it, Tune's runtime
+    environment is empty, as the workers' is. Restored on exit.
+    """
+    from ray.tune.execution import class_cache
+
+    saved = dict(class_cache.DEFAULT_ENV_VARS)
+    class_cache.DEFAULT_ENV_VARS.clear()
+    try:
+        yield
+    finally:
+        class_cache.DEFAULT_ENV_VARS.update(saved)
+
+
+def _this_machine_only() -> bool:
+    """Whether every live node of the Ray we are connected to is this machine (a local
+    ``ray start --head``), so the driver's own file check holds for the trials."""
+    import ray
+
+    here = ray.util.get_node_ip_address()
+    return all(node["NodeManagerAddress"] == here for node in ray.nodes() if node["Alive"])
+
+
+def worker_preload(spec: SweepSpec) -> tuple[str, ...]:
+    """The modules a trial imports before it trains: Tune, the trainable (torch and the
+    trainer) and the spec's dataset loaders (``trainer.data.loader_module``)."""
+    loaders = (datasets.loader_module(hp.name) for hp in preflight.data_fields(spec).values())
+    return ("ray.tune", "sweeps.trials", *dict.fromkeys(m for m in loaders if m))
 
 
 def check_resources(spec: SweepSpec, local: bool) -> None:
@@ -170,6 +215,9 @@ def check_resources(spec: SweepSpec, local: bool) -> None:
 
 def _failures(grid: Any, store: Store) -> set[str]:
     """Record every errored trial of a finished Tune experiment as failed; their ids."""
+    from sweeps.trials import trial_name
+    from sweeps.trials import trial_state
+
     failed = set()
     for result in grid:
         if result.error is not None:
@@ -180,9 +228,12 @@ def _failures(grid: Any, store: Store) -> set[str]:
 
 
 def _run_search(spec: SweepSpec, store: Store, address: str | None, remote: bool,
-                verbose: bool, repaired: tuple[str, ...]) -> Outcome:
+                verbose: bool, repaired: tuple[str, ...],
+                shutdowns: list[threading.Thread]) -> Outcome:
     """``_run_leased`` for a search spec: the cells' missing trials, in one Tune experiment."""
     from sweeps import search
+    from sweeps.progress import Counts
+    from sweeps.progress import ProgressCallback
 
     done = search.history(store, spec)
     todo = search.todo(spec, done)
@@ -190,7 +241,7 @@ def _run_search(spec: SweepSpec, store: Store, address: str | None, remote: bool
     if not todo:
         store.put_json("spec.json", spec.to_json())
         return Outcome(store, 0, (), finished, repaired)
-    with _ray_session(spec, store, address, remote, verbose) as (live, console):
+    with _ray_session(spec, store, address, remote, verbose, shutdowns) as (live, console):
         failed = _fit_search(spec, store, todo, done, ProgressCallback(
             Counts(sum(n for _, n in todo), _search_epochs(spec, todo)), "search", live,
             console), verbose)
@@ -223,9 +274,14 @@ def _fit(trainable_fn: Any, searcher: Any, trials: int, phase: str, spec: SweepS
     experiment with the spec's resources, retries and concurrency; the failed trial ids."""
     from ray import tune
 
+    from sweeps.trials import trial_name
+
     # Tune keeps one trial pending for a custom Searcher: with short trials the next one is
     # then created only after a slot frees. Keep one per slot waiting instead (RAY_FACTS §11).
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(_slots(spec)))
+    # The rows are the results: Tune's per-trial CSV/JSON/TensorBoard loggers would only add
+    # five files per trial to storage and work to the driver (set it to 0 to have them).
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     resources = {"cpu": spec.resources.cpu, "gpu": spec.resources.gpu}
     tuner = tune.Tuner(
         tune.with_resources(trainable_fn, resources),
@@ -283,8 +339,9 @@ def run_sweep(spec: SweepSpec, storage: str | None = None, address: str | None =
     lease = Lease(store, spec.name)
     lease.acquire()
     refused = False
+    shutdowns: list[threading.Thread] = []  # a local Ray stops while we compact
     try:
-        outcome = _run_leased(spec, store, address, remote, verbose)
+        outcome = _run_leased(spec, store, address, remote, verbose, shutdowns)
         if spec.execution.compact:  # under the lease: no trial of ours writes meanwhile
             from sweeps.compact import compact
 
@@ -294,6 +351,8 @@ def run_sweep(spec: SweepSpec, storage: str | None = None, address: str | None =
         refused = True
         raise
     finally:
+        for thread in shutdowns:
+            thread.join()
         lease.release()
         if refused and not existed:
             _remove_if_only_lock(store)
@@ -307,19 +366,19 @@ def _remove_if_only_lock(store: Store) -> None:
 
 
 def _run_leased(spec: SweepSpec, store: Store, address: str | None, remote: bool,
-                verbose: bool) -> Outcome:
+                verbose: bool, shutdowns: list[threading.Thread]) -> Outcome:
     """``run_sweep``'s body, under the sweep's lease."""
     check_compatible(store, spec)
     check = integrity.inspect(store)
     repaired = tuple(integrity.repair(store, check))  # their points are not in check.done
     if spec.search is not None:
-        return _run_search(spec, store, address, remote, verbose, repaired)
+        return _run_search(spec, store, address, remote, verbose, repaired, shutdowns)
     plan = make_plan(spec, code_version())
     chains, branches, skipped = pending_jobs(plan, check.done)
     if not chains and not branches:
         store.put_json("spec.json", spec.to_json())
         return Outcome(store, 0, (), skipped, repaired)
-    with _ray_session(spec, store, address, remote, verbose) as display:
+    with _ray_session(spec, store, address, remote, verbose, shutdowns) as display:
         failed = _run_phases(plan, chains, branches, store, display, verbose)
     return Outcome(store, len(chains) + len(branches), tuple(sorted(failed)), skipped,
                    repaired)
@@ -327,27 +386,42 @@ def _run_leased(spec: SweepSpec, store: Store, address: str | None, remote: bool
 
 @contextlib.contextmanager
 def _ray_session(spec: SweepSpec, store: Store, address: str | None, remote: bool,
-                 verbose: bool) -> Iterator[tuple]:
-    """Ray up (connected or local), the checks that need it, ``spec.json`` written, and the
-    progress display (live, console); everything closed again on exit."""
+                 verbose: bool, shutdowns: list[threading.Thread]) -> Iterator[tuple]:
+    """Ray up (connected or local), the preflight's model and file checks, ``spec.json``
+    written, and the progress display (live, console); everything closed again on exit. A
+    local Ray we started shuts down in a thread appended to ``shutdowns`` (its processes take
+    1-2 s to stop; the caller compacts meanwhile and joins it).
+
+    The dataset files are checked where the trials run: on a cluster with nodes other than
+    this machine, by a worker (``preflight.check_on_cluster``).
+    """
     if not verbose:
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # legacy engine: verbose=0 is silent (§7)
         logging.getLogger("ray.tune").setLevel(logging.ERROR)
     import ray
 
-    started = _init_ray(address, verbose)
-    live, console = open_display(not verbose)
+    started = _init_ray(address, verbose, worker_preload(spec))
+    live = None
     try:
-        if remote:
+        if remote and not _this_machine_only():
             preflight.check_on_cluster(spec, store)
+        elif remote:  # every worker is on this machine: what the driver sees, the trials see
+            missing = preflight.missing_files(spec)
+            if missing:
+                raise SpecError(spec.name, missing)
         check_resources(spec, local=started)
+        from sweeps.progress import open_display
+
+        live, console = open_display(not verbose)
         store.put_json("spec.json", spec.to_json())  # only once the sweep can start
-        yield live, console
+        with _preloaded_actors():
+            yield live, console
     finally:
         if live is not None:
             live.stop()
         if started:
-            ray.shutdown()
+            shutdowns.append(threading.Thread(target=ray.shutdown, name="ray-shutdown"))
+            shutdowns[-1].start()
 
 
 def _trial_base(spec: SweepSpec) -> dict[str, Any]:
@@ -372,8 +446,12 @@ def _run_phases(plan: Plan, chains: list[ChainJob], branches: list[BranchJob], s
     """Every pending job in one Tune experiment (``sweeps.release``): chains first, each branch
     as soon as its chain stored its mask; return the failed trial ids (with the branches of
     failed chains)."""
+    from sweeps.progress import Counts
+    from sweeps.progress import ProgressCallback
     from sweeps.release import ReleaseSearcher
     from sweeps.release import need
+    from sweeps.trials import trainable
+    from sweeps.trials import trial_state
 
     live, console = display
     spec = plan.spec

@@ -12,7 +12,7 @@ Everything a sweep writes lives under ``<storage>/<name>/`` on any filesystem py
     quarantine/                  corrupt files moved aside by ``lottery resume``
     artifacts/<model>-<dataset>-<chain_key>/replicate_<seed>/...   weights, masks, checkpoints
     trials/<trial_id>.json       trial state for ``lottery status``
-    tune/                        Ray Tune's own experiment directories
+    tune/                        Ray Tune's experiment state (no per-trial loggers)
 
 Writes are atomic and durable on every pyarrow filesystem:
 

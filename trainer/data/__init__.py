@@ -62,9 +62,13 @@ class _Lazy:
     module: str
     function: str
 
+    @property
+    def path(self) -> str:
+        """The loader module's dotted name."""
+        return f"{__name__}.{self.module}"
+
     def __call__(self, hp: DataHparams) -> Any:
-        loader = importlib.import_module(f"{__name__}.{self.module}")
-        return getattr(loader, self.function)(hp)
+        return getattr(importlib.import_module(self.path), self.function)(hp)
 
 
 def _none_missing(_: DataHparams) -> list[Path]:
@@ -125,6 +129,16 @@ def get(name: str) -> Dataset:
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)}")
     return DATASETS[name]
+
+
+def loader_module(name: str) -> str | None:
+    """The dotted name of the module that loads dataset ``name`` (what a Ray worker may import
+    ahead of its first trial), or None when its loader is not a registered module function.
+
+    Raises:
+        ValueError: ``name`` is not registered.
+    """
+    return getattr(get(name).load, "path", None)
 
 
 def check_classes(hp: DataHparams) -> None:

@@ -1,0 +1,114 @@
+"""A run's start-up and exit: what Ray's workers import ahead of the trials, Tune's trial
+runtime environment, the preflight's checks after Ray started, and the CLI's fast exit."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import lottery
+from conftest import write_spec
+
+from sweeps import spec as spec_module
+from sweeps.run import _preloaded_actors
+from sweeps.run import worker_preload
+from trainer import data as datasets
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICKSTART = ROOT / "sweeps" / "configs" / "quickstart.yaml"
+
+
+def _spec(**over):
+    raw = {"name": "p", "dataset": "digits", "model": "lenet_300_100", "methods": ["lth"],
+           "lrs": [0.1], "sparsities": [0.5], "training": {"epochs": 1}, **over}
+    return spec_module.parse(raw, "test")
+
+
+@pytest.mark.parametrize("name", sorted(datasets.DATASETS))
+def test_every_dataset_names_an_importable_loader_module(name):
+    module = datasets.loader_module(name)
+    assert module is not None and module.startswith("trainer.data.")
+    assert importlib.util.find_spec(module) is not None
+    loader = datasets.get(name).load
+    assert hasattr(importlib.import_module(module), loader.function)
+
+
+def test_loader_module_of_an_unknown_dataset_raises():
+    with pytest.raises(ValueError, match="unknown dataset 'nope'"):
+        datasets.loader_module("nope")
+
+
+def test_workers_preload_tune_the_trainable_and_each_loader_once():
+    spec = _spec(dataset=["digits", "fashion-mnist", "mnist"])
+    assert worker_preload(spec) == ("ray.tune", "sweeps.trials", "trainer.data.digits",
+                                    "trainer.data.mnist_family")
+    assert all(importlib.util.find_spec(m) is not None for m in worker_preload(spec))
+
+
+def test_transfer_targets_loaders_are_preloaded_too():
+    spec = _spec(methods=["lth", "transfer"], transfer={"targets": ["fashion-mnist"]})
+    assert "trainer.data.mnist_family" in worker_preload(spec)
+
+
+def test_tune_trial_runtime_env_is_emptied_inside_and_restored_after():
+    from ray.tune.execution import class_cache
+
+    before = dict(class_cache.DEFAULT_ENV_VARS)
+    assert before  # Tune still sets one; otherwise this workaround can go
+    with _preloaded_actors():
+        assert class_cache.DEFAULT_ENV_VARS == {}
+    assert class_cache.DEFAULT_ENV_VARS == before
+    with pytest.raises(RuntimeError), _preloaded_actors():
+        raise RuntimeError("a failed sweep")
+    assert class_cache.DEFAULT_ENV_VARS == before
+
+
+def _python(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_fast_exit_keeps_output_threads_atexit_hooks_and_the_code(tmp_path):
+    done = tmp_path / "thread-done"
+    hooked = tmp_path / "atexit-ran"
+    proc = _python(f"""
+        import atexit, sys, threading, time
+        import torch
+        from sweeps.cli import _exit
+        atexit.register(lambda: open({str(hooked)!r}, "w").close())
+        def late():
+            time.sleep(0.5)
+            open({str(done)!r}, "w").close()
+        threading.Thread(target=late).start()
+        print("all of stdout", end="")
+        sys.stderr.write("all of stderr")
+        _exit(3)
+        """, tmp_path)
+    assert proc.returncode == 3
+    assert proc.stdout == "all of stdout" and proc.stderr == "all of stderr"
+    assert done.exists() and hooked.exists()
+
+
+@pytest.mark.parametrize(("code", "rc", "stderr"), [("None", 0, ""), ("'bad spec'", 1,
+                                                                       "bad spec\n")])
+def test_fast_exit_reads_a_code_as_sys_exit_does(tmp_path, code, rc, stderr):
+    proc = _python(f"import torch\nfrom sweeps.cli import _exit\n_exit({code})\n", tmp_path)
+    assert (proc.returncode, proc.stderr) == (rc, stderr)
+
+
+def test_the_command_exits_with_its_code_and_whole_output_after_importing_torch(tmp_path):
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT)}
+    ok = lottery(["plan", "--check", str(QUICKSTART)], env, tmp_path)
+    assert "quickstart" in ok.stdout and ok.stdout.endswith("\n")
+    bad = write_spec(tmp_path / "bad.yaml", {"name": "bad", "dataset": "digits",
+                                             "model": "lenet_300_100", "methods": ["lth"],
+                                             "lrs": [0.1], "sparsities": [0.5],
+                                             "pruning": {"keep_dense": ["no_such_layer"]}})
+    proc = lottery(["plan", "--check", str(bad)], env, tmp_path, check=False)
+    assert proc.returncode == 2
+    assert "pruning.keep_dense[0]" in proc.stderr
