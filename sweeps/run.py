@@ -19,7 +19,6 @@ import dataclasses
 import logging
 import os
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -228,8 +227,7 @@ def _failures(grid: Any, store: Store) -> set[str]:
 
 
 def _run_search(spec: SweepSpec, store: Store, address: str | None, remote: bool,
-                verbose: bool, repaired: tuple[str, ...],
-                shutdowns: list[threading.Thread]) -> Outcome:
+                verbose: bool, repaired: tuple[str, ...]) -> Outcome:
     """``_run_leased`` for a search spec: the cells' missing trials, in one Tune experiment."""
     from sweeps import search
     from sweeps.progress import Counts
@@ -241,7 +239,7 @@ def _run_search(spec: SweepSpec, store: Store, address: str | None, remote: bool
     if not todo:
         store.put_json("spec.json", spec.to_json())
         return Outcome(store, 0, (), finished, repaired)
-    with _ray_session(spec, store, address, remote, verbose, shutdowns) as (live, console):
+    with _ray_session(spec, store, address, remote, verbose) as (live, console):
         failed = _fit_search(spec, store, todo, done, ProgressCallback(
             Counts(sum(n for _, n in todo), _search_epochs(spec, todo)), "search", live,
             console), verbose)
@@ -339,9 +337,8 @@ def run_sweep(spec: SweepSpec, storage: str | None = None, address: str | None =
     lease = Lease(store, spec.name)
     lease.acquire()
     refused = False
-    shutdowns: list[threading.Thread] = []  # a local Ray stops while we compact
     try:
-        outcome = _run_leased(spec, store, address, remote, verbose, shutdowns)
+        outcome = _run_leased(spec, store, address, remote, verbose)
         if spec.execution.compact:  # under the lease: no trial of ours writes meanwhile
             from sweeps.compact import compact
 
@@ -351,8 +348,6 @@ def run_sweep(spec: SweepSpec, storage: str | None = None, address: str | None =
         refused = True
         raise
     finally:
-        for thread in shutdowns:
-            thread.join()
         lease.release()
         if refused and not existed:
             _remove_if_only_lock(store)
@@ -366,19 +361,19 @@ def _remove_if_only_lock(store: Store) -> None:
 
 
 def _run_leased(spec: SweepSpec, store: Store, address: str | None, remote: bool,
-                verbose: bool, shutdowns: list[threading.Thread]) -> Outcome:
+                verbose: bool) -> Outcome:
     """``run_sweep``'s body, under the sweep's lease."""
     check_compatible(store, spec)
     check = integrity.inspect(store)
     repaired = tuple(integrity.repair(store, check))  # their points are not in check.done
     if spec.search is not None:
-        return _run_search(spec, store, address, remote, verbose, repaired, shutdowns)
+        return _run_search(spec, store, address, remote, verbose, repaired)
     plan = make_plan(spec, code_version())
     chains, branches, skipped = pending_jobs(plan, check.done)
     if not chains and not branches:
         store.put_json("spec.json", spec.to_json())
         return Outcome(store, 0, (), skipped, repaired)
-    with _ray_session(spec, store, address, remote, verbose, shutdowns) as display:
+    with _ray_session(spec, store, address, remote, verbose) as display:
         failed = _run_phases(plan, chains, branches, store, display, verbose)
     return Outcome(store, len(chains) + len(branches), tuple(sorted(failed)), skipped,
                    repaired)
@@ -386,11 +381,9 @@ def _run_leased(spec: SweepSpec, store: Store, address: str | None, remote: bool
 
 @contextlib.contextmanager
 def _ray_session(spec: SweepSpec, store: Store, address: str | None, remote: bool,
-                 verbose: bool, shutdowns: list[threading.Thread]) -> Iterator[tuple]:
-    """Ray up (connected or local), the preflight's model and file checks, ``spec.json``
-    written, and the progress display (live, console); everything closed again on exit. A
-    local Ray we started shuts down in a thread appended to ``shutdowns`` (its processes take
-    1-2 s to stop; the caller compacts meanwhile and joins it).
+                 verbose: bool) -> Iterator[tuple]:
+    """Ray up (connected or local), the checks that need it, ``spec.json`` written, and the
+    progress display (live, console); everything closed again on exit.
 
     The dataset files are checked where the trials run: on a cluster with nodes other than
     this machine, by a worker (``preflight.check_on_cluster``).
@@ -420,8 +413,10 @@ def _ray_session(spec: SweepSpec, store: Store, address: str | None, remote: boo
         if live is not None:
             live.stop()
         if started:
-            shutdowns.append(threading.Thread(target=ray.shutdown, name="ray-shutdown"))
-            shutdowns[-1].start()
+            # In this thread: shutting Ray down beside other work (a compaction) once let the
+            # garbage collector release a Tune object into the stopped core worker, which
+            # ends the process.
+            ray.shutdown()
 
 
 def _trial_base(spec: SweepSpec) -> dict[str, Any]:

@@ -21,6 +21,9 @@ from trainer.branch import run_branch
 from trainer.chain import run_chain
 from trainer.loop import EpochRecord
 
+# A trial's epoch reports: at most one per second, the first a second after it starts. Each
+# report waits for the driver to take it (Ray Tune's function trainables), so a trial shorter
+# than that reports once, at its end.
 REPORT_EVERY_S = 1.0
 
 
@@ -99,7 +102,7 @@ def _tracked(config: dict[str, Any], trial_id: str, body: Any) -> None:
     sweep = Store(config["storage"]).child(config["sweep"])
     torch.set_num_threads(max(1, int(config["cpus"])))
     device = pick_device()
-    progress = {"epochs": 0, "last": 0.0}
+    progress = {"epochs": 0, "last": time.monotonic()}
     previous = sweep.get_json(f"trials/{trial_id}.json") or {}
     attempt = int(previous.get("attempt", 0)) + 1
     where = {"device": device.type, "host": socket.gethostname(), "pid": os.getpid(),
