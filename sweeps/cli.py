@@ -331,16 +331,15 @@ def _exit(code: int | str | None) -> None:
     """End the process as ``sys.exit(code)`` would, minus tearing down torch's modules.
 
     Once torch is imported, the interpreter's own shutdown takes 1-2 s here (freeing its
-    module graph); the atexit hooks (logging, Ray) and the other threads are what matter, so
-    they run, then the process ends at once.
+    module graph). What matters of it runs, in its order: the other threads are waited for
+    (``threading._shutdown``, which also wakes idle thread pools), then the atexit hooks
+    (logging, Ray); then the process ends at once.
     """
     if "torch" not in sys.modules:
         raise SystemExit(code)
     if isinstance(code, str):
         print(code, file=sys.stderr)
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread() and not thread.daemon:
-            thread.join()
+    threading._shutdown()
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()

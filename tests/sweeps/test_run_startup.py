@@ -85,6 +85,9 @@ def test_fast_exit_keeps_output_threads_atexit_hooks_and_the_code(tmp_path):
             time.sleep(0.5)
             open({str(done)!r}, "w").close()
         threading.Thread(target=late).start()
+        from concurrent.futures import ThreadPoolExecutor
+        idle_pool = ThreadPoolExecutor(2)  # never shut down: its idle threads must not hang us
+        idle_pool.submit(time.sleep, 0.1)
         print("all of stdout", end="")
         sys.stderr.write("all of stderr")
         _exit(3)
