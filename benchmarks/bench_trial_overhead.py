@@ -30,6 +30,7 @@ from sweeps.trials import run_job
 from trainer import checkpoint
 from trainer import data as datasets
 from trainer import stage
+from trainer.hparams import CHECKPOINT_EVERY_S
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "sweeps" / "configs" / "quickstart.yaml"
 
@@ -84,7 +85,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)  # as a trial with resources.cpu: 1
     bench_data(args.spec)
-    for every_s in (0.0, stage.DEFAULT_EVERY_S):
+    for every_s in (0.0, CHECKPOINT_EVERY_S):
         with tempfile.TemporaryDirectory() as tmp:
             run_all(args.spec, every_s, Path(tmp))
 

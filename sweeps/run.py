@@ -23,7 +23,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 from typing import Any
 
 import pyarrow.fs as pafs
@@ -37,14 +36,17 @@ from sweeps.lease import LOCK
 from sweeps.lease import Lease
 from sweeps.plan import Plan
 from sweeps.plan import make_plan
+from sweeps.progress import Counts
+from sweeps.progress import ProgressCallback
+from sweeps.progress import open_display
 from sweeps.spec import SweepSpec
 from sweeps.store import Store
+from sweeps.trials import trainable
+from sweeps.trials import trial_name
+from sweeps.trials import trial_state
 from trainer import data as datasets
 from trainer.jobs import BranchJob
 from trainer.jobs import ChainJob
-
-if TYPE_CHECKING:
-    from sweeps.progress import ProgressCallback
 
 # Settings that define what the rows mean; a sweep name keeps them for life.
 FIXED_KEYS = ("training", "pruning", "data", "rst")
@@ -214,9 +216,6 @@ def check_resources(spec: SweepSpec, local: bool) -> None:
 
 def _failures(grid: Any, store: Store) -> set[str]:
     """Record every errored trial of a finished Tune experiment as failed; their ids."""
-    from sweeps.trials import trial_name
-    from sweeps.trials import trial_state
-
     failed = set()
     for result in grid:
         if result.error is not None:
@@ -230,8 +229,6 @@ def _run_search(spec: SweepSpec, store: Store, address: str | None, remote: bool
                 verbose: bool, repaired: tuple[str, ...]) -> Outcome:
     """``_run_leased`` for a search spec: the cells' missing trials, in one Tune experiment."""
     from sweeps import search
-    from sweeps.progress import Counts
-    from sweeps.progress import ProgressCallback
 
     done = search.history(store, spec)
     todo = search.todo(spec, done)
@@ -271,8 +268,6 @@ def _fit(trainable_fn: Any, searcher: Any, trials: int, phase: str, spec: SweepS
     """Run ``trials`` trials of ``trainable_fn`` that ``searcher`` hands out, as one Tune
     experiment with the spec's resources, retries and concurrency; the failed trial ids."""
     from ray import tune
-
-    from sweeps.trials import trial_name
 
     # Tune keeps one trial pending for a custom Searcher: with short trials the next one is
     # then created only after a slot frees. Keep one per slot waiting instead (RAY_FACTS §11).
@@ -403,8 +398,6 @@ def _ray_session(spec: SweepSpec, store: Store, address: str | None, remote: boo
             if missing:
                 raise SpecError(spec.name, missing)
         check_resources(spec, local=started)
-        from sweeps.progress import open_display
-
         live, console = open_display(not verbose)
         store.put_json("spec.json", spec.to_json())  # only once the sweep can start
         with _preloaded_actors():
@@ -441,12 +434,8 @@ def _run_phases(plan: Plan, chains: list[ChainJob], branches: list[BranchJob], s
     """Every pending job in one Tune experiment (``sweeps.release``): chains first, each branch
     as soon as its chain stored its mask; return the failed trial ids (with the branches of
     failed chains)."""
-    from sweeps.progress import Counts
-    from sweeps.progress import ProgressCallback
     from sweeps.release import ReleaseSearcher
     from sweeps.release import need
-    from sweeps.trials import trainable
-    from sweeps.trials import trial_state
 
     live, console = display
     spec = plan.spec

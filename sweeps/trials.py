@@ -19,6 +19,7 @@ from trainer import jobs
 from trainer import stage
 from trainer.branch import run_branch
 from trainer.chain import run_chain
+from trainer.hparams import CHECKPOINT_EVERY_S
 from trainer.loop import EpochRecord
 
 # A trial's epoch reports: at most one per second, the first a second after it starts. Each
@@ -120,7 +121,7 @@ def _tracked(config: dict[str, Any], trial_id: str, body: Any) -> None:
 
     trial_state(sweep, trial_id, "running", **where)
     try:
-        with stage.checkpoint_every(config.get("checkpoint_every_s", stage.DEFAULT_EVERY_S)):
+        with stage.checkpoint_every(config.get("checkpoint_every_s", CHECKPOINT_EVERY_S)):
             extra = body(sweep, device, on_epoch, report) or {}
     except Exception as err:
         trial_state(sweep, trial_id, "error", error=f"{type(err).__name__}: {err}",

@@ -42,8 +42,7 @@ FINAL = "final.pt"
 CHECKPOINT_SLOTS = ("checkpoint-0.pt", "checkpoint-1.pt")
 _CHECKPOINT_KEYS = ("model", "optimizer", "records", "wall_time_s")
 _FINAL_KEYS = ("state", "records", "wall_time_s")
-DEFAULT_EVERY_S = CHECKPOINT_EVERY_S
-_every_s: ContextVar[float] = ContextVar("checkpoint_every_s", default=DEFAULT_EVERY_S)
+_every_s: ContextVar[float] = ContextVar("checkpoint_every_s", default=CHECKPOINT_EVERY_S)
 
 
 @contextmanager
