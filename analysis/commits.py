@@ -297,7 +297,7 @@ def scan(fs: pafs.FileSystem, root: str) -> SweepFiles:
         else:
             files.bad_records[info.path] = outcome
     names = [i.path for i in infos if not is_bundle(i.base_name)]
-    for path, outcome in zip(names, _parallel(lambda p: _read_record(fs, p), names),
+    for path, outcome in zip(names, parallel_map(lambda p: _read_record(fs, p), names),
                              strict=True):
         if isinstance(outcome, Record):
             files.records[outcome.key] = outcome
@@ -343,7 +343,7 @@ def check_parts(fs: pafs.FileSystem, files: SweepFiles,
     """Path -> reason for every invalid part file (loose or compacted) of ``tables``."""
     jobs = [(t, path) for t in tables
             for path in sorted({*files.parts[t].values(), *files.compacted.get(t, {}).values()})]
-    reasons = _parallel(lambda job: check_part(fs, job[1], job[0]), jobs)
+    reasons = parallel_map(lambda job: check_part(fs, job[1], job[0]), jobs)
     return {path: why for (_, path), why in zip(jobs, reasons, strict=True) if why is not None}
 
 
@@ -360,7 +360,9 @@ def _read_record(fs: pafs.FileSystem, path: str) -> Record | str:
     return record if record.key == expected else f"key {record.key!r} does not match its name"
 
 
-def _parallel(fn, items: list) -> list:
+def parallel_map(fn, items: list) -> list:
+    """``[fn(i) for i in items]``, on up to 16 threads once there are 8 items or more (reads
+    of small files are latency-bound, on object stores above all)."""
     if len(items) < 8:
         return [fn(i) for i in items]
     with ThreadPoolExecutor(min(_THREADS, len(items))) as pool:

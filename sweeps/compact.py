@@ -66,7 +66,8 @@ def compact(store: Store, merge_at: int = MERGE_AT) -> dict[str, int]:
         if not keys and not fold:
             merged[table] = 0
             continue
-        pieces = [_loose(store, table, files.parts[table][key], key) for key in keys]
+        pieces = commits.parallel_map(
+            lambda key, t=table: _loose(store, t, files.parts[t][key], key), keys)
         if fold:
             pieces += [_compacted(store, table, path, held) for path, held in old.items()]
         name = f"{commits.COMPACT_PREFIX}{stamp}.parquet"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from collections.abc import Mapping
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -29,20 +32,23 @@ def accuracy(logits: Tensor, labels: Tensor) -> float:
     return correct.float().mean().item()
 
 
-def _top_set(weight: Tensor, surviving: Tensor | None, k: int) -> Tensor:
-    """(N,) bool: the k largest |w| among surviving entries; ties go to the lower flat index."""
+def _ranks(weight: Tensor, surviving: Tensor | None) -> Tensor:
+    """(N,) int64: each entry's place in descending |w| order, 0 = largest; pruned entries
+    come after every survivor and ties go to the lower flat index. The top-k set is
+    ``ranks < k``, for every k from one sort."""
     scores = weight.detach().abs().flatten().float()  # (out, in, ...) -> (N,)
     if surviving is not None:
         scores = scores.masked_fill(~surviving.flatten().to(scores.device), -1.0)
     order = torch.sort(scores, descending=True, stable=True).indices
-    top = torch.zeros_like(scores, dtype=torch.bool)
-    top[order[:k]] = True
-    return top
+    ranks = torch.empty_like(order)
+    ranks[order] = torch.arange(order.numel(), device=order.device)
+    return ranks
 
 
-def _check_pair(a: Mapping[str, Tensor], b: Mapping[str, Tensor], p: float) -> None:
-    if not 0.0 < p <= 1.0:  # also rejects NaN
-        raise ValueError(f"p must be a fraction in (0, 1], got {p!r}")
+def _check_pair(a: Mapping[str, Tensor], b: Mapping[str, Tensor], ps: Iterable[float]) -> None:
+    for p in ps:
+        if not 0.0 < p <= 1.0:  # also rejects NaN
+            raise ValueError(f"p must be a fraction in (0, 1], got {p!r}")
     for name in a:
         if name not in b:
             raise ValueError(f"layer {name!r} is in a but not in b")
@@ -68,27 +74,62 @@ def _surviving(name: str, shape: torch.Size, mask: Mapping[str, Tensor] | None) 
     return mask[name]
 
 
-def _layer_overlaps(
+@dataclass(frozen=True)
+class Overlaps:
+    """Top-set overlaps of two weight sets: ``counts[p][layer] = (|T_p(a^l) ∩ T_p(b^l)|, k_l)``
+    for every p asked and every layer with k_l >= 1 (``overlaps``)."""
+
+    counts: dict[float, dict[str, tuple[int, int]]]
+
+    def pooled(self, p: float) -> float:
+        """R_p = Σ_l |T_p(a^l) ∩ T_p(b^l)| / Σ_l k_l (Liu et al. 2021, Eq. 1), in [0, 1]."""
+        layers = self.counts[p].values()
+        return sum(overlap for overlap, _ in layers) / sum(k for _, k in layers)
+
+    def per_layer(self, p: float) -> dict[str, float]:
+        """``{layer: |T_p(a^l) ∩ T_p(b^l)| / k_l}``, in [0, 1]."""
+        return {name: overlap / k for name, (overlap, k) in self.counts[p].items()}
+
+
+def overlaps(
     a: Mapping[str, Tensor],
     b: Mapping[str, Tensor],
-    p: float,
-    mask: Mapping[str, Tensor] | None,
-) -> dict[str, tuple[int, int]]:
-    """{layer: (|T_p(a) ∩ T_p(b)|, k_l)} for every layer of `a` with k_l >= 1."""
-    _check_pair(a, b, p)
-    overlaps = {}
+    ps: Sequence[float],
+    mask: Mapping[str, Tensor] | None = None,
+) -> Overlaps:
+    """The top-p overlaps behind ``weight_correlation`` for several p at once.
+
+    One sort per layer and weight set serves every p: an entry is in both top-k sets exactly
+    when the larger of its two ranks is below k. Definitions, tie-break and validation as in
+    ``weight_correlation``.
+
+    Args:
+        a: Weights by layer name, e.g. (out, in) or (out, in, kh, kw); its keys are the layers.
+        b: Weights for the same layer names, with the same shapes as ``a``.
+        ps: Fractions in (0, 1] of each layer's surviving weights in its top set.
+        mask: Optional bool masks (True = surviving) by layer name, shaped like the weights.
+    Returns:
+        The overlap counts by p and layer.
+    Raises:
+        ValueError: as ``weight_correlation``, for any p of ``ps``.
+    Source: Liu et al. 2021 (arXiv 2102.11068), §4.2, Eq. 1; METHODS.md 2.2.
+    """
+    _check_pair(a, b, ps)
+    counts: dict[float, dict[str, tuple[int, int]]] = {p: {} for p in ps}
     for name, wa in a.items():
         surviving = _surviving(name, wa.shape, mask)
         n = wa.numel() if surviving is None else int(surviving.sum())
-        k = round(p * n)
-        if k == 0:
+        ks = {p: round(p * n) for p in ps}
+        if not any(ks.values()):
             continue  # too few survivors for a top-p set; the layer carries no information
-        top_a = _top_set(wa, surviving, k)
-        top_b = _top_set(b[name].to(wa.device), surviving, k)
-        overlaps[name] = (int((top_a & top_b).sum()), k)
-    if not overlaps:
-        raise ValueError(f"every layer has round(p * n_l) == 0 at p={p}; nothing to compare")
-    return overlaps
+        both = torch.maximum(_ranks(wa, surviving), _ranks(b[name].to(wa.device), surviving))
+        for p, k in ks.items():
+            if k:
+                counts[p][name] = (int((both < k).sum()), k)
+    for p, layers in counts.items():
+        if not layers:
+            raise ValueError(f"every layer has round(p * n_l) == 0 at p={p}; nothing to compare")
+    return Overlaps(counts)
 
 
 def weight_correlation(
@@ -109,7 +150,8 @@ def weight_correlation(
     two top sets are independent (uncorrelated weights); R_p > p means positive correlation,
     R_p < p negative. Layers with k_l == 0 are skipped. Ties in |w| go to the lower flat index in
     both tensors, so exact ties (e.g. many zeros) resolve identically and can inflate the overlap:
-    pass ``mask`` rather than comparing pruned zeros. Cost is one sort per layer.
+    pass ``mask`` rather than comparing pruned zeros. Cost is one sort per layer and
+    weight set (``overlaps`` serves several p from the same sorts).
 
     Args:
         a: Weights by layer name, e.g. (out, in) or (out, in, kh, kw); its keys are the layers.
@@ -123,9 +165,7 @@ def weight_correlation(
             shape or dtype, or every layer has k_l == 0.
     Source: Liu et al. 2021 (arXiv 2102.11068), §4.2, Eq. 1; METHODS.md 2.2.
     """
-    overlaps = _layer_overlaps(a, b, p, mask)
-    shared = sum(overlap for overlap, _ in overlaps.values())
-    return shared / sum(k for _, k in overlaps.values())
+    return overlaps(a, b, (p,), mask).pooled(p)
 
 
 def layer_weight_correlation(
@@ -150,5 +190,4 @@ def layer_weight_correlation(
         ValueError: as ``weight_correlation``.
     Source: Liu et al. 2021 (arXiv 2102.11068), §4.2, Eq. 1 restricted to one layer.
     """
-    overlaps = _layer_overlaps(a, b, p, mask)
-    return {name: overlap / k for name, (overlap, k) in overlaps.items()}
+    return overlaps(a, b, (p,), mask).per_layer(p)

@@ -101,12 +101,18 @@ def _masked_start(ctx: TrunkContext, run: Run) -> State:
     return {n: w * run.mask[n] if n in run.mask else w for n, w in start.items()}
 
 
-def run_row(ctx: TrunkContext, labels: Labels, run: Run) -> dict[str, Any]:
-    """The ``runs`` row of ``run`` (accuracies are fractions, R_p per Liu et al. 2021 Eq. 1)."""
+def run_overlaps(ctx: TrunkContext, run: Run) -> metrics.Overlaps:
+    """R_0.2 of the run's masked start vs its trained weights, over the survivors (Liu et al.
+    2021 Eq. 1): the ``rp_run_p20`` columns of its ``runs`` and ``layers`` rows."""
+    return metrics.overlaps(_masked_start(ctx, run), ctx.prunable(run.result.state), (0.2,),
+                            run.mask or None)
+
+
+def run_row(ctx: TrunkContext, labels: Labels, run: Run,
+            rp_run: metrics.Overlaps) -> dict[str, Any]:
+    """The ``runs`` row of ``run`` (accuracies are fractions, R_p per Liu et al. 2021 Eq. 1;
+    ``rp_run`` = ``run_overlaps(ctx, run)``)."""
     t, res = ctx.trunk, run.result
-    mask = run.mask or None
-    rp_run = metrics.weight_correlation(_masked_start(ctx, run), ctx.prunable(res.state),
-                                        0.2, mask)
     return {**_keys(ctx, labels), "config_hash": run.point.config_hash,
             "method": run.point.method, "target_sparsity": run.point.target_sparsity,
             "sparsity": run.sparsity, "level": run.level,
@@ -115,7 +121,7 @@ def run_row(ctx: TrunkContext, labels: Labels, run: Run) -> dict[str, Any]:
             "best_epoch": res.best.epoch, "test_loss": res.final.test_loss,
             "train_loss": res.final.train_loss,
             **{f"rp_dense_p{round(p * 100)}": v for p, v in labels.rp_dense.items()},
-            "rp_run_p20": rp_run, "optimizer": t.train.optimizer,
+            "rp_run_p20": rp_run.pooled(0.2), "optimizer": t.train.optimizer,
             "batch_size": t.train.batch_size, "momentum": t.train.momentum,
             "weight_decay": t.train.weight_decay, "prune_rate": t.prune.rate,
             "prune_scope": t.prune.scope, "device": ctx.device.type,
@@ -172,10 +178,12 @@ def _validation(ctx: TrunkContext, res: StageResult) -> dict[str, Any]:
             "test_acc_at_best_val": None if best is None else best.test_acc}
 
 
-def layer_rows(ctx: TrunkContext, labels: Labels, run: Run) -> list[dict[str, Any]]:
-    """One ``layers`` row per prunable layer: sizes, sparsity and per-layer R_0.2."""
-    start, final = _masked_start(ctx, run), ctx.prunable(run.result.state)
-    per_layer = metrics.layer_weight_correlation(start, final, 0.2, run.mask or None)
+def layer_rows(ctx: TrunkContext, labels: Labels, run: Run,
+               rp_run: metrics.Overlaps) -> list[dict[str, Any]]:
+    """One ``layers`` row per prunable layer: sizes, sparsity and per-layer R_0.2
+    (``rp_run`` = ``run_overlaps(ctx, run)``)."""
+    start = ctx.prunable(run.start)
+    per_layer = rp_run.per_layer(0.2)
     rows = []
     for name in ctx.names:
         kept = int(run.mask[name].sum()) if name in run.mask else start[name].numel()
@@ -218,6 +226,7 @@ def write_point(sink: Sink, ctx: TrunkContext, labels: Labels, run: Run) -> None
     point is done exactly when its record exists and those parts are valid.
     """
     key = run.point.config_hash
-    sink.write_part("layers", key, layer_rows(ctx, labels, run))
-    sink.write_part("runs", key, [run_row(ctx, labels, run)])
+    rp_run = run_overlaps(ctx, run)
+    sink.write_part("layers", key, layer_rows(ctx, labels, run, rp_run))
+    sink.write_part("runs", key, [run_row(ctx, labels, run, rp_run)])
     sink.commit(key, {"runs": [key], "layers": [key], "curves": list(run.point.curves)})

@@ -144,9 +144,8 @@ def dense_correlation(ctx: TrunkContext, dense_final: State) -> tuple[dict[float
 
     Source: Liu et al. 2021 (arXiv 2102.11068), §4.2 Eq. 1 and Fig. 4.
     """
-    a, b = ctx.prunable(ctx.init), ctx.prunable(dense_final)
-    pooled = {p: metrics.weight_correlation(a, b, p) for p in RP_DENSE_PS}
-    return pooled, metrics.layer_weight_correlation(a, b, 0.2)
+    found = metrics.overlaps(ctx.prunable(ctx.init), ctx.prunable(dense_final), RP_DENSE_PS)
+    return {p: found.pooled(p) for p in RP_DENSE_PS}, found.per_layer(0.2)
 
 
 def rewind_steps(ctx: TrunkContext, hparams: dict) -> int:

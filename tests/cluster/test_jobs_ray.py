@@ -149,3 +149,35 @@ def test_with_address_missing_data_on_the_workers_is_refused_before_any_trial(tm
     assert not (storage / "remote").exists()  # the lease and the probe were cleaned up
     plan = lottery(["plan", "--check", str(spec)], env, tmp_path)  # plan only warns
     assert "warning: dataset: mnist files missing" in plan.stderr
+
+
+DISCONNECT = """
+import sys
+import ray
+from sweeps import spec as spec_module
+from sweeps.run import run_sweep
+
+spec = spec_module.load(sys.argv[1])
+outcome = run_sweep(spec, storage=sys.argv[2], address=sys.argv[3])
+print("launched", outcome.launched, "failed", len(outcome.failed))
+print("connected after the run:", ray.is_initialized())
+ray.init(address=sys.argv[3], logging_level="ERROR", log_to_driver=False)
+print("cluster CPUs:", int(ray.cluster_resources()["CPU"]))
+"""
+
+
+def test_a_run_on_a_running_ray_disconnects_at_its_end_and_leaves_the_cluster_up(tmp_path,
+                                                                                  head):
+    """The driver disconnects itself when the sweep ends (Ray's disconnect at exit sleeps
+    half a second); the cluster it used keeps running."""
+    _, env, _, _, port = head
+    spec = write_spec(tmp_path / "connected.yaml", {**SPEC, "name": "connected",
+                                                     "methods": ["dense"],
+                                                     "resources": {"cpu": 1, "gpu": 0}})
+    proc = subprocess.run([sys.executable, "-c", DISCONNECT, str(spec), str(tmp_path / "r"),
+                           f"127.0.0.1:{port}"], env=env, cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.stdout.splitlines()[-3:] == ["launched 1 failed 0",
+                                             "connected after the run: False",
+                                             "cluster CPUs: 2"]

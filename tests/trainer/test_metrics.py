@@ -158,3 +158,33 @@ def test_rp_is_deterministic_under_ties() -> None:
     assert first == metrics.layer_weight_correlation(a, b, 0.5)
     # k = 3; ties go to the lower index: T(a) = {0, 1, 2}, T(b) = {2, 3, 4} -> 1/3
     assert first == {"w": pytest.approx(1 / 3)}
+
+
+def _top(weights: torch.Tensor, keep: torch.Tensor | None, k: int) -> set[int]:
+    """A brute-force top-k index set: largest |w| among survivors, ties to the lower index."""
+    flat = weights.abs().flatten().tolist()
+    alive = range(len(flat)) if keep is None else [i for i, x in enumerate(keep.flatten()) if x]
+    return set(sorted(alive, key=lambda i: (-flat[i], i))[:k])
+
+
+def test_overlaps_of_several_p_match_a_brute_force_count_per_p() -> None:
+    a = {"conv": _randn(4, 3, 3, 3, seed=40), "fc": _randn(10, 20, seed=41),
+         "tiny": _randn(3, seed=44)}
+    b = {"conv": _randn(4, 3, 3, 3, seed=42), "fc": a["fc"] + 0.3 * _randn(10, 20, seed=43),
+         "tiny": _randn(3, seed=45)}
+    b["conv"][0, 0, 0, :2] = a["conv"][0, 0, 0, :2]  # a few exact ties across both
+    mask = {"fc": _randn(10, 20, seed=46) > 0}
+    ps = (0.1, 0.2, 0.3, 0.5, 1.0)
+    found = metrics.overlaps(a, b, ps, mask)
+    for p in ps:
+        expected = {}
+        for name in a:
+            keep = mask.get(name)
+            k = round(p * (a[name].numel() if keep is None else int(keep.sum())))
+            if k:
+                expected[name] = (len(_top(a[name], keep, k) & _top(b[name], keep, k)), k)
+        assert found.counts[p] == expected
+        assert found.pooled(p) == metrics.weight_correlation(a, b, p, mask)
+        assert found.per_layer(p) == metrics.layer_weight_correlation(a, b, p, mask)
+    assert "tiny" not in found.counts[0.1]  # round(0.1 * 3) == 0: skipped at that p only
+    assert "tiny" in found.counts[0.5]

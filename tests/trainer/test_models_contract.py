@@ -305,3 +305,37 @@ def test_non_default_arch_keeps_the_model_contract(name: str, arch: Arch) -> Non
     with torch.no_grad():
         out = model(x)
     assert out.shape == (2, NUM_CLASSES) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_build_allocates_as_to_empty_would(name: str) -> None:
+    """``build`` allocates the meta skeleton with ``torch.empty`` per tensor rather than
+    ``Module.to_empty``: the same parameters, buffers (persistent or not), requires_grad and
+    initialized values."""
+    shape = (3, 32, 32)
+    built = _build(name, shape, seed=3)
+    reference = base.construct(models.get(name).factory, shape, NUM_CLASSES,
+                               Arch()).to_empty(device="cpu")
+    base.init_(reference, _gen(3))
+    post_init = getattr(reference, "post_init", None)
+    if callable(post_init):
+        with torch.no_grad():
+            post_init()
+    _assert_same_state(built, reference.train())
+    assert [(n, p.requires_grad) for n, p in built.named_parameters()] == \
+        [(n, p.requires_grad) for n, p in reference.named_parameters()]
+    assert [n for n, _ in built.named_buffers()] == [n for n, _ in reference.named_buffers()]
+    assert all(t.device.type == "cpu" for t in (*built.parameters(), *built.buffers()))
+
+
+def test_building_a_model_imports_no_sympy() -> None:
+    """A trial worker's first model costs no sympy import (``to_empty`` would pay one)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from trainer import models, seeding; "
+            "models.build('resnet20', (3, 32, 32), 10, seeding.generator(0, 'x')); "
+            "print('sympy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"

@@ -156,7 +156,7 @@ def instantiate(
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     if generator.device.type != "cpu":
         raise ValueError(f"generator must be a CPU torch.Generator, got device {generator.device}")
-    model = construct(factory, input_shape, num_classes, arch).to_empty(device="cpu")
+    model = _allocate(construct(factory, input_shape, num_classes, arch))
     init_(model, generator)
     post_init = getattr(model, "post_init", None)
     if callable(post_init):
@@ -164,6 +164,20 @@ def instantiate(
             post_init()
     _check_layer_names(model)
     return model.train()
+
+
+def _allocate(model: nn.Module) -> nn.Module:
+    """``model.to_empty(device="cpu")`` without its first call's cost: ``to_empty`` allocates
+    through ``torch.empty_like`` of meta tensors, whose Python decomposition imports sympy
+    (0.25-0.6 s in each new process, e.g. every trial worker); ``torch.empty`` of each
+    parameter's and buffer's shape and dtype does not. Zoo models share no parameters."""
+    for module in model.modules():
+        for name, param in list(module.named_parameters(recurse=False)):
+            setattr(module, name, nn.Parameter(torch.empty(param.shape, dtype=param.dtype),
+                                               requires_grad=param.requires_grad))
+        for name, buffer in list(module.named_buffers(recurse=False)):
+            setattr(module, name, torch.empty(buffer.shape, dtype=buffer.dtype))
+    return model
 
 
 def init_(model: nn.Module, generator: torch.Generator) -> None:
