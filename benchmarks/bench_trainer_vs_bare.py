@@ -31,9 +31,12 @@ from trainer.loop import train
 
 def bare_epochs(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
                 mask: dict[str, torch.Tensor], epochs: int, batch: int) -> float:
-    """Seconds of ``epochs`` plain epochs (no evaluation)."""
+    """Seconds of ``epochs`` plain epochs (no evaluation); the masks are multiplied in the
+    weights' dtype, as a careful bare loop holds them (a bool mask is promoted on every
+    multiply)."""
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     params = dict(model.named_parameters())
+    mask = {name: m.to(params[name].dtype) for name, m in mask.items()}
     start = time.perf_counter()
     for _ in range(epochs):
         model.train()

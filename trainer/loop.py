@@ -187,10 +187,11 @@ class _Epoch:
 
 
 def train_epoch(model: nn.Module, data: InMemoryData, opt: torch.optim.Optimizer,
-                mask: Mapping[str, torch.Tensor], hp: TrainHparams, epoch: _Epoch,
+                enforce: Callable[[], None], hp: TrainHparams, epoch: _Epoch,
                 gens: tuple[torch.Generator, torch.Generator], options: StageOptions) -> float:
     """Steps ``epoch.first``..``epoch.stop`` of one pass in the order drawn from ``gens[0]``
-    (``gens[1]`` draws the augmentation); returns the mean training loss of those batches."""
+    (``gens[1]`` draws the augmentation), ``enforce()`` (``masks.enforcer``) after each;
+    returns the mean training loss of those batches."""
     model.train()
     n = len(data.train_x)
     perm = torch.randperm(n, generator=gens[0]).to(data.train_x.device)
@@ -210,7 +211,7 @@ def train_epoch(model: nn.Module, data: InMemoryData, opt: torch.optim.Optimizer
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        masks.apply(model, mask)
+        enforce()
         if options.on_step is not None:
             options.on_step(step + 1, model)
         total += loss.detach() * len(idx)
@@ -252,7 +253,8 @@ def train(model: nn.Module, data: InMemoryData, hp: TrainHparams,
     if not 0 <= options.start_step < end:
         raise ValueError(f"start step {options.start_step} must be in [0, {end})")
     opt = make_optimizer(model, hp, options.frozen)
-    masks.apply(model, mask)
+    enforce = masks.enforcer(model, mask)
+    enforce()
     records: list[EpochRecord] = []
     elapsed = 0.0
     saved = checkpoints.load() if checkpoints is not None else None
@@ -270,7 +272,7 @@ def train(model: nn.Module, data: InMemoryData, hp: TrainHparams,
                            min(end, number * per_epoch))
             for group in opt.param_groups:
                 group["lr"] = epoch.lr
-            train_loss = train_epoch(model, data, opt, mask, hp, epoch,
+            train_loss = train_epoch(model, data, opt, enforce, hp, epoch,
                                      (seeding.generator(seed, "data_order", number),
                                       seeding.generator(seed, "augment", number)), options)
             test_loss, test_acc = evaluate(model, data.test_x, data.test_y)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from collections.abc import Iterable
 from collections.abc import Mapping
 from collections.abc import Sequence
@@ -289,11 +290,33 @@ def apply(model: nn.Module, mask: Mapping[str, Tensor]) -> None:
     Raises:
         ValueError: a mask name is not a parameter of ``model`` or its shape differs.
     """
+    enforcer(model, mask)()
+
+
+def enforcer(model: nn.Module, mask: Mapping[str, Tensor]) -> Callable[[], None]:
+    """``apply(model, mask)`` as a function to call after every optimizer step.
+
+    The names and shapes are checked once, and each mask is held in its weight's dtype and
+    device, so a call is one in-place multiply per layer: a bool mask is promoted to the
+    weight's dtype on every multiply, about 8x the cost of the multiply itself for
+    LeNet-sized layers on the CPU. The product is the same (``w * True == w * 1.0``). The
+    function keeps enforcing on the same parameter tensors (``load_state_dict`` copies into
+    them); it costs one weight-sized tensor per masked layer.
+
+    Raises:
+        ValueError: as ``apply``.
+    """
     params = dict(model.named_parameters())
     _check_shapes(params, mask)
-    with torch.no_grad():
-        for name, m in mask.items():
-            params[name].mul_(m.to(params[name].device))
+    pairs = [(params[name], m.to(device=params[name].device, dtype=params[name].dtype))
+             for name, m in mask.items()]
+
+    def enforce() -> None:
+        with torch.no_grad():
+            for weight, keep in pairs:
+                weight.mul_(keep)
+
+    return enforce
 
 
 def layer_sparsity(mask: Mapping[str, Tensor]) -> dict[str, float]:

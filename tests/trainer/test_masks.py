@@ -256,6 +256,27 @@ def test_apply_rejects_unknown_layer_and_wrong_shape() -> None:
         masks.apply(model, {"0.weight": torch.ones(4, 3, dtype=torch.bool)})
 
 
+def test_an_enforcer_checks_once_and_zeroes_the_same_entries_after_every_change() -> None:
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    keep = tensor([[True, False, True, True], [False, False, True, False], [True] * 4])
+    with pytest.raises(ValueError, match="0.weight"):
+        masks.enforcer(model, {"0.weight": torch.ones(4, 3, dtype=torch.bool)})
+    enforce = masks.enforcer(model, {"0.weight": keep})
+    weight = model[0].weight
+    for step in range(3):  # as after optimizer steps and a checkpoint load
+        with torch.no_grad():
+            weight.copy_(torch.randn(3, 4) + step)
+        expected = weight.detach().clone()
+        reference = nn.Sequential(nn.Linear(4, 3))
+        reference.load_state_dict({"0.weight": expected, "0.bias": model[0].bias.detach()})
+        masks.apply(reference, {"0.weight": keep})
+        enforce()
+        assert torch.equal(weight, reference[0].weight)
+        assert (weight[~keep] == 0).all() and torch.equal(weight[keep], expected[keep])
+    assert weight.requires_grad
+
+
 def test_sparsity_density_and_layer_sparsity_on_a_hand_made_mask() -> None:
     mask = {"a": tensor([True, False, False, True]), "b": tensor([[True, True], [True, False]])}
     assert masks.sparsity(mask) == 3 / 8
