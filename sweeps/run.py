@@ -214,9 +214,8 @@ OPTIMIZER_IMPORTS = "torch._dynamo"
 
 def worker_preload(spec: SweepSpec) -> tuple[str, ...]:
     """The modules a trial imports before it trains: Tune, the trainable (torch and the
-    trainer), ``torch._dynamo`` (every torch optimizer imports it when the first one is made,
-    ``torch._disable_dynamo``: about a second of a worker's first trial) and the spec's
-    dataset loaders (``trainer.data.loader_module``)."""
+    trainer), what its first optimizer imports (``OPTIMIZER_IMPORTS``: about a second of a
+    worker's first trial) and the spec's dataset loaders (``trainer.data.loader_module``)."""
     loaders = (datasets.loader_module(hp.name) for hp in preflight.data_fields(spec).values())
     return ("ray.tune", "sweeps.trials", OPTIMIZER_IMPORTS,
             *dict.fromkeys(m for m in loaders if m))

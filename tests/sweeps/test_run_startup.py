@@ -50,26 +50,31 @@ def test_workers_preload_tune_the_trainable_and_each_loader_once():
     assert all(importlib.util.find_spec(m) is not None for m in worker_preload(spec))
 
 
-def test_the_first_optimizer_imports_only_what_the_workers_preload():
+def test_the_first_optimizer_imports_only_what_the_workers_preload(tmp_path):
     """Making a torch optimizer in a fresh process imports ``OPTIMIZER_IMPORTS``; once the
     preload list is imported, it imports nothing more of torch."""
-    import subprocess
-    import sys
-
-    code = ("import sys, torch; from sweeps.run import OPTIMIZER_IMPORTS as m; "
-            "before = set(sys.modules); torch.optim.SGD([torch.zeros(1, requires_grad=True)]); "
-            "new = sorted(n for n in set(sys.modules) - before if n.startswith('torch')); "
-            "print(m in new, m in before)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
-    assert out.stdout.split() == ["True", "False"]
-    code = ("import sys, importlib, torch; from sweeps.run import OPTIMIZER_IMPORTS as m; "
-            "importlib.import_module(m); before = set(sys.modules); "
-            "torch.optim.SGD([torch.zeros(1, requires_grad=True)]); "
-            "print(len([n for n in set(sys.modules) - before if n.startswith('torch')]))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
-    assert out.stdout.strip() == "0"
+    new_torch_modules = """
+        before = set(sys.modules)
+        torch.optim.SGD([torch.zeros(1, requires_grad=True)])
+        new = sorted(n for n in set(sys.modules) - before if n.startswith("torch"))
+    """
+    first = _python("""
+        import sys, torch
+        from sweeps.run import OPTIMIZER_IMPORTS as m
+    """ + new_torch_modules + """
+        print(m in new, m in before)
+    """, tmp_path)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert first.stdout.split() == ["True", "False"]
+    preloaded = _python("""
+        import sys, importlib, torch
+        from sweeps.run import OPTIMIZER_IMPORTS as m
+        importlib.import_module(m)
+    """ + new_torch_modules + """
+        print(len(new))
+    """, tmp_path)
+    assert preloaded.returncode == 0, preloaded.stderr[-3000:]
+    assert preloaded.stdout.strip() == "0"
 
 
 def test_transfer_targets_loaders_are_preloaded_too():
