@@ -20,6 +20,19 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_data_cache(tmp_path_factory):
+    """Loaders' caches (decompressed files, the digits split) in a temp dir, not the user's
+    ``~/.cache``; subprocesses inherit it."""
+    before = os.environ.get("LOTTERY_DATA_CACHE")
+    os.environ["LOTTERY_DATA_CACHE"] = str(tmp_path_factory.mktemp("data-cache"))
+    yield
+    if before is None:
+        os.environ.pop("LOTTERY_DATA_CACHE")
+    else:
+        os.environ["LOTTERY_DATA_CACHE"] = before
+
+
 @pytest.fixture(autouse=True)
 def _one_torch_thread():
     # Two cores shared with Ray workers: multi-threaded torch oversubscribes and crawls.

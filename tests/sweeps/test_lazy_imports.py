@@ -76,7 +76,7 @@ assert len(p.points) > 0 and data.sizes(DataHparams(name="cifar10")) == (50000, 
 assert models.get("conv2") is not None   # imports the model module (and torch)
 assert "torch" in sys.modules and "torchvision" not in sys.modules
 d = data.load(DataHparams(name="digits", train_subset=10))
-print(tuple(d.train_x.shape), "sklearn" in sys.modules, "torchvision" in sys.modules)
+print(tuple(d.train_x.shape), "trainer.data.digits" in sys.modules, "torchvision" in sys.modules)
 """
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                           timeout=300, cwd=ROOT)
@@ -96,3 +96,4 @@ print([m for m in %r if m in sys.modules])
                           timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "[]"
+

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import importlib.metadata
+import os
 import pickle
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +30,8 @@ from trainer.data import cifar
 from trainer.data import digits
 from trainer.data import mnist_family
 from trainer.hparams import DataHparams
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 # file writers in the real formats
@@ -127,6 +133,50 @@ def test_digits_split_is_stratified_and_deterministic():
     assert torch.equal(a.train_x, b.train_x) and torch.equal(a.test_y, b.test_y)
     counts = torch.bincount(a.test_y, minlength=10)
     assert counts.min() >= 35 and counts.max() <= 37  # ~20 % of each class of ~180
+
+
+def test_the_digits_split_is_kept_per_scikit_learn_version_and_read_back_unchanged(
+        tmp_path, monkeypatch):
+    monkeypatch.setenv("LOTTERY_DATA_CACHE", str(tmp_path))
+    path = digits.split_cache()
+    assert path.parent == tmp_path / "digits"
+    assert path.name == f"split-scikit-learn-{importlib.metadata.version('scikit-learn')}.npz"
+    made = digits.load(DataHparams())  # no file yet: made by scikit-learn, then kept
+    assert path.is_file()
+    read = digits.load(DataHparams())
+    fresh = digits.split()
+    for d in (made, read):
+        for got, key in ((d.train_x, "x_train"), (d.test_x, "x_test"), (d.train_y, "y_train"),
+                         (d.test_y, "y_test")):
+            assert got.dtype == torch.from_numpy(fresh[key]).dtype
+            assert np.array_equal(got.numpy(), fresh[key]) and got.is_contiguous()
+
+
+def test_an_unreadable_digits_split_file_is_made_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOTTERY_DATA_CACHE", str(tmp_path))
+    path = digits.split_cache()
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"PK\x03\x04 cut short")
+    d = digits.load(DataHparams())
+    assert d.train_x.shape == (1437, 1, 8, 8)
+    with np.load(path) as npz:  # rewritten whole
+        assert np.array_equal(npz["y_test"], d.test_y.numpy())
+
+
+def test_digits_load_when_the_cache_cannot_be_written(tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("not a directory")
+    monkeypatch.setenv("LOTTERY_DATA_CACHE", str(tmp_path / "file" / "cache"))
+    d = digits.load(DataHparams())
+    assert d.train_x.shape == (1437, 1, 8, 8) and not digits.split_cache().exists()
+
+
+def test_a_kept_digits_split_loads_without_importing_scikit_learn(tmp_path):
+    probe = ("import sys; from trainer.data import digits; from trainer.hparams import "
+             "DataHparams; digits.load(DataHparams()); print('sklearn' in sys.modules)")
+    env = {**os.environ, "LOTTERY_DATA_CACHE": str(tmp_path)}
+    runs = [subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                           text=True, timeout=300, cwd=ROOT) for _ in range(2)]
+    assert [r.stdout.strip() for r in runs] == ["True", "False"], runs[-1].stderr[-2000:]
 
 
 def test_load_returns_fresh_objects_sharing_the_cached_cpu_tensors():

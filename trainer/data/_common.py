@@ -7,6 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 
 CACHE_ENV = "LOTTERY_DATA_CACHE"
@@ -44,6 +45,24 @@ def gunzip_atomic(src: Path, dst: Path) -> None:
     try:
         with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
             shutil.copyfileobj(fin, fout, length=1 << 20)
+        os.replace(tmp, dst)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def save_arrays_atomic(dst: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` as an uncompressed ``.npz`` at ``dst`` through a per-process temp file
+    and a rename, so a concurrent reader sees the whole file or none.
+
+    Raises:
+        OSError: the directory cannot be made or written.
+    """
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as out:
+            np.savez(out, **arrays)
         os.replace(tmp, dst)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -1,14 +1,25 @@
-"""scikit-learn's bundled 8x8 handwritten digits: tiny, offline, the default dataset."""
+"""scikit-learn's bundled 8x8 handwritten digits: tiny, offline, the default dataset.
+
+The split is made by scikit-learn once per installed scikit-learn version and kept as an
+``.npz`` in the data cache (``_common.cache_dir()``), so later processes (every Ray worker of
+every sweep) load it without importing scikit-learn and SciPy, about a second of CPU each.
+"""
 
 from __future__ import annotations
 
+import importlib.metadata
+import zipfile
+from pathlib import Path
+
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
+from trainer.data._common import cache_dir
+from trainer.data._common import save_arrays_atomic
 from trainer.data.base import InMemoryData
 from trainer.hparams import DataHparams
+
+KEYS = ("x_train", "x_test", "y_train", "y_test")
 
 
 def load(hp: DataHparams) -> InMemoryData:
@@ -18,7 +29,8 @@ def load(hp: DataHparams) -> InMemoryData:
     normalization and no augmentation. The train/test split is fixed:
     ``train_test_split(test_size=0.2, stratify=y, random_state=0)``, giving 1,437 training and
     360 test images with the class proportions of the full set. ``hp.root`` and
-    ``hp.download`` are ignored (the data ship inside scikit-learn).
+    ``hp.download`` are ignored (the data ship inside scikit-learn). The split is read from
+    ``split_cache()`` when it is there (an unreadable file is made again).
 
     Args:
         hp: Data hyperparameters; only ``name`` matters here.
@@ -29,16 +41,52 @@ def load(hp: DataHparams) -> InMemoryData:
 
     Source: scikit-learn ``sklearn.datasets.load_digits`` (UCI ML hand-written digits).
     """
+    path = split_cache()
+    arrays = _read(path)
+    if arrays is None:
+        arrays = split()
+        try:
+            save_arrays_atomic(path, arrays)
+        except OSError:  # a read-only cache: the split is simply made again next time
+            pass
+    return InMemoryData(
+        train_x=torch.from_numpy(arrays["x_train"]),
+        train_y=torch.from_numpy(arrays["y_train"]),
+        test_x=torch.from_numpy(arrays["x_test"]),
+        test_y=torch.from_numpy(arrays["y_test"]),
+        num_classes=10,
+    )
+
+
+def split() -> dict[str, np.ndarray]:
+    """Make the split with scikit-learn: ``KEYS`` to contiguous arrays, x (N, 1, 8, 8) float32
+    in [0, 1] and y (N,) int64 (imports scikit-learn)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
     bunch = load_digits()
     x = (bunch.images / 16.0).astype(np.float32)[:, None]  # (1797, 8, 8) -> (1797, 1, 8, 8)
     y = bunch.target.astype(np.int64)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=0.2, stratify=y, random_state=0
-    )
-    return InMemoryData(
-        train_x=torch.from_numpy(np.ascontiguousarray(x_train)),
-        train_y=torch.from_numpy(y_train),
-        test_x=torch.from_numpy(np.ascontiguousarray(x_test)),
-        test_y=torch.from_numpy(y_test),
-        num_classes=10,
-    )
+    parts = train_test_split(x, y, test_size=0.2, stratify=y, random_state=0)
+    return {key: np.ascontiguousarray(a) for key, a in zip(KEYS, parts, strict=True)}
+
+
+def split_cache() -> Path:
+    """Where the split of the installed scikit-learn version is kept (the data and the split
+    rule ship with scikit-learn, so its version names the file)."""
+    version = importlib.metadata.version("scikit-learn")
+    return cache_dir() / "digits" / f"split-scikit-learn-{version}.npz"
+
+
+def _read(path: Path) -> dict[str, np.ndarray] | None:
+    """The cached split, or None when it is missing or unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in KEYS}
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
+        return None
+    shapes = {key: a.shape for key, a in arrays.items()}
+    if shapes != {"x_train": (1437, 1, 8, 8), "x_test": (360, 1, 8, 8), "y_train": (1437,),
+                  "y_test": (360,)}:
+        return None
+    return arrays
