@@ -1,11 +1,15 @@
-"""Helpers shared by the file-backed loaders: default locations, gunzip, normalization."""
+"""Helpers shared by the file-backed loaders: default locations, atomic writes (gunzip,
+arrays), normalization."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
@@ -32,28 +36,11 @@ def resolve_root(root: str) -> Path:
     return Path(root).expanduser() if root else cache_dir() / "torchvision"
 
 
-def gunzip_atomic(src: Path, dst: Path) -> None:
-    """Decompress ``src`` (.gz) to ``dst`` unless ``dst`` exists.
-
-    Writes a per-process temp file and renames it, so concurrent Ray workers never read a
-    half-written file.
-    """
-    if dst.is_file():
-        return
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-    try:
-        with gzip.open(src, "rb") as fin, open(tmp, "wb") as fout:
-            shutil.copyfileobj(fin, fout, length=1 << 20)
-        os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def save_arrays_atomic(dst: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` as an uncompressed ``.npz`` at ``dst`` through a per-process temp file
-    and a rename, so a concurrent reader sees the whole file or none.
+@contextlib.contextmanager
+def _replacing(dst: Path) -> Iterator[BinaryIO]:
+    """A file to write ``dst``'s new content to: a per-process temp file beside it, renamed
+    onto ``dst`` when the block ends and removed if it raises, so concurrent Ray workers never
+    read a half-written file.
 
     Raises:
         OSError: the directory cannot be made or written.
@@ -62,11 +49,30 @@ def save_arrays_atomic(dst: Path, arrays: dict[str, np.ndarray]) -> None:
     tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
     try:
         with open(tmp, "wb") as out:
-            np.savez(out, **arrays)
+            yield out
         os.replace(tmp, dst)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def gunzip_atomic(src: Path, dst: Path) -> None:
+    """Decompress ``src`` (.gz) to ``dst`` unless ``dst`` exists (written whole or not at
+    all)."""
+    if dst.is_file():
+        return
+    with gzip.open(src, "rb") as fin, _replacing(dst) as fout:
+        shutil.copyfileobj(fin, fout, length=1 << 20)
+
+
+def save_arrays_atomic(dst: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` as an uncompressed ``.npz`` at ``dst``, whole or not at all.
+
+    Raises:
+        OSError: the directory cannot be made or written.
+    """
+    with _replacing(dst) as out:
+        np.savez(out, **arrays)
 
 
 def normalize_uint8(

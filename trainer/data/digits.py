@@ -73,7 +73,11 @@ def split() -> dict[str, np.ndarray]:
 
 def split_cache() -> Path:
     """Where the split of the installed scikit-learn version is kept (the data and the split
-    rule ship with scikit-learn, so its version names the file)."""
+    rule ship with scikit-learn, so its version names the file).
+
+    Raises:
+        importlib.metadata.PackageNotFoundError: scikit-learn is not installed.
+    """
     version = importlib.metadata.version("scikit-learn")
     return cache_dir() / "digits" / f"split-scikit-learn-{version}.npz"
 
