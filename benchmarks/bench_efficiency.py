@@ -9,8 +9,9 @@ beside it when the benchmark runs the sweep itself.
 Usage, from the repository root:
 ``python -m benchmarks.bench_efficiency SPEC [--slots 2] [--storage DIR] [--address ADDR]``
 runs SPEC in a fresh storage directory (on the running Ray at ADDR, if given) and prints its
-numbers; ``--existing SWEEP_DIR`` reads a finished
-sweep instead.
+numbers; ``--cpu`` adds where the machine's CPU went before the first trial and over the
+trials' span (``benchmarks.process_cpu``); ``--existing SWEEP_DIR`` reads a finished sweep
+instead.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ def main() -> None:
     parser.add_argument("--storage", type=Path)
     parser.add_argument("--existing", type=Path)
     parser.add_argument("--address", help="a running Ray (e.g. one from `ray start --head`)")
+    parser.add_argument("--cpu", action="store_true",
+                        help="also sample every process's CPU time (psutil) during the run")
     args = parser.parse_args()
     if args.existing:
         report(args.existing, args.slots)
@@ -78,11 +81,34 @@ def main() -> None:
     storage = args.storage or Path(tempfile.mkdtemp(prefix="bench-eff-"))
     start = time.time()
     address = ["--address", args.address] if args.address else []
-    subprocess.run([sys.executable, "-m", "sweeps", "run", str(args.spec), "--storage",
-                    str(storage), *address], check=True, stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, "-m", "sweeps", "run", str(args.spec),
+                             "--storage", str(storage), *address], stdout=subprocess.DEVNULL)
+    sampler = None
+    if args.cpu:
+        from benchmarks.process_cpu import Sampler
+
+        sampler = Sampler(proc.pid)
+        sampler.start()
+    if proc.wait() != 0:
+        raise SystemExit(f"lottery run exited {proc.returncode}")
     end = time.time()
     name = next(p for p in storage.iterdir() if p.is_dir())
     report(name, args.slots, (start, end))
+    if sampler is not None:
+        sampler.stop()
+        _report_cpu(sampler, name, start)
+
+
+def _report_cpu(sampler, sweep: Path, start: float) -> None:
+    """Print the CPU by process kind before the first trial and over the trials' span."""
+    from benchmarks.process_cpu import describe
+
+    first, last = (t - sampler.t0 for t in trial_times(sweep))
+    print(describe(sampler, "before the first trial", 0.0, first))
+    print(describe(sampler, "over the trials' span", first, last))
+    busy = " ".join(f"{c:.1f}" for c in sampler.busy_cores())
+    print(f"  cores busy per second from the command's start ({start - sampler.t0:+.2f} s): "
+          f"{busy}")
 
 
 if __name__ == "__main__":

@@ -96,15 +96,11 @@ def method_columns(method: Any, hparams: Any, rewind_step: int) -> dict[str, Any
     return out
 
 
-def _masked_start(ctx: TrunkContext, run: Run) -> State:
-    start = ctx.prunable(run.start)
-    return {n: w * run.mask[n] if n in run.mask else w for n, w in start.items()}
-
-
 def run_overlaps(ctx: TrunkContext, run: Run) -> metrics.Overlaps:
     """R_0.2 of the run's masked start vs its trained weights, over the survivors (Liu et al.
-    2021 Eq. 1): the ``rp_run_p20`` columns of its ``runs`` and ``layers`` rows."""
-    return metrics.overlaps(_masked_start(ctx, run), ctx.prunable(run.result.state), (0.2,),
+    2021 Eq. 1): the ``rp_run_p20`` columns of its ``runs`` and ``layers`` rows. The mask
+    ranks the pruned entries last, so the start needs no masking here."""
+    return metrics.overlaps(ctx.prunable(run.start), ctx.prunable(run.result.state), (0.2,),
                             run.mask or None)
 
 
@@ -156,10 +152,10 @@ def mechanism_pairs(ctx: TrunkContext, mask: State, trained: State, init: State,
     """
     p = 0.2
     out = ctx.prunable(trained)
-    pairs = {"rp_init_vs_pf_p20": metrics.weight_correlation(
-                 {n: w * mask[n] for n, w in ctx.prunable(init).items()}, out, p, mask),
-             "rp_reinit_vs_pf_p20": metrics.weight_correlation(
-                 {n: w * mask[n] for n, w in ctx.prunable(reinit).items()}, out, p, mask)}
+    # over the survivors: ``mask`` ranks the pruned entries last, as masking the inits would
+    pairs = {"rp_init_vs_pf_p20": metrics.weight_correlation(ctx.prunable(init), out, p, mask),
+             "rp_reinit_vs_pf_p20": metrics.weight_correlation(ctx.prunable(reinit), out, p,
+                                                               mask)}
     dense_ok = masks.density(mask) > p
     pairs["rp_pf_vs_init_p20"] = metrics.weight_correlation(out, ctx.prunable(init), p) \
         if dense_ok else None
