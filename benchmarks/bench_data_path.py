@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from torchvision import transforms
 from torchvision.datasets import FashionMNIST
 
+from benchmarks.bench_trainer_vs_bare import sync
 from trainer.data import load
 from trainer.data import mnist_family
 from trainer.data._common import resolve_root
@@ -84,18 +85,14 @@ def time_epochs(make_batches: Batches, device: torch.device, epochs: int) -> flo
         step(xb, yb)
         if i == 10:
             break
-    _sync(device)
+    sync(device)
     start = time.perf_counter()
     for _ in range(epochs):
         for xb, yb in make_batches():
             step(xb, yb)
-    _sync(device)
+    sync(device)
     return (time.perf_counter() - start) / epochs
 
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ import time
 
 import torch
 
+from benchmarks.bench_trainer_vs_bare import sync
 from trainer import data as datasets
 from trainer import models
 from trainer import seeding
@@ -45,8 +46,7 @@ def _worker(rank: int, args: argparse.Namespace, seeds: list[int], barrier, resu
         net = models.build(args.model, data.input_shape, data.num_classes,
                            seeding.generator(seed, "bench")).to(device)
         train(net, data, hp, {}, seed=seed)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        sync(device)
         times.append(time.perf_counter() - start)
     peak = torch.cuda.max_memory_reserved() / 2**20 if device.type == "cuda" else 0.0
     results.put((rank, times, peak))

@@ -50,13 +50,14 @@ def bare_epochs(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
             with torch.no_grad():
                 for name, m in mask.items():
                     params[name].mul_(m)
-    _sync(x.device)
+    sync(x.device)
     return time.perf_counter() - start
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU), so a timer reads finished work."""
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
 
 
 def main() -> None:
@@ -85,12 +86,12 @@ def main() -> None:
         net.load_state_dict(theta0)
         start = time.perf_counter()
         result = train(net, data, hp, mask, seed=0)
-        _sync(device)
+        sync(device)
         trainer_s = time.perf_counter() - start
         start = time.perf_counter()
         for _ in range(args.epochs):
             evaluate(net, data.test_x, data.test_y)
-        _sync(device)
+        sync(device)
         eval_s = time.perf_counter() - start
         print(f"{name:15s} bare {bare / args.epochs:7.2f} s/epoch | trainer "
               f"{trainer_s / args.epochs:7.2f} s/epoch ({(trainer_s - eval_s) / args.epochs:.2f}"

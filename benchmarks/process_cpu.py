@@ -16,6 +16,7 @@ from dataclasses import field
 
 import psutil
 
+CORES = psutil.cpu_count() or 1
 # Ray's helper processes, by a piece of their command line -> the name printed.
 HELPERS = {"gcs_server": "GCS", "/raylet": "raylet", "dashboard/dashboard.py": "dashboard",
            "ray::DashboardAgent": "dashboard agent", "ray::RuntimeEnvAgent": "runtime-env agent",
@@ -95,11 +96,10 @@ class Sampler(threading.Thread):
 
     def busy_cores(self, step: float = 1.0) -> list[float]:
         """Cores busy (machine-wide, from its idle time) in each ``step`` seconds."""
-        cores = psutil.cpu_count() or 1
         out, mark = [], self.samples[0]
         for s in self.samples[1:]:
             if s.t - mark.t >= step - 1e-9:
-                out.append(cores - (s.idle - mark.idle) / (s.t - mark.t))
+                out.append(CORES - (s.idle - mark.idle) / (s.t - mark.t))
                 mark = s
         return out
 
@@ -107,9 +107,8 @@ class Sampler(threading.Thread):
 def describe(sampler: Sampler, label: str, start: float, end: float) -> str:
     """One paragraph: a window's CPU seconds by kind (Ray's helpers by name) and its idle."""
     seconds, idle, by_kind, by_name = sampler.window(start, end)
-    cores = psutil.cpu_count() or 1
     helpers = ", ".join(f"{n} {v:.1f}" for n, v in by_name.most_common()
                         if n not in ("driver", "worker", "other"))
     kinds = ", ".join(f"{k} {v:.1f}" for k, v in by_kind.most_common())
-    return (f"  CPU seconds {label} ({seconds:.1f} s x {cores} cores = {seconds * cores:.1f} "
+    return (f"  CPU seconds {label} ({seconds:.1f} s x {CORES} cores = {seconds * CORES:.1f} "
             f"core-s, {idle:.1f} idle): {kinds}\n    Ray helpers: {helpers or '-'}")

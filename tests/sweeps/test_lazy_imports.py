@@ -96,4 +96,3 @@ print([m for m in %r if m in sys.modules])
                           timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "[]"
-

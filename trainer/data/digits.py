@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from trainer.data import get
 from trainer.data._common import cache_dir
 from trainer.data._common import save_arrays_atomic
 from trainer.data.base import InMemoryData
@@ -83,14 +84,15 @@ def split_cache() -> Path:
 
 
 def _read(path: Path) -> dict[str, np.ndarray] | None:
-    """The cached split, or None when it is missing or unreadable."""
+    """The cached split, or None when it is missing, unreadable or not of the registry's
+    sizes and example shape (``trainer.data.get("digits")``)."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in KEYS}
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
         return None
-    shapes = {key: a.shape for key, a in arrays.items()}
-    if shapes != {"x_train": (1437, 1, 8, 8), "x_test": (360, 1, 8, 8), "y_train": (1437,),
-                  "y_test": (360,)}:
-        return None
-    return arrays
+    entry = get("digits")
+    (train, test), shape = entry.sizes, entry.input_shape
+    expected = {"x_train": (train, *shape), "x_test": (test, *shape), "y_train": (train,),
+                "y_test": (test,)}
+    return arrays if {key: a.shape for key, a in arrays.items()} == expected else None
