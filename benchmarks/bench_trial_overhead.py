@@ -1,6 +1,6 @@
 """Per-trial overhead: what a trial costs besides its training epochs, in-process (no Ray).
 
-Runs every job of a spec (default: the quick start) with ``sweeps.trials.run_job`` on the CPU,
+Runs every job of a spec (default: the quick start) with ``sweeps.trial_run.run_job`` on the CPU,
 twice in fresh directories: with a checkpoint after every epoch (``checkpoint_every_s: 0``,
 the old policy) and with the default policy (at most every 30 s; checkpoints deleted once a
 stage's ``final.pt`` exists). For each it prints the jobs' summed wall time, the training
@@ -26,7 +26,7 @@ import torch
 from sweeps import spec as spec_module
 from sweeps.plan import make_plan
 from sweeps.store import Store
-from sweeps.trials import run_job
+from sweeps.trial_run import run_job
 from trainer import checkpoint
 from trainer import data as datasets
 from trainer import stage

@@ -111,12 +111,13 @@ def _run_length(training) -> str:
 
 
 def _run(sweep, storage: str | None, address: str | None, verbose: bool,
-         source: str) -> None:
+         source: str, models) -> None:
     from sweeps.lease import SweepInUse
     from sweeps.run import run_sweep
 
     try:
-        outcome = run_sweep(sweep, storage=storage, address=address, verbose=verbose)
+        outcome = run_sweep(sweep, storage=storage, address=address, verbose=verbose,
+                            models=models)
     except SpecError as err:  # the preflight names the spec by its name: show the file
         _fail(str(SpecError(source, err.problems) if err.source == sweep.name else err))
     except SweepInUse as err:
@@ -137,13 +138,24 @@ def _run(sweep, storage: str | None, address: str | None, verbose: bool,
 def run(spec: Path, storage: StorageOpt = None, address: AddressOpt = None,
         verbose: VerboseOpt = False) -> None:
     """Run SPEC through Ray Tune (re-running continues an interrupted sweep), then report."""
-    _run(_load(spec), storage, address, verbose, str(spec))
+    from sweeps.preflight_child import ModelCheck
+
+    with ModelCheck() as models:  # torch and the models in a child while this one goes on
+        _run(_load(spec), storage, address, verbose, str(spec), models)
 
 
 @app.command()
 def resume(name: str, storage: StorageOpt = None, address: AddressOpt = None,
            verbose: VerboseOpt = False) -> None:
     """Continue sweep NAME from its stored spec: finished trials are not run again."""
+    from sweeps.preflight_child import ModelCheck
+
+    with ModelCheck() as models:  # as in `run`
+        _resume(name, storage, address, verbose, models)
+
+
+def _resume(name: str, storage: str | None, address: str | None, verbose: bool,
+            models) -> None:
     from sweeps import spec as spec_module
     from sweeps.store import Store
 
@@ -158,7 +170,8 @@ def resume(name: str, storage: StorageOpt = None, address: AddressOpt = None,
         sweep = spec_module.parse(raw, store.join("spec.json"))
     except SpecError as err:
         _fail(str(err))
-    _run(sweep, storage or raw.get("storage"), address, verbose, store.join("spec.json"))
+    _run(sweep, storage or raw.get("storage"), address, verbose, store.join("spec.json"),
+         models)
 
 
 @app.command()
@@ -328,14 +341,15 @@ def main() -> None:
 
 
 def _exit(code: int | str | None) -> None:
-    """End the process as ``sys.exit(code)`` would, minus tearing down torch's modules.
+    """End the process as ``sys.exit(code)`` would, minus tearing down heavy modules.
 
-    Once torch is imported, the interpreter's own shutdown takes 1-2 s here (freeing its
-    module graph). What matters of it runs, in its order: the other threads are waited for
+    Once torch or Ray is imported, the interpreter's own shutdown takes 0.5-2 s here (freeing
+    their module graphs; `lottery run`'s driver holds Ray, Tune, pandas and pyarrow). What
+    matters of it runs, in its order: the other threads are waited for
     (``threading._shutdown``, which also wakes idle thread pools), then the atexit hooks
     (logging, Ray); then the process ends at once.
     """
-    if "torch" not in sys.modules:
+    if not any(heavy in sys.modules for heavy in ("torch", "ray")):
         raise SystemExit(code)
     if isinstance(code, str):
         print(code, file=sys.stderr)

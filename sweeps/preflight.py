@@ -8,7 +8,9 @@ dataset, and each dataset's files must be present. ``lottery plan`` runs only th
 need no torch; ``lottery plan --check`` runs them all, reporting missing files as warnings (a
 GPU cluster's spec may be planned on a laptop); ``lottery run`` refuses them, checking on a
 cluster worker when it drives a remote cluster, where it also checks that a worker sees a
-local storage path (a probe file).
+local storage path (a probe file). ``lottery run`` builds the models in a child process
+(``sweeps.preflight_child``) while the driver loads the spec and imports Ray and Tune, so
+that the driver itself never imports torch (its trials do, in their workers).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import uuid
 from pathlib import Path
 
 from sweeps.errors import SpecError
+from sweeps.preflight_child import ModelCheck
 from sweeps.spec import SweepSpec
 from sweeps.store import Store
 from trainer import data as datasets
@@ -114,7 +117,8 @@ def _missing(hps: dict[str, DataHparams]) -> list[Problem]:
     return out
 
 
-def check(spec: SweepSpec, files: bool | None = True, models: bool = True) -> list[Problem]:
+def check(spec: SweepSpec, files: bool | None = True,
+          models: bool | ModelCheck = True) -> list[Problem]:
     """Run the preflight; raise on errors, return the missing-file problems not raised.
 
     Args:
@@ -123,23 +127,20 @@ def check(spec: SweepSpec, files: bool | None = True, models: bool = True) -> li
             trains) or only returned as warnings (False: ``lottery plan --check``, or a remote
             cluster); None skips the file check (a loader module may import torchvision).
         models: Whether to build every model and run a forward pass
-            (``sweeps.preflight_models``; imports torch).
+            (``sweeps.preflight_models``; imports torch), or a ``ModelCheck`` of ``spec``
+            already started (closed here).
     Raises:
         SpecError: every problem found, field by field.
     """
-    errors = shape_problems(spec)
-    if not errors:
-        errors = (_model_problems(spec) if models else []) + subset_problems(spec)
+    check_models = models if isinstance(models, ModelCheck) else ModelCheck(child=False)
+    with check_models:
+        errors = shape_problems(spec)
+        if not errors:
+            errors = (check_models.problems(spec) if models else []) + subset_problems(spec)
     missing = missing_files(spec) if files is not None else []
     if errors or (files and missing):
         raise SpecError(spec.name, errors + (missing if files else []))
     return missing
-
-
-def _model_problems(spec: SweepSpec) -> list[Problem]:
-    from sweeps import preflight_models  # torch: only when models are checked
-
-    return preflight_models.model_problems(spec)
 
 
 def check_on_cluster(spec: SweepSpec, store: Store) -> None:

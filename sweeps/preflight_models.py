@@ -1,10 +1,14 @@
 """The preflight's model checks (torch): every (model, dataset) pair built with one forward
 pass, ``pruning.keep_dense`` and ``pruning.rates`` resolved against each model, each recipe's
 architecture options built; and each transfer target's shape and classes. Called by
-``sweeps.preflight.check``.
+``sweeps.preflight.check``, in this process or in a child (``sweeps.preflight_child``: the
+spec's JSON on stdin, the problems as a JSON list of [field, reason] pairs on stdout).
 """
 
 from __future__ import annotations
+
+import json
+import sys
 
 import torch
 
@@ -12,6 +16,7 @@ from sweeps.preflight import Problem
 from sweeps.preflight import axis
 from sweeps.preflight import data_fields
 from sweeps.spec import SweepSpec
+from sweeps.spec import parse
 from trainer import data as datasets
 from trainer import masks
 from trainer import models
@@ -121,3 +126,10 @@ def _rates_problems(spec: SweepSpec, net: torch.nn.Module, model: str,
     return [(f"pruning.rates.{group}", f"{model} has no pruned {group} layer (groups: "
                                        f"{sorted(present)}; kept dense: {sorted(kept)})")
             for group in spec.pruning.rates if group not in present]
+
+
+def main() -> None:
+    """The child's side of ``sweeps.preflight_child.ModelCheck``: read the spec (after this
+    module's imports), print its problems."""
+    spec = parse(json.load(sys.stdin))
+    json.dump(model_problems(spec), sys.stdout)

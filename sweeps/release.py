@@ -22,8 +22,8 @@ from ray.tune.search import Searcher
 from sweeps.plan import Plan
 from trainer import levels
 from trainer import methods
-from trainer.chain import REWIND
-from trainer.chain import THETA0
+from trainer.jobs import REWIND
+from trainer.jobs import THETA0
 from trainer.jobs import BranchJob
 from trainer.jobs import ChainJob
 from trainer.jobs import to_dict

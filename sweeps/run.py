@@ -36,6 +36,7 @@ from sweeps.lease import LOCK
 from sweeps.lease import Lease
 from sweeps.plan import Plan
 from sweeps.plan import make_plan
+from sweeps.preflight_child import ModelCheck
 from sweeps.progress import Counts
 from sweeps.progress import ProgressCallback
 from sweeps.progress import open_display
@@ -217,7 +218,7 @@ def worker_preload(spec: SweepSpec) -> tuple[str, ...]:
     trainer), what its first optimizer imports (``OPTIMIZER_IMPORTS``: about a second of a
     worker's first trial) and the spec's dataset loaders (``trainer.data.loader_module``)."""
     loaders = (datasets.loader_module(hp.name) for hp in preflight.data_fields(spec).values())
-    return ("ray.tune", "sweeps.trials", OPTIMIZER_IMPORTS,
+    return ("ray.tune", "sweeps.trial_run", OPTIMIZER_IMPORTS,
             *dict.fromkeys(m for m in loaders if m))
 
 
@@ -332,7 +333,7 @@ def _error_text(error: BaseException) -> str:
 
 
 def run_sweep(spec: SweepSpec, storage: str | None = None, address: str | None = None,
-              verbose: bool = False) -> Outcome:
+              verbose: bool = False, models: ModelCheck | None = None) -> Outcome:
     """Run (or resume) ``spec`` through Ray Tune and return what happened.
 
     Order: preflight (nothing written), the lease, the fixed-settings check, repair of corrupt
@@ -344,6 +345,9 @@ def run_sweep(spec: SweepSpec, storage: str | None = None, address: str | None =
         storage: Storage location overriding ``spec.storage`` (path or URI).
         address: Ray cluster address; None uses RAY_ADDRESS or starts a local Ray.
         verbose: Bring back Ray's own console output.
+        models: The model check, started by the caller (``lottery run`` starts it before
+            it reads the spec, so that a child process builds the models meanwhile,
+            ``sweeps.preflight_child``); None checks the models in this process.
     Raises:
         SpecError: the preflight fails, the existing sweep has other fixed settings, or
             resources cannot be met.
@@ -352,7 +356,7 @@ def run_sweep(spec: SweepSpec, storage: str | None = None, address: str | None =
     if storage:
         spec = spec.model_copy(update={"storage": storage})
     remote = bool(address or os.environ.get("RAY_ADDRESS"))
-    preflight.check(spec, files=not remote)
+    preflight.check(spec, files=not remote, models=models or True)
     store = sweep_store(spec, None)
     existed = store.fs.get_file_info(store.path).type != pafs.FileType.NotFound
     lease = Lease(store, spec.name)
@@ -445,7 +449,7 @@ def _ray_session(spec: SweepSpec, store: Store, address: str | None, remote: boo
 
 
 def _trial_base(spec: SweepSpec) -> dict[str, Any]:
-    """What every trial's config carries besides its job (``sweeps.trials._tracked``)."""
+    """What every trial's config carries besides its job (``sweeps.trial_run._tracked``)."""
     return {"storage": Store(spec.storage).uri, "sweep": spec.name, "cpus": spec.resources.cpu,
             "checkpoint_every_s": spec.execution.checkpoint_every_s}
 

@@ -194,7 +194,7 @@ def run_trial(spec: SweepSpec, cell: Cell, params: dict[str, Any], number: int, 
     Raises:
         ValueError, FileNotFoundError, RuntimeError: as the trainer's chain and branch runs.
     """
-    from sweeps.trials import run_job
+    from sweeps.trial_run import run_job
 
     plan = trial_plan(spec, cell, params, number, code_version)
     for job in (*plan.chains, *plan.branches):

@@ -1,31 +1,18 @@
-"""The Ray Tune function trainable: decode a job, run it in the trainer, report progress.
+"""Trials as Ray Tune and the driver see them: the two Tune entry points, trial names and the
+trial state records under ``trials/`` that ``lottery status`` reads.
 
-This is the only place a trial touches Ray; everything it runs is ``trainer`` code, which also
-runs as a plain call (``run_job``) in tests and notebooks.
+Torch-free, so that the driver hands the entry points to Tune without importing torch and the
+trainer (about 2 s of its start-up, ``docs/performance.md``): each entry point imports
+``sweeps.trial_run`` in the worker when its trial starts (a worker preloads it,
+``sweeps.run.worker_preload``).
 """
 
 from __future__ import annotations
 
-import os
-import socket
 import time
-import traceback
 from typing import Any
 
-import torch
-
 from sweeps.store import Store
-from trainer import jobs
-from trainer import stage
-from trainer.branch import run_branch
-from trainer.chain import run_chain
-from trainer.hparams import CHECKPOINT_EVERY_S
-from trainer.loop import EpochRecord
-
-# A trial's epoch reports: at most one per second, the first a second after it starts. Each
-# report waits for the driver to take it (Ray Tune's function trainables), so a trial shorter
-# than that reports once, at its end.
-REPORT_EVERY_S = 1.0
 
 
 def trial_state(store: Store, trial_id: str, state: str, **extra: Any) -> None:
@@ -41,92 +28,17 @@ def trial_name(trial_or_config: Any) -> str:
     return config.get("trial_id") or config["job"]["trial_id"]
 
 
-def run_job(job: jobs.ChainJob | jobs.BranchJob, sweep: Store, device: torch.device,
-            on_epoch: Any = None, on_level: Any = None) -> None:
-    """Run one chain or branch job against the sweep directory ``sweep`` (no Ray needed);
-    ``on_level(walk, level)`` hears a chain's finished levels."""
-    if isinstance(job, jobs.ChainJob):
-        run_chain(job, sweep.child("artifacts"), sweep, device, on_epoch, on_level)
-    else:
-        run_branch(job, sweep.child("artifacts"), sweep, device, on_epoch)
-
-
-def pick_device() -> torch.device:
-    """CUDA when Ray gave this trial a GPU (or, outside Ray, when one exists), else CPU."""
-    import ray
-
-    if not torch.cuda.is_available():
-        return torch.device("cpu")
-    if ray.is_initialized() and not ray.get_gpu_ids():
-        return torch.device("cpu")
-    return torch.device("cuda")
-
-
 def trainable(config: dict[str, Any]) -> None:
-    """Ray Tune entry point of a grid job. ``config`` = {job, storage, sweep, cpus} (see
-    ``sweeps.run``)."""
-    job = jobs.from_dict(config["job"])
+    """Ray Tune entry point of a grid job (``sweeps.trial_run.grid_trial``). ``config`` =
+    {job, storage, sweep, cpus, checkpoint_every_s} (see ``sweeps.run``)."""
+    from sweeps import trial_run  # torch and the trainer: imported in the worker only
 
-    def body(sweep: Store, device: torch.device, on_epoch: Any, report: Any) -> None:
-        def on_level(walk: str, level: int) -> None:  # its branches may start now
-            report({"walk": walk, "level": level})
-
-        run_job(job, sweep, device, on_epoch, on_level)
-
-    _tracked(config, job.trial_id, body)
+    trial_run.grid_trial(config)
 
 
 def search_trainable(config: dict[str, Any]) -> None:
-    """Ray Tune entry point of a search trial (``sweeps.search_tune.CellSearcher``'s config:
-    storage, sweep, cpus, spec, code_version, cell, params, number, trial_id); its final
+    """Ray Tune entry point of a search trial (``sweeps.trial_run.search_trial``); its final
     report carries the search metric."""
-    from sweeps import search
-    from sweeps.spec import parse
+    from sweeps import trial_run
 
-    spec = parse(config["spec"])
-    cell = search.Cell(**config["cell"])
-
-    def body(sweep: Store, device: torch.device, on_epoch: Any, report: Any) -> dict[str, Any]:
-        value = search.run_trial(spec, cell, config["params"], config["number"], sweep, device,
-                                 on_epoch, config.get("code_version", ""))
-        return {spec.search.metric: value}
-
-    _tracked(config, config["trial_id"], body)
-
-
-def _tracked(config: dict[str, Any], trial_id: str, body: Any) -> None:
-    """Run ``body(sweep, device, on_epoch, report)`` as trial ``trial_id``: thread count,
-    device, trial-state records and progress reports (``report(extra)`` sends one at once;
-    the last one adds ``body``'s dict)."""
-    from ray import tune
-
-    sweep = Store(config["storage"]).child(config["sweep"])
-    torch.set_num_threads(max(1, int(config["cpus"])))
-    device = pick_device()
-    progress = {"epochs": 0, "last": time.monotonic()}
-    previous = sweep.get_json(f"trials/{trial_id}.json") or {}
-    attempt = int(previous.get("attempt", 0)) + 1
-    where = {"device": device.type, "host": socket.gethostname(), "pid": os.getpid(),
-             "attempt": attempt, "started": time.time()}
-
-    def on_epoch(record: EpochRecord) -> None:
-        progress["epochs"] += 1
-        now = time.monotonic()
-        if now - progress["last"] >= REPORT_EVERY_S:
-            progress["last"] = now
-            tune.report({"epochs_done": progress["epochs"], "test_acc": record.test_acc})
-
-    def report(extra: dict[str, Any]) -> None:
-        tune.report({"epochs_done": progress["epochs"], **extra})
-
-    trial_state(sweep, trial_id, "running", **where)
-    try:
-        with stage.checkpoint_every(config.get("checkpoint_every_s", CHECKPOINT_EVERY_S)):
-            extra = body(sweep, device, on_epoch, report) or {}
-    except Exception as err:
-        trial_state(sweep, trial_id, "error", error=f"{type(err).__name__}: {err}",
-                    traceback=traceback.format_exc(limit=8), **where)
-        raise
-    # epochs_trained counts this attempt only: a resumed trial trains just what was missing.
-    trial_state(sweep, trial_id, "done", epochs_trained=progress["epochs"], **where)
-    tune.report({"epochs_done": progress["epochs"], "finished": 1, **extra})
+    trial_run.search_trial(config)

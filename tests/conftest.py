@@ -145,7 +145,7 @@ def run_in_process(spec: dict, root: Path, code_version: str = ""):
     from sweeps import spec as spec_module
     from sweeps.plan import make_plan
     from sweeps.store import Store
-    from sweeps.trials import run_job
+    from sweeps.trial_run import run_job
 
     torch.set_num_threads(1)
     parsed = spec_module.parse(spec)

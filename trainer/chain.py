@@ -26,6 +26,8 @@ from trainer import methods
 from trainer import rows
 from trainer.checkpoint import Blobs
 from trainer.hparams import steps_per_epoch
+from trainer.jobs import REWIND
+from trainer.jobs import THETA0
 from trainer.jobs import ChainJob
 from trainer.jobs import Point
 from trainer.jobs import Target
@@ -68,7 +70,6 @@ def target_mask(ctx: TrunkContext, level: int, level_mask: State, trained: Stage
 
 
 LevelHook = Callable[[str, int], None]
-THETA0, REWIND = "theta0", "rewind"  # the walks a chain reports levels of
 
 
 def run_chain(job: ChainJob, artifacts: Blobs, sink: Sink, device: torch.device,

@@ -15,6 +15,8 @@ from trainer.hparams import PruneHparams
 from trainer.hparams import RecipeHparams
 from trainer.hparams import TrainHparams
 
+# The walks a chain reports levels of (``ChainJob``'s IMP walk from θ0, its ``RewindWalk``).
+THETA0, REWIND = "theta0", "rewind"
 
 @dataclass(frozen=True, kw_only=True)
 class Trunk:

@@ -1,6 +1,7 @@
 """The CLI answers at once: `lottery --help`, `plan`, `status` and `report` import neither
 torch, torchvision, scikit-learn nor ray (issue 14, item 5); `plan --check` does (it builds
-the models), and a trial's loaders are reached through the registries when first called.
+the models), `run` leaves torch to the preflight's child and the trials, and a trial's
+loaders are reached through the registries when first called.
 
 Each command runs in a fresh interpreter, which then lists the heavy modules it loaded.
 """
@@ -96,3 +97,19 @@ print([m for m in %r if m in sys.modules])
                           timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "[]"
+
+
+def test_run_refuses_a_model_problem_found_by_the_preflight_child_without_torch(
+        tmp_path: Path) -> None:
+    """`lottery run` builds the models in a child process (``sweeps.preflight_child``): the
+    driver names the child's problem, exits 2, writes nothing and never imports torch."""
+    bad = tmp_path / "bad.json"  # JSON is YAML
+    bad.write_text(json.dumps({**SPEC, "pruning": {"keep_dense": ["no_such_layer"]}}))
+    proc = subprocess.run([sys.executable, "-c", PROBE, "run", str(bad), "--storage",
+                           str(tmp_path / "results")], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["code"] == 2 and "torch" not in result["heavy"]
+    assert "pruning.keep_dense[0]" in proc.stderr and "no_such_layer" in proc.stderr
+    assert not (tmp_path / "results").exists()

@@ -1,13 +1,15 @@
-"""Tests for sweeps/preflight.py and preflight_models.py (the malformed-spec corpus is in
-test_spec_corpus.py)."""
+"""Tests for sweeps/preflight.py, preflight_models.py and preflight_child.py (the malformed-spec
+corpus is in test_spec_corpus.py)."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from sweeps import preflight
+from sweeps import preflight_child
 from sweeps import preflight_models
 from sweeps import spec as spec_module
 from sweeps.errors import SpecError
@@ -114,3 +116,49 @@ def test_a_dataset_that_cannot_be_downloaded_says_so(
     [(field, reason)] = preflight.missing_files(_spec(dataset="smallnorb",
                                                       data={"root": str(tmp_path)}))
     assert field == "dataset" and "cannot be downloaded" in reason
+
+
+PROBLEMS = {"model": ["lenet_300_100", "conv2"], "dataset": "digits",
+            "pruning": {"keep_dense": ["nope"]}, "recipes": {"jump": {"skip_connections": True}}}
+
+
+def test_the_child_finds_the_same_problems_as_this_process() -> None:
+    bad, good = _spec(**PROBLEMS), _spec(model="conv2", dataset="digits")
+    expected = preflight_models.model_problems(bad)
+    assert expected and preflight_models.model_problems(good) == []
+    with preflight_child.ModelCheck(child=True) as check:
+        assert check.problems(bad) == expected
+    with preflight_child.ModelCheck(child=True) as check:
+        assert check.problems(good) == []
+
+
+@pytest.mark.parametrize("code", ["print('not json')", "print('[1]')", "raise SystemExit(3)",
+                                  "import os; os._exit(0)"],
+                         ids=["nonsense", "not-pairs", "exit-3", "silent"])
+def test_a_failing_child_is_not_trusted_the_checks_run_here(
+        code: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(preflight_child, "CHILD_ARGS", ("-c", code))
+    spec = _spec(**PROBLEMS)
+    with preflight_child.ModelCheck(child=True) as check:
+        assert check.problems(spec) == preflight_models.model_problems(spec)
+
+
+def test_an_unread_child_is_stopped_and_check_closes_what_it_reads(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[subprocess.Popen] = []
+    popen = subprocess.Popen
+
+    def recording(*args, **kwargs):
+        started.append(popen(*args, **kwargs))
+        return started[-1]
+
+    monkeypatch.setattr(preflight_child.subprocess, "Popen", recording)
+    with preflight_child.ModelCheck(child=True):
+        pass
+    assert started[0].returncode is not None  # killed and reaped, not left waiting on stdin
+    with pytest.raises(SpecError) as info:  # a shape problem: the models are never asked
+        preflight.check(_spec(dataset="cifar10", model="conv2", data={"shape": [1, 32, 32]}),
+                        files=None, models=preflight_child.ModelCheck(child=True))
+    assert [field for field, _ in info.value.problems] == ["data.shape"]
+    assert started[1].returncode is not None
+    assert preflight_child.ModelCheck(child=None) and len(started) == 2  # torch is loaded here

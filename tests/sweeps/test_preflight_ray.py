@@ -1,14 +1,18 @@
-"""The preflight's worker check (``preflight.check_on_cluster``, what `lottery run` uses on a
-cluster with other machines) on a real local Ray: files are looked for on a worker and the
-storage probe is cleaned up."""
+"""The preflight on a real local Ray: the worker check (``preflight.check_on_cluster``, what
+`lottery run` uses on a cluster with other machines) looks for files on a worker and cleans up
+the storage probe; a whole run's driver leaves torch to the preflight's child and the trial
+workers."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
 
+import pyarrow.parquet as pq
 import pytest
+from conftest import write_spec
 
 pytestmark = pytest.mark.ray
 
@@ -50,3 +54,31 @@ def test_worker_file_check_refuses_missing_files_and_cleans_its_probe(tmp_path, 
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("refused:") and "dataset: mnist files missing on" in lines[0]
     assert lines[1:] == ["digits passed", "probes left: []"]
+
+
+DRIVER = """
+import json, sys
+from sweeps.cli import app
+try:
+    app(sys.argv[1:], prog_name="lottery")
+except SystemExit as done:
+    code = done.code
+print(json.dumps({"code": code, "torch": "torch" in sys.modules, "ray": "ray" in sys.modules}))
+"""
+
+
+def test_a_whole_run_leaves_torch_to_the_preflight_child_and_the_workers(tmp_path, ray_env):
+    """`lottery run`'s driver (own local Ray, in-process CLI) trains a sweep without ever
+    importing torch: the preflight's child built the models, the workers trained."""
+    spec = write_spec(tmp_path / "s.yaml", {
+        "name": "notorch", "dataset": "digits", "model": "lenet_300_100",
+        "methods": ["dense", "lth"], "lrs": [0.1], "sparsities": [0.5], "seeds": [0],
+        "training": {"epochs": 1}, "resources": {"cpu": 1, "gpu": 0}})
+    proc = subprocess.run([sys.executable, "-c", DRIVER, "run", str(spec), "--storage",
+                           str(tmp_path / "results")], env=ray_env, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["code"] in (0, None) and (seen["torch"], seen["ray"]) == (False, True)
+    runs = pq.read_table(tmp_path / "results" / "notorch" / "runs").to_pandas()
+    assert sorted(runs["method"]) == ["dense", "lth"]

@@ -11,8 +11,8 @@ from sweeps.release import ReleaseSearcher
 from sweeps.release import block_key
 from sweeps.release import need
 from trainer import levels
-from trainer.chain import REWIND
-from trainer.chain import THETA0
+from trainer.jobs import REWIND
+from trainer.jobs import THETA0
 
 SPEC = {"name": "rel", "dataset": "digits",
         "methods": ["dense", "lth", "random_reinit", "random_pruning", "pf", "omp_lth",

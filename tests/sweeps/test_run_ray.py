@@ -18,7 +18,7 @@ from sweeps import spec as spec_module
 from sweeps.plan import make_plan
 from sweeps.run import code_version
 from sweeps.store import Store
-from sweeps.trials import run_job
+from sweeps.trial_run import run_job
 from trainer import levels
 
 pytestmark = pytest.mark.ray

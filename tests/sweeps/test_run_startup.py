@@ -45,7 +45,7 @@ def test_loader_module_of_an_unknown_dataset_raises():
 
 def test_workers_preload_tune_the_trainable_and_each_loader_once():
     spec = _spec(dataset=["digits", "fashion-mnist", "mnist"])
-    assert worker_preload(spec) == ("ray.tune", "sweeps.trials", "torch._dynamo",
+    assert worker_preload(spec) == ("ray.tune", "sweeps.trial_run", "torch._dynamo",
                                     "trainer.data.digits", "trainer.data.mnist_family")
     assert all(importlib.util.find_spec(m) is not None for m in worker_preload(spec))
 
@@ -100,12 +100,13 @@ def _python(code: str, tmp_path: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120)
 
 
-def test_fast_exit_keeps_output_threads_atexit_hooks_and_the_code(tmp_path):
+@pytest.mark.parametrize("heavy", ["torch", "ray"])  # a driver of `lottery run` holds only ray
+def test_fast_exit_keeps_output_threads_atexit_hooks_and_the_code(tmp_path, heavy):
     done = tmp_path / "thread-done"
     hooked = tmp_path / "atexit-ran"
     proc = _python(f"""
         import atexit, sys, threading, time
-        import torch
+        import {heavy}
         from sweeps.cli import _exit
         atexit.register(lambda: open({str(hooked)!r}, "w").close())
         def late():

@@ -28,7 +28,7 @@ from sweeps.run import pending_jobs
 from sweeps.status import format_status
 from sweeps.status import trial_table
 from sweeps.store import Store
-from sweeps.trials import run_job
+from sweeps.trial_run import run_job
 from sweeps.trials import trial_state
 
 SPEC = {"name": "st", "dataset": "digits", "methods": ["dense", "lth", "pf"], "lrs": [0.1],

@@ -20,7 +20,7 @@ from sweeps.keys import mask_blob
 from sweeps.plan import Plan
 from sweeps.plan import make_plan
 from sweeps.store import Store
-from sweeps.trials import run_job
+from sweeps.trial_run import run_job
 from trainer import checkpoint
 from trainer import data as datasets
 from trainer import levels

@@ -14,7 +14,7 @@ from sweeps.keys import mask_blob
 from sweeps.plan import make_plan
 from sweeps.preflight_models import model_problems
 from sweeps.store import Store
-from sweeps.trials import run_job
+from sweeps.trial_run import run_job
 from trainer import checkpoint
 from trainer import levels
 from trainer import masks

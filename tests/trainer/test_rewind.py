@@ -17,7 +17,7 @@ from sweeps.cli import app
 from sweeps.keys import mask_blob
 from sweeps.plan import Plan
 from sweeps.store import Store
-from sweeps.trials import run_job
+from sweeps.trial_run import run_job
 from trainer import checkpoint
 from trainer import levels
 from trainer import loop

@@ -13,7 +13,7 @@ from analysis.load import load_runs
 from sweeps import spec as spec_module
 from sweeps.plan import make_plan
 from sweeps.store import Store
-from sweeps.trials import run_job
+from sweeps.trial_run import run_job
 from trainer import checkpoint
 from trainer import data as datasets
 from trainer import masks

@@ -13,7 +13,7 @@ from sweeps.cli import app
 from sweeps.keys import mask_blob
 from sweeps.plan import make_plan
 from sweeps.store import Store
-from sweeps.trials import run_job
+from sweeps.trial_run import run_job
 from trainer import checkpoint
 from trainer import models
 from trainer import seeding

@@ -14,7 +14,7 @@ from analysis.load import load_runs
 from sweeps import spec as spec_module
 from sweeps.plan import make_plan
 from sweeps.store import Store
-from sweeps.trials import run_job
+from sweeps.trial_run import run_job
 
 SPEC = {"name": "val", "dataset": "digits", "methods": ["dense", "lth", "pf"], "lrs": [0.1],
         "sparsities": [0.36, 0.5], "seeds": [0], "training": {"epochs": 3, "batch_size": 64},
