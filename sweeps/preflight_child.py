@@ -36,10 +36,10 @@ class ModelCheck:
     In a process that has not imported torch, a child Python process imports torch and the
     model zoo at once and then waits for a spec: ``problems(spec)`` sends it one and waits for
     the answer. A process that already holds torch (a notebook, the tests) gains nothing from
-    a child and runs the checks itself when asked. A child that fails (or answers nonsense)
-    is not trusted: the checks then run in this process, so that their error is raised as it
-    would have been without a child. A context manager: leaving it stops a child whose answer
-    went unread.
+    a child and runs the checks itself when asked. A child that fails to start, fails or
+    answers nonsense is not trusted: the checks then run in this process, so that their error
+    is raised as it would have been without a child. A context manager: leaving it stops a
+    child whose answer went unread.
     """
 
     def __init__(self, child: bool | None = None) -> None:
@@ -47,9 +47,12 @@ class ModelCheck:
         self._proc: subprocess.Popen[str] | None = None
         if child if child is not None else "torch" not in sys.modules:
             package_parent = str(Path(__file__).resolve().parents[1])
-            self._proc = subprocess.Popen(
-                [sys.executable, *CHILD_ARGS, package_parent], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                self._proc = subprocess.Popen(
+                    [sys.executable, *CHILD_ARGS, package_parent], stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            except OSError as err:  # no interpreter to start: check here when asked
+                log.debug("model preflight child not started: %s", err)
 
     def problems(self, spec: SweepSpec) -> list[tuple[str, str]]:
         """``spec``'s model problems as (field, reason) pairs (waits for the child; once).

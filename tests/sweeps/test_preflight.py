@@ -4,6 +4,7 @@ corpus is in test_spec_corpus.py)."""
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -138,6 +139,14 @@ def test_the_child_finds_the_same_problems_as_this_process() -> None:
 def test_a_failing_child_is_not_trusted_the_checks_run_here(
         code: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(preflight_child, "CHILD_ARGS", ("-c", code))
+    spec = _spec(**PROBLEMS)
+    with preflight_child.ModelCheck(child=True) as check:
+        assert check.problems(spec) == preflight_models.model_problems(spec)
+
+
+def test_a_child_that_cannot_start_leaves_the_checks_to_this_process(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-such-python"))
     spec = _spec(**PROBLEMS)
     with preflight_child.ModelCheck(child=True) as check:
         assert check.problems(spec) == preflight_models.model_problems(spec)
