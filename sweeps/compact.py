@@ -5,9 +5,11 @@ locally, far longer from an object store). Compaction reads the loose parts of e
 commit record, writes them as one ``<table>/compact-<id>.parquet`` per table (each row tagged
 with its part key, ``analysis.commits.PART_COLUMN``), then a manifest
 ``compacted/<id>-<table>.json`` naming those keys, and only then deletes the loose parts.
-``lottery run`` compacts at the end of every sweep (``execution.compact``); once a table has
-``MERGE_AT`` compacted files, the next compaction folds them into its new file too, so a sweep
-resumed many times still has a few files per table. Last, the commit records of the points
+``lottery run`` compacts in a sweep's tail and at its end (``execution.compact``,
+``sweeps.tail``), the end folding the files made since the run started into its own, so a run
+adds one file per table; once a table has ``MERGE_AT`` compacted files, the next compaction
+folds them all into its new file, so a sweep resumed many times still has a few files per
+table. Last, the commit records of the points
 compacted (and any older bundle) are folded into one ``commits/compact-<id>.json`` bundle
 and their loose records deleted, so reading a compacted sweep takes a few GETs, not one per
 grid point.
@@ -40,12 +42,22 @@ from sweeps.store import Store
 MERGE_AT = 4
 
 
-def compact(store: Store, merge_at: int = MERGE_AT) -> dict[str, int]:
+def stamp() -> str:
+    """A new compaction's id: local time to the second, then nanoseconds and a random tag, so
+    ids sort by time (``compact``'s ``fold_since`` compares them)."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}-" \
+           f"{uuid.uuid4().hex[:6]}"
+
+
+def compact(store: Store, merge_at: int = MERGE_AT,
+            fold_since: str | None = None) -> dict[str, int]:
     """Compact the committed loose parts of every table of the sweep in ``store``.
 
     Args:
         store: The sweep directory.
         merge_at: Fold a table's compacted files into the new one once it has this many.
+        fold_since: Also fold the compacted files whose id (``stamp()``) is not older than
+            this one (``lottery run``: those of its own tail).
     Returns:
         Table -> number of loose parts merged (and deleted).
     Raises:
@@ -54,40 +66,45 @@ def compact(store: Store, merge_at: int = MERGE_AT) -> dict[str, int]:
     files = store.scan()
     corrupt = commits.check_parts(store.fs, files)
     committed = files.complete() if files.has_commits else {}
-    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}-" \
-            f"{uuid.uuid4().hex[:6]}"
+    this = stamp()
     merged = {}
     for table in commits.TABLES:
         keys = sorted({p for rec in committed.values() for p in rec.parts.get(table, ())}
                       & set(files.parts[table]))
         keys = [k for k in keys if files.parts[table][k] not in corrupt]
         old = _held(files, table, corrupt)
-        fold = len(old) + bool(keys) >= merge_at
-        if not keys and not fold:
+        if len(old) + bool(keys) < merge_at:  # fold only the files made since ``fold_since``
+            old = {path: held for path, held in old.items()
+                   if fold_since is not None and _file_stamp(path) >= fold_since}
+        if not keys and not old:
             merged[table] = 0
             continue
         pieces = commits.parallel_map(
             lambda key, t=table: _loose(store, t, files.parts[t][key], key), keys)
-        if fold:
-            pieces += [_compacted(store, table, path, held) for path, held in old.items()]
-        name = f"{commits.COMPACT_PREFIX}{stamp}.parquet"
+        pieces += [_compacted(store, table, path, held) for path, held in old.items()]
+        name = f"{commits.COMPACT_PREFIX}{this}.parquet"
         sink = io.BytesIO()
         pq.write_table(pa.concat_tables(pieces), sink)
         store.put(f"{table}/{name}", sink.getvalue())
-        held = [*keys, *(k for ks in old.values() for k in ks)] if fold else keys
-        store.put(f"{commits.COMPACTED}/{stamp}-{table}.json",
+        held = [*keys, *(k for ks in old.values() for k in ks)]
+        store.put(f"{commits.COMPACTED}/{this}-{table}.json",
                   commits.Manifest(table=table, file=name, parts=tuple(held)).encode())
-        if fold:  # only files this scan saw: a concurrent compaction's new file stays
+        if old:  # only files this scan saw: a concurrent compaction's new file stays
             _drop_compacted(store, table, set(old))
         for key in keys:
             store.delete(f"{table}/{commits.part_file(key)}")
         merged[table] = len(keys)
-    _bundle_records(store, files, set(committed), stamp)
+    _bundle_records(store, files, set(committed), this)
     return merged
 
 
+def _file_stamp(path: str) -> str:
+    """The id in a compacted file's name (``compact-<id>.parquet``)."""
+    return path.rsplit("/", 1)[-1].removeprefix(commits.COMPACT_PREFIX).removesuffix(".parquet")
+
+
 def _bundle_records(store: Store, files: commits.SweepFiles, committed: set[str],
-                    stamp: str) -> None:
+                    this: str) -> None:
     """Fold the loose records of committed points and every older bundle into one bundle
     (``analysis.commits.Bundle``), then delete the loose records and bundles it holds.
 
@@ -99,7 +116,7 @@ def _bundle_records(store: Store, files: commits.SweepFiles, committed: set[str]
         return
     keys = loose | {k for held in files.bundles.values() for k in held}
     bundle = commits.Bundle(records=tuple(files.records[k] for k in sorted(keys)))
-    store.put(f"{commits.COMMITS}/{commits.COMPACT_PREFIX}{stamp}{commits.RECORD_SUFFIX}",
+    store.put(f"{commits.COMMITS}/{commits.COMPACT_PREFIX}{this}{commits.RECORD_SUFFIX}",
               bundle.encode())
     for path in files.bundles:
         store.delete(f"{commits.COMMITS}/{path.rsplit('/', 1)[-1]}")

@@ -31,6 +31,8 @@ from sweeps import __version__
 from sweeps import integrity
 from sweeps import preflight
 from sweeps import spec as spec_module
+from sweeps.compact import compact
+from sweeps.compact import stamp as compaction_id
 from sweeps.errors import SpecError
 from sweeps.lease import LOCK
 from sweeps.lease import Lease
@@ -42,6 +44,7 @@ from sweeps.progress import ProgressCallback
 from sweeps.progress import open_display
 from sweeps.spec import SweepSpec
 from sweeps.store import Store
+from sweeps.tail import TailCompaction
 from sweeps.trials import trainable
 from sweeps.trials import trial_name
 from sweeps.trials import trial_state
@@ -287,11 +290,11 @@ def _fit_search(spec: SweepSpec, store: Store, todo: list, done: dict,
 
     base = {**_trial_base(spec), "spec": spec.to_json(), "code_version": code_version()}
     return _fit(search_trainable, CellSearcher(spec, todo, done, base),
-                sum(n for _, n in todo), "search", spec, store, callback, verbose)
+                sum(n for _, n in todo), "search", spec, store, [callback], verbose)
 
 
 def _fit(trainable_fn: Any, searcher: Any, trials: int, phase: str, spec: SweepSpec,
-         store: Store, callback: ProgressCallback, verbose: bool) -> set[str]:
+         store: Store, callbacks: list[Any], verbose: bool) -> set[str]:
     """Run ``trials`` trials of ``trainable_fn`` that ``searcher`` hands out, as one Tune
     experiment with the spec's resources, retries and concurrency; the failed trial ids."""
     from ray import tune
@@ -310,21 +313,21 @@ def _fit(trainable_fn: Any, searcher: Any, trials: int, phase: str, spec: SweepS
                                     trial_dirname_creator=trial_name,
                                     max_concurrent_trials=spec.execution.max_concurrent_trials
                                     or None),
-        run_config=_run_config(phase, spec, store, callback, verbose))
+        run_config=_run_config(phase, spec, store, callbacks, verbose))
     return _failures(tuner.fit(), store)
 
 
-def _run_config(phase: str, spec: SweepSpec, store: Store, callback: ProgressCallback,
+def _run_config(phase: str, spec: SweepSpec, store: Store, callbacks: list[Any],
                 verbose: bool) -> Any:
     """The Tune ``RunConfig`` of one experiment: under the sweep's ``tune/``, retries,
-    silent unless ``verbose``, our progress callback."""
+    silent unless ``verbose``, our callbacks (progress first)."""
     from ray import tune
 
     return tune.RunConfig(
         name=f"{phase}-{time.strftime('%Y%m%d-%H%M%S')}",
         storage_path=store.child("tune").path, storage_filesystem=store.fs,
         failure_config=tune.FailureConfig(max_failures=spec.execution.max_retries),
-        verbose=1 if verbose else 0, callbacks=[callback])
+        verbose=1 if verbose else 0, callbacks=callbacks)
 
 
 def _error_text(error: BaseException) -> str:
@@ -338,7 +341,8 @@ def run_sweep(spec: SweepSpec, storage: str | None = None, address: str | None =
 
     Order: preflight (nothing written), the lease, the fixed-settings check, repair of corrupt
     files, then Ray; a refusal after the lease leaves nothing behind in a new sweep directory.
-    At the end (failed trials or not) the loose parts are compacted (``execution.compact``).
+    At the end (failed trials or not) the loose parts are compacted (``execution.compact``;
+    most of them already in the sweep's tail, ``sweeps.tail``).
 
     Args:
         spec: A validated spec.
@@ -363,11 +367,13 @@ def run_sweep(spec: SweepSpec, storage: str | None = None, address: str | None =
     lease.acquire()
     refused = False
     try:
+        since = compaction_id()
         outcome = _run_leased(spec, store, address, remote, verbose)
         if spec.execution.compact:  # under the lease: no trial of ours writes meanwhile
-            from sweeps.compact import compact
-
-            outcome = dataclasses.replace(outcome, compacted=sum(compact(store).values()))
+            # the tail's files (``sweeps.tail``) are folded in: one new file per table
+            merged = compact(store, fold_since=since)
+            outcome = dataclasses.replace(outcome,
+                                          compacted=outcome.compacted + sum(merged.values()))
         return outcome
     except SpecError:
         refused = True
@@ -399,9 +405,9 @@ def _run_leased(spec: SweepSpec, store: Store, address: str | None, remote: bool
         store.put_json("spec.json", spec.to_json())
         return Outcome(store, 0, (), skipped, repaired)
     with _ray_session(spec, store, address, remote, verbose) as display:
-        failed = _run_phases(plan, chains, branches, store, display, verbose)
+        failed, compacted = _run_phases(plan, chains, branches, store, display, verbose)
     return Outcome(store, len(chains) + len(branches), tuple(sorted(failed)), skipped,
-                   repaired)
+                   repaired, compacted)
 
 
 @contextlib.contextmanager
@@ -466,10 +472,10 @@ def _slots(spec: SweepSpec) -> int:
 
 
 def _run_phases(plan: Plan, chains: list[ChainJob], branches: list[BranchJob], store: Store,
-                display: tuple, verbose: bool) -> set[str]:
+                display: tuple, verbose: bool) -> tuple[set[str], int]:
     """Every pending job in one Tune experiment (``sweeps.release``): chains first, each branch
     as soon as its chain stored its mask; return the failed trial ids (with the branches of
-    failed chains)."""
+    failed chains) and the loose parts compacted in the sweep's tail (``sweeps.tail``)."""
     from sweeps.release import ReleaseSearcher
     from sweeps.release import need
 
@@ -481,9 +487,14 @@ def _run_phases(plan: Plan, chains: list[ChainJob], branches: list[BranchJob], s
     searcher = ReleaseSearcher(chains, branches, {b.trial_id: need(plan, b) for b in branches},
                                {c.trial_id for c in plan.chains} - pending,
                                _trial_base(spec))
-    failed = _fit(trainable, searcher, len(chains) + len(branches), "sweep", spec, store,
-                  ProgressCallback(counts, "sweep", live, console), verbose)
+    progress = ProgressCallback(counts, "sweep", live, console)
+    tail = TailCompaction(store, counts) if spec.execution.compact else None
+    try:
+        failed = _fit(trainable, searcher, len(chains) + len(branches), "sweep", spec, store,
+                      [progress, *([tail] if tail else [])], verbose)
+    finally:
+        tail_merged = tail.join() if tail else 0  # before Ray shuts down
     for b in searcher.blocked:
         trial_state(store, b.trial_id, "failed",
                     error=f"its chain trial {plan.chain_of(b).trial_id} failed")
-    return failed | {b.trial_id for b in searcher.blocked}
+    return failed | {b.trial_id for b in searcher.blocked}, tail_merged

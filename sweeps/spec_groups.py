@@ -258,7 +258,8 @@ class SearchSpec(Group):
 class ExecutionSpec(Group):
     """``execution:`` retries and concurrency of the Ray Tune run, how often a stage writes a
     checkpoint (seconds, ``trainer.stage``; 0 = after every epoch), and whether ``lottery
-    run`` compacts the sweep's loose parts when it ends (``sweeps.compact``)."""
+    run`` compacts the sweep's loose parts in its tail and when it ends (``sweeps.tail``,
+    ``sweeps.compact``)."""
 
     max_retries: Annotated[int, Field(ge=0)] = 2
     max_concurrent_trials: Annotated[int, Field(ge=0)] = 0

@@ -147,6 +147,37 @@ def test_repeated_compactions_fold_into_few_files_and_keep_every_row(original: P
     _assert_same(before, _tables(sweep))
 
 
+def test_the_end_of_a_run_folds_the_files_made_since_it_started(original: Path,
+                                                                  tmp_path: Path) -> None:
+    """``lottery run`` compacts in its tail and at its end; the end folds the tail's file
+    (made after ``fold_since``) into its own and leaves older files alone."""
+    from sweeps.compact import stamp
+
+    sweep = _copy(original, tmp_path)
+    before = _tables(sweep)
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    loose = sorted((sweep / "runs").glob("part-*.parquet"))
+    for path in loose:
+        path.rename(aside / path.name)
+
+    def land(batch: list[Path]) -> None:
+        for path in batch:
+            (aside / path.name).rename(path)
+
+    land(loose[0::3])
+    compact(Store(str(sweep)))  # an earlier run's file
+    first = {p.name for p in sweep.glob("runs/compact-*.parquet")}
+    since = stamp()  # this run starts
+    land(loose[1::3])
+    compact(Store(str(sweep)))  # its tail
+    land(loose[2::3])
+    assert compact(Store(str(sweep)), fold_since=since)["runs"] == len(loose[2::3])
+    files = {p.name for p in sweep.glob("runs/compact-*.parquet")}
+    assert len(files) == 2 and first < files  # the earlier file stays, the tail's is folded
+    _assert_same(before, _tables(sweep))
+
+
 def test_compaction_bundles_the_records_of_the_points_it_merged(original: Path,
                                                                 tmp_path: Path) -> None:
     sweep = _copy(original, tmp_path)
@@ -185,3 +216,44 @@ def test_a_corrupt_bundle_is_found_and_its_points_recomputed(original: Path,
     plan = make_plan(parse(SPEC))
     chains, branches, _ = pending_jobs(plan, integrity.inspect(store).done)
     assert len(chains) + len(branches) == len(plan.chains) + len(plan.branches)
+
+
+class _Trial:
+    def __init__(self, trial_id: str) -> None:
+        self.config = {"trial_id": trial_id}
+
+
+def _finish(progress, tail, trial_id: str) -> None:
+    """What Tune does when a trial completes: every callback in order, progress first."""
+    for callback in (progress, tail):
+        callback.on_trial_complete(0, [], _Trial(trial_id))
+
+
+def test_the_tail_compacts_once_when_a_slot_idles_and_every_row_stays_once(
+        original: Path, tmp_path: Path) -> None:
+    import pickle
+
+    from sweeps.progress import Counts
+    from sweeps.progress import ProgressCallback
+    from sweeps.tail import TailCompaction
+
+    sweep = _copy(original, tmp_path)
+    before = _tables(sweep)
+    counts = Counts(total_trials=4, total_epochs=4)
+    progress = ProgressCallback(counts, "sweep", None, None)
+    tail = TailCompaction(Store(str(sweep)), counts)
+    counts.tick({"a", "b"})  # two slots busy, two trials still to start
+    _finish(progress, tail, "a")
+    counts.tick({"b", "c"})
+    _finish(progress, tail, "b")  # a slot frees, but "d" is still to start
+    assert not tail.in_tail() and tail.join() == 0
+    counts.tick({"c", "d"})
+    assert not tail.in_tail()  # every trial started, every slot busy
+    _finish(progress, tail, "c")
+    assert tail.in_tail()  # "d" runs alone: the tail
+    merged = tail.join()
+    assert merged > 0 and not list(sweep.glob("runs/part-*.parquet"))
+    _assert_same(before, _tables(sweep))
+    _finish(progress, tail, "d")  # the last one: nothing running, and it started once only
+    assert tail.join() == merged
+    assert pickle.loads(pickle.dumps(tail)).join() == merged  # Tune pickles its callbacks

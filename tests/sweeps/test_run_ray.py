@@ -75,7 +75,8 @@ def test_runs_table_has_exactly_one_row_per_grid_point(swept):
     grid = set(zip(runs.method, runs.lr, runs.target_sparsity, runs.seed, strict=True))
     assert len(grid) == len(runs)
     assert set(pd.read_parquet(swept["sweep_dir"] / "runs").config_hash) == set(runs.config_hash)
-    # the run ended by compacting: one file per table, no loose part left
+    # the run compacted (in its tail, then at its end, folding the tail's file): one file per
+    # table, no loose part left
     for table in ("runs", "layers", "curves"):
         assert not list((swept["sweep_dir"] / table).glob("part-*.parquet"))
         assert len(list((swept["sweep_dir"] / table).glob("compact-*.parquet"))) == 1
