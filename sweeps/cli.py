@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from sweeps.errors import SpecError
+from sweeps.preflight_child import ModelCheck
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Lottery-ticket / pruning sweeps on Ray Tune.")
@@ -111,7 +112,7 @@ def _run_length(training) -> str:
 
 
 def _run(sweep, storage: str | None, address: str | None, verbose: bool,
-         source: str, models) -> None:
+         source: str, models: ModelCheck) -> None:
     from sweeps.lease import SweepInUse
     from sweeps.run import run_sweep
 
@@ -138,8 +139,6 @@ def _run(sweep, storage: str | None, address: str | None, verbose: bool,
 def run(spec: Path, storage: StorageOpt = None, address: AddressOpt = None,
         verbose: VerboseOpt = False) -> None:
     """Run SPEC through Ray Tune (re-running continues an interrupted sweep), then report."""
-    from sweeps.preflight_child import ModelCheck
-
     with ModelCheck() as models:  # torch and the models in a child while this one goes on
         _run(_load(spec), storage, address, verbose, str(spec), models)
 
@@ -148,14 +147,12 @@ def run(spec: Path, storage: StorageOpt = None, address: AddressOpt = None,
 def resume(name: str, storage: StorageOpt = None, address: AddressOpt = None,
            verbose: VerboseOpt = False) -> None:
     """Continue sweep NAME from its stored spec: finished trials are not run again."""
-    from sweeps.preflight_child import ModelCheck
-
     with ModelCheck() as models:  # as in `run`
         _resume(name, storage, address, verbose, models)
 
 
 def _resume(name: str, storage: str | None, address: str | None, verbose: bool,
-            models) -> None:
+            models: ModelCheck) -> None:
     from sweeps import spec as spec_module
     from sweeps.store import Store
 

@@ -52,8 +52,9 @@ class TailCompaction(tune.Callback):
     def _compact(self) -> None:
         try:
             self.merged = sum(compact(self.store).values())
-        except OSError as err:  # the end's compaction tries again
-            log.warning("compaction in the sweep's tail failed: %s", err)
+        except Exception as err:  # opportunistic: the end's compaction tries again and raises
+            log.warning("compaction in the sweep's tail failed (%s: %s); the end's compaction "
+                        "tries again", type(err).__name__, err)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._maybe_start()

@@ -257,3 +257,22 @@ def test_the_tail_compacts_once_when_a_slot_idles_and_every_row_stays_once(
     _finish(progress, tail, "d")  # the last one: nothing running, and it started once only
     assert tail.join() == merged
     assert pickle.loads(pickle.dumps(tail)).join() == merged  # Tune pickles its callbacks
+
+
+def test_a_failing_tail_compaction_is_logged_and_left_to_the_end(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    from sweeps import tail as tail_module
+    from sweeps.progress import Counts
+    from sweeps.progress import ProgressCallback
+
+    def broken(store: Store) -> dict[str, int]:
+        raise ValueError("a part pyarrow cannot read")
+
+    monkeypatch.setattr(tail_module, "compact", broken)
+    counts = Counts(total_trials=2, total_epochs=2)
+    progress = ProgressCallback(counts, "sweep", None, None)
+    tail = tail_module.TailCompaction(Store(str(tmp_path)), counts)
+    counts.tick({"a", "b"})
+    _finish(progress, tail, "a")
+    assert tail.join() == 0
+    assert "compaction in the sweep's tail failed (ValueError: a part pyarrow" in caplog.text
