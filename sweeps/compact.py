@@ -42,7 +42,7 @@ from sweeps.store import Store
 MERGE_AT = 4
 
 
-def stamp() -> str:
+def compaction_id() -> str:
     """A new compaction's id: local time to the second, then nanoseconds and a random tag, so
     ids sort by time (``compact``'s ``fold_since`` compares them)."""
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{time.time_ns() % 10**9:09d}-" \
@@ -56,7 +56,7 @@ def compact(store: Store, merge_at: int = MERGE_AT,
     Args:
         store: The sweep directory.
         merge_at: Fold a table's compacted files into the new one once it has this many.
-        fold_since: Also fold the compacted files whose id (``stamp()``) is not older than
+        fold_since: Also fold the compacted files whose id (``compaction_id()``) is not older than
             this one (``lottery run``: those of its own tail).
     Returns:
         Table -> number of loose parts merged (and deleted).
@@ -66,7 +66,7 @@ def compact(store: Store, merge_at: int = MERGE_AT,
     files = store.scan()
     corrupt = commits.check_parts(store.fs, files)
     committed = files.complete() if files.has_commits else {}
-    this = stamp()
+    this = compaction_id()
     merged = {}
     for table in commits.TABLES:
         keys = sorted({p for rec in committed.values() for p in rec.parts.get(table, ())}
@@ -75,7 +75,7 @@ def compact(store: Store, merge_at: int = MERGE_AT,
         old = _held(files, table, corrupt)
         if len(old) + bool(keys) < merge_at:  # fold only the files made since ``fold_since``
             old = {path: held for path, held in old.items()
-                   if fold_since is not None and _file_stamp(path) >= fold_since}
+                   if fold_since is not None and _file_id(path) >= fold_since}
         if not keys and not old:
             merged[table] = 0
             continue
@@ -98,7 +98,7 @@ def compact(store: Store, merge_at: int = MERGE_AT,
     return merged
 
 
-def _file_stamp(path: str) -> str:
+def _file_id(path: str) -> str:
     """The id in a compacted file's name (``compact-<id>.parquet``)."""
     return path.rsplit("/", 1)[-1].removeprefix(commits.COMPACT_PREFIX).removesuffix(".parquet")
 

@@ -127,8 +127,8 @@ def check(spec: SweepSpec, files: bool | None = True,
             trains) or only returned as warnings (False: ``lottery plan --check``, or a remote
             cluster); None skips the file check (a loader module may import torchvision).
         models: Whether to build every model and run a forward pass
-            (``sweeps.preflight_models``; imports torch), or a ``ModelCheck`` of ``spec``
-            already started (closed here).
+            (``sweeps.preflight_models``; imports torch), or a ``ModelCheck`` started
+            earlier (asked about ``spec``, then closed here).
     Raises:
         SpecError: every problem found, field by field.
     """

@@ -32,7 +32,7 @@ from sweeps import integrity
 from sweeps import preflight
 from sweeps import spec as spec_module
 from sweeps.compact import compact
-from sweeps.compact import stamp as compaction_id
+from sweeps.compact import compaction_id
 from sweeps.errors import SpecError
 from sweeps.lease import LOCK
 from sweeps.lease import Lease

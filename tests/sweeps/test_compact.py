@@ -151,7 +151,7 @@ def test_the_end_of_a_run_folds_the_files_made_since_it_started(original: Path,
                                                                   tmp_path: Path) -> None:
     """``lottery run`` compacts in its tail and at its end; the end folds the tail's file
     (made after ``fold_since``) into its own and leaves older files alone."""
-    from sweeps.compact import stamp
+    from sweeps.compact import compaction_id
 
     sweep = _copy(original, tmp_path)
     before = _tables(sweep)
@@ -168,7 +168,7 @@ def test_the_end_of_a_run_folds_the_files_made_since_it_started(original: Path,
     land(loose[0::3])
     compact(Store(str(sweep)))  # an earlier run's file
     first = {p.name for p in sweep.glob("runs/compact-*.parquet")}
-    since = stamp()  # this run starts
+    since = compaction_id()  # this run starts
     land(loose[1::3])
     compact(Store(str(sweep)))  # its tail
     land(loose[2::3])
