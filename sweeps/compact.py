@@ -6,10 +6,11 @@ commit record, writes them as one ``<table>/compact-<id>.parquet`` per table (ea
 with its part key, ``analysis.commits.PART_COLUMN``), then a manifest
 ``compacted/<id>-<table>.json`` naming those keys, and only then deletes the loose parts.
 ``lottery run`` compacts in a sweep's tail and at its end (``execution.compact``,
-``sweeps.tail``), the end folding the files made since the run started into its own, so a run
-adds one file per table; once a table has ``MERGE_AT`` compacted files, the next compaction
-folds them all into its new file, so a sweep resumed many times still has a few files per
-table. Last, the commit records of the points
+``sweeps.tail``), the end folding the files made since the run started into its own (those
+of at most ``FOLD_PARTS`` parts: a bigger one stays, rather than be rewritten for a few new
+parts), so a run adds one file per table, two for a large sweep; once a table has
+``MERGE_AT`` compacted files, the next compaction folds them all into its new file, so a sweep
+resumed many times still has a few files per table. Last, the commit records of the points
 compacted (and any older bundle) are folded into one ``commits/compact-<id>.json`` bundle
 and their loose records deleted, so reading a compacted sweep takes a few GETs, not one per
 grid point.
@@ -40,6 +41,9 @@ from sweeps.store import Store
 
 # A table with this many compacted files has them merged into the next compaction's file.
 MERGE_AT = 4
+# ``fold_since`` folds a file made since then only when it holds at most this many parts
+# (rewriting a bigger one costs more than the extra file; ``MERGE_AT`` bounds the files).
+FOLD_PARTS = 5_000
 
 
 def compaction_id() -> str:
@@ -57,7 +61,8 @@ def compact(store: Store, merge_at: int = MERGE_AT,
         store: The sweep directory.
         merge_at: Fold a table's compacted files into the new one once it has this many.
         fold_since: Also fold the compacted files whose id (``compaction_id()``) is not older than
-            this one (``lottery run``: those of its own tail).
+            this one and that hold at most ``FOLD_PARTS`` parts (``lottery run``: those of its
+            own tail).
     Returns:
         Table -> number of loose parts merged (and deleted).
     Raises:
@@ -75,7 +80,8 @@ def compact(store: Store, merge_at: int = MERGE_AT,
         old = _held(files, table, corrupt)
         if len(old) + bool(keys) < merge_at:  # fold only the files made since ``fold_since``
             old = {path: held for path, held in old.items()
-                   if fold_since is not None and _file_id(path) >= fold_since}
+                   if fold_since is not None and _file_id(path) >= fold_since
+                   and len(held) <= FOLD_PARTS}
         if not keys and not old:
             merged[table] = 0
             continue

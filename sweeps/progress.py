@@ -3,7 +3,9 @@
 Replaces Ray's console output (RAY_FACTS.md §7: with the legacy output engine and
 ``verbose=0`` Tune prints nothing, while ``tune.Callback`` hooks still fire in the driver).
 On a terminal the line is redrawn in place with rich; elsewhere (``ray job logs``, CI) a line
-is printed whenever a trial finishes or fails.
+is printed for every trial that finishes or fails, once Tune has refilled the slot it freed
+(or ``REFILL_WAIT_S`` later), so that the line counts the trials running, not the moment
+between two trials on one slot.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ from ray import tune
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
+
+# How long a printed line (no terminal) waits for Tune to start a trial in a slot that a
+# finished trial freed, in seconds; a slot that stays free (nothing runnable) is then shown so.
+REFILL_WAIT_S = 1.0
 
 
 @dataclass
@@ -78,6 +84,7 @@ class ProgressCallback(tune.Callback):
     def __init__(self, counts: Counts, phase: str, live: Live | None,
                  console: Console) -> None:
         self.counts, self.phase, self.live, self.console = counts, phase, live, console
+        self._owed: float | None = None  # when the event whose line is not printed yet came
 
     def __getstate__(self) -> dict[str, Any]:
         # Tune pickles its callbacks into tuner.pkl; the display holds locks and a terminal.
@@ -87,20 +94,44 @@ class ProgressCallback(tune.Callback):
         return trial.config.get("trial_id") or trial.config["job"]["trial_id"]
 
     def _draw(self, event: bool) -> None:
-        text = self.counts.line(self.phase)
+        """Redraw the live line; without one, owe a printed line for an event."""
         if self.live is not None:
-            self.live.update(Text(text))
-        elif event and self.console is not None:
-            self.console.print(text, highlight=False, soft_wrap=True)
+            self.live.update(Text(self.counts.line(self.phase)))
+        elif event:
+            self._owed = time.monotonic()
+
+    def _flush(self) -> None:
+        """Print an owed line now (before the next event changes the counts)."""
+        if self._owed is not None:
+            self._print()
+
+    def _print(self) -> None:
+        self._owed = None
+        if self.console is not None:
+            self.console.print(self.counts.line(self.phase), highlight=False, soft_wrap=True)
+
+    def _settle(self, now: float) -> None:
+        """Print the owed line once the freed slot runs a trial again (as many trials run as
+        the most seen at once, or as are left), or ``REFILL_WAIT_S`` after the event."""
+        if self._owed is None:
+            return
+        counts = self.counts
+        left = counts.total_trials - counts.done - counts.failed
+        if len(counts.running) >= min(counts.slots, left) or now - self._owed >= REFILL_WAIT_S:
+            self._print()
 
     def on_step_begin(self, iteration: int, trials: list, **info: Any) -> None:
         """Every controller step: the running trials as Tune's scheduler sees them."""
-        self.counts.tick({self._id(t) for t in trials if getattr(t, "status", "") == "RUNNING"})
+        now = time.monotonic()
+        self.counts.tick({self._id(t) for t in trials if getattr(t, "status", "") == "RUNNING"},
+                         now)
         self._draw(event=False)
+        self._settle(now)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.counts.running.add(self._id(trial))
         self._draw(event=False)
+        self._settle(time.monotonic())
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                         **info: Any) -> None:
@@ -111,14 +142,19 @@ class ProgressCallback(tune.Callback):
         self._draw(event=False)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._flush()
         self.counts.running.discard(self._id(trial))
         self.counts.done += 1
         self._draw(event=True)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._flush()
         self.counts.running.discard(self._id(trial))
         self.counts.failed += 1
         self._draw(event=True)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._flush()
 
 
 def open_display(enabled: bool) -> tuple[Live | None, Console]:

@@ -370,7 +370,7 @@ def run_sweep(spec: SweepSpec, storage: str | None = None, address: str | None =
         since = compaction_id()
         outcome = _run_leased(spec, store, address, remote, verbose)
         if spec.execution.compact:  # under the lease: no trial of ours writes meanwhile
-            # the tail's files (``sweeps.tail``) are folded in: one new file per table
+            # the tail's files (``sweeps.tail``) are folded in unless big: one new file per table
             merged = compact(store, fold_since=since)
             outcome = dataclasses.replace(outcome,
                                           compacted=outcome.compacted + sum(merged.values()))

@@ -1,7 +1,8 @@
 """Compaction in a sweep's tail: once every trial has started and a slot idles, a driver
 thread merges the parts committed so far (``sweeps.compact``), so that the compaction at the
 sweep's end (``execution.compact``) has only the last trials' parts left (it folds the tail's
-file into its own: a run still adds one file per table).
+file into its own unless it is big, ``sweeps.compact.FOLD_PARTS``: a run adds one file per
+table, two for a large sweep).
 
 Compaction is safe beside running trials (uncommitted parts are left alone; see
 ``sweeps.compact``), so the tail's run only moves work from after the last trial into a slot

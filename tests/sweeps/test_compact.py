@@ -178,6 +178,30 @@ def test_the_end_of_a_run_folds_the_files_made_since_it_started(original: Path,
     _assert_same(before, _tables(sweep))
 
 
+def test_the_end_of_a_run_leaves_a_big_tail_file_alone(original: Path, tmp_path: Path,
+                                                       monkeypatch) -> None:
+    """A tail's file of more than ``FOLD_PARTS`` parts is not rewritten for the last few."""
+    from sweeps import compact as compaction
+
+    sweep = _copy(original, tmp_path)
+    before = _tables(sweep)
+    aside = tmp_path / "aside"
+    aside.mkdir()
+    loose = sorted((sweep / "runs").glob("part-*.parquet"))
+    for path in loose[1:]:
+        path.rename(aside / path.name)
+    since = compaction.compaction_id()
+    compact(Store(str(sweep)))  # the tail: one part
+    tail = {p.name for p in sweep.glob("runs/compact-*.parquet")}
+    for path in loose[1:]:
+        (aside / path.name).rename(path)
+    monkeypatch.setattr(compaction, "FOLD_PARTS", 0)
+    assert compact(Store(str(sweep)), fold_since=since)["runs"] == len(loose) - 1
+    files = {p.name for p in sweep.glob("runs/compact-*.parquet")}
+    assert len(files) == 2 and tail < files
+    _assert_same(before, _tables(sweep))
+
+
 def test_compaction_bundles_the_records_of_the_points_it_merged(original: Path,
                                                                 tmp_path: Path) -> None:
     sweep = _copy(original, tmp_path)

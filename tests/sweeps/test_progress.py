@@ -53,3 +53,56 @@ def test_callback_pickles_without_its_display():
     callback = ProgressCallback(Counts(1, 1), "chains", live=None, console=object())
     restored = pickle.loads(pickle.dumps(callback))
     assert restored.console is None and restored.counts.total_trials == 1
+
+
+def _printing(counts: Counts) -> tuple[ProgressCallback, list[str]]:
+    """A callback without a live line, its printed lines collected."""
+    printed: list[str] = []
+    console = SimpleNamespace(print=lambda text, **kw: printed.append(text))
+    return ProgressCallback(counts, "sweep", live=None, console=console), printed
+
+
+def test_a_printed_line_waits_for_the_freed_slot_to_run_again(monkeypatch):
+    import sweeps.progress as progress
+
+    clock = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    counts = Counts(total_trials=4, total_epochs=40)
+    callback, printed = _printing(counts)
+    callback.on_step_begin(0, [_trial("a", "RUNNING"), _trial("b", "RUNNING")])
+    callback.on_trial_complete(0, [], _trial("a"))
+    assert printed == []  # one slot free between two trials: not the sweep's state
+    clock[0] += 0.1
+    callback.on_step_begin(1, [_trial("b", "RUNNING"), _trial("c")])
+    assert printed == []
+    clock[0] += 0.1
+    callback.on_step_begin(2, [_trial("b", "RUNNING"), _trial("c", "RUNNING")])
+    assert len(printed) == 1 and "1 done, 2 running, 1 pending, 0 failed of 4" in printed[0]
+
+
+def test_a_slot_left_free_is_printed_after_the_wait(monkeypatch):
+    import sweeps.progress as progress
+
+    clock = [100.0]
+    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    counts = Counts(total_trials=4, total_epochs=40)
+    callback, printed = _printing(counts)
+    callback.on_step_begin(0, [_trial("a", "RUNNING"), _trial("b", "RUNNING")])
+    callback.on_trial_error(0, [], _trial("a"))
+    clock[0] += progress.REFILL_WAIT_S / 2
+    callback.on_step_begin(1, [_trial("b", "RUNNING")])
+    assert printed == []
+    clock[0] += progress.REFILL_WAIT_S
+    callback.on_step_begin(2, [_trial("b", "RUNNING")])  # nothing runnable: shown as it is
+    assert len(printed) == 1 and "0 done, 1 running, 2 pending, 1 failed of 4" in printed[0]
+
+
+def test_every_event_gets_its_line_and_the_last_is_printed_at_the_end():
+    counts = Counts(total_trials=2, total_epochs=20)
+    callback, printed = _printing(counts)
+    callback.on_step_begin(0, [_trial("a", "RUNNING"), _trial("b", "RUNNING")])
+    callback.on_trial_complete(0, [], _trial("a"))
+    callback.on_trial_complete(0, [], _trial("b"))  # the first event's line, as it was
+    assert len(printed) == 1 and "1 done, 1 running, 0 pending" in printed[0]
+    callback.on_experiment_end([])
+    assert len(printed) == 2 and "2 done, 0 running, 0 pending" in printed[1]
