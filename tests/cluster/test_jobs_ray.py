@@ -7,6 +7,7 @@ every Ray on the machine; RAY_FACTS.md §9).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -94,11 +95,16 @@ def head(tmp_path, ray_env):
             time.sleep(1)
         yield url, env, token, dash, port
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        # SIGTERM to `ray start` alone: it stops its node (RAY_FACTS §9); the same signal to
+        # its whole group left it waiting on its half-stopped children until the timeout.
+        proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever of the group is left
+        proc.wait()
         kill_tree(temp_dir)
         shutil.rmtree(temp_dir, ignore_errors=True)
 
