@@ -62,14 +62,19 @@ def _printing(counts: Counts) -> tuple[ProgressCallback, list[str]]:
     return ProgressCallback(counts, "sweep", live=None, console=console), printed
 
 
-def test_a_printed_line_waits_for_the_freed_slot_to_run_again(monkeypatch):
+def _two_running(monkeypatch) -> tuple[list[float], ProgressCallback, list[str]]:
+    """A clock the callback reads, and a 4-trial sweep with "a" and "b" running on 2 slots."""
     import sweeps.progress as progress
 
     clock = [100.0]
     monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
-    counts = Counts(total_trials=4, total_epochs=40)
-    callback, printed = _printing(counts)
+    callback, printed = _printing(Counts(total_trials=4, total_epochs=40))
     callback.on_step_begin(0, [_trial("a", "RUNNING"), _trial("b", "RUNNING")])
+    return clock, callback, printed
+
+
+def test_a_printed_line_waits_for_the_freed_slot_to_run_again(monkeypatch):
+    clock, callback, printed = _two_running(monkeypatch)
     callback.on_trial_complete(0, [], _trial("a"))
     assert printed == []  # one slot free between two trials: not the sweep's state
     clock[0] += 0.1
@@ -83,11 +88,7 @@ def test_a_printed_line_waits_for_the_freed_slot_to_run_again(monkeypatch):
 def test_a_slot_left_free_is_printed_after_the_wait(monkeypatch):
     import sweeps.progress as progress
 
-    clock = [100.0]
-    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
-    counts = Counts(total_trials=4, total_epochs=40)
-    callback, printed = _printing(counts)
-    callback.on_step_begin(0, [_trial("a", "RUNNING"), _trial("b", "RUNNING")])
+    clock, callback, printed = _two_running(monkeypatch)
     callback.on_trial_error(0, [], _trial("a"))
     clock[0] += progress.REFILL_WAIT_S / 2
     callback.on_step_begin(1, [_trial("b", "RUNNING")])
