@@ -4,7 +4,7 @@ trial state records under ``trials/`` that ``lottery status`` reads.
 Torch-free, so that the driver hands the entry points to Tune without importing torch and the
 trainer (about 2 s of its start-up, ``docs/performance.md``): each entry point imports
 ``sweeps.trial_run`` in the worker when its trial starts (a worker preloads it,
-``sweeps.run.worker_preload``).
+``sweeps.ray_session.worker_preload``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""A local Ray's shutdown (``sweeps.run._ray_session``): the autoscaler monitor is killed
+"""A local Ray's shutdown (``sweeps.ray_session.ray_session``): the autoscaler monitor is killed
 first (``_stop_monitor``), Ray's own shutdown then stops everything else, and nothing of that
 Ray is left running."""
 
@@ -17,7 +17,7 @@ import os
 import psutil
 import ray
 
-from sweeps.run import _init_ray, _stop_monitor
+from sweeps.ray_session import _init_ray, _stop_monitor
 
 assert _init_ray(None, False) is True  # this process started a local Ray
 tail = os.path.join("autoscaler", "_private", "monitor.py")

@@ -15,8 +15,8 @@ from conftest import lottery
 from conftest import write_spec
 
 from sweeps import spec as spec_module
-from sweeps.run import _preloaded_actors
-from sweeps.run import worker_preload
+from sweeps.ray_session import _preloaded_actors
+from sweeps.ray_session import worker_preload
 from trainer import data as datasets
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +60,7 @@ def test_the_first_optimizer_imports_only_what_the_workers_preload(tmp_path):
     """
     first = _python("""
         import sys, torch
-        from sweeps.run import OPTIMIZER_IMPORTS as m
+        from sweeps.ray_session import OPTIMIZER_IMPORTS as m
     """ + new_torch_modules + """
         print(m in new, m in before)
     """, tmp_path)
@@ -68,7 +68,7 @@ def test_the_first_optimizer_imports_only_what_the_workers_preload(tmp_path):
     assert first.stdout.split() == ["True", "False"]
     preloaded = _python("""
         import sys, importlib, torch
-        from sweeps.run import OPTIMIZER_IMPORTS as m
+        from sweeps.ray_session import OPTIMIZER_IMPORTS as m
         importlib.import_module(m)
     """ + new_torch_modules + """
         print(len(new))
