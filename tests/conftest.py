@@ -12,6 +12,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -133,9 +135,28 @@ def wait_for(condition, proc: subprocess.Popen, timeout: float = 300) -> None:
         time.sleep(0.2)
 
 
-def run_in_process(spec: dict, root: Path, code_version: str = ""):
-    """Plan ``spec`` and run every job in-process on the CPU with one torch thread (as the
-    trials of ``resources.cpu: 1`` do), under ``root/<name>`` with its ``spec.json``.
+class InProcessSweep(NamedTuple):
+    """What ``run_in_process`` ran: the plan and the sweep's store, with the lookups the
+    trainer tests share (test modules subclass it for their own)."""
+
+    plan: Any
+    store: Any
+
+    @property
+    def trunk_blobs(self) -> Any:
+        """The artifact store of the first chain's trunk (θ0, masks, level and stage dirs)."""
+        return self.store.child("artifacts", self.plan.chains[0].trunk.artifact_dir)
+
+    def branch(self, **point: object) -> Any:
+        """The first branch job whose grid point has these fields, e.g. ``method="lth"``."""
+        return next(b for b in self.plan.branches
+                    if all(getattr(b.point, k) == v for k, v in point.items()))
+
+
+def run_in_process(spec: dict | Any, root: Path, code_version: str = "") -> InProcessSweep:
+    """Plan ``spec`` (a dict, or a parsed ``SweepSpec``) and run every job in-process on the
+    CPU with one torch thread (as the trials of ``resources.cpu: 1`` do), under
+    ``root/<name>`` with its ``spec.json``.
 
     Thread count changes float reductions, so it must match ``resources.cpu`` (1 here).
 
@@ -148,13 +169,13 @@ def run_in_process(spec: dict, root: Path, code_version: str = ""):
     from sweeps.trial_run import run_job
 
     torch.set_num_threads(1)
-    parsed = spec_module.parse(spec)
+    parsed = spec_module.parse(spec) if isinstance(spec, dict) else spec
     plan = make_plan(parsed, code_version)
-    sweep = Store(str(root)).child(spec["name"])
+    sweep = Store(str(root)).child(parsed.name)
     sweep.put_json("spec.json", parsed.to_json())
     for job in (*plan.chains, *plan.branches):
         run_job(job, sweep, torch.device("cpu"))
-    return plan, sweep
+    return InProcessSweep(plan, sweep)
 
 
 def reference_run(spec: dict, root: Path) -> Path:

@@ -6,20 +6,18 @@ once per module through the planner and ``run_job``, exactly as a sweep would ru
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
+from conftest import InProcessSweep
+from conftest import run_in_process
 
 from analysis import load
 from analysis import schema
 from sweeps import spec as sweep_spec
 from sweeps.keys import mask_blob
-from sweeps.plan import Plan
-from sweeps.plan import make_plan
-from sweeps.store import Store
-from sweeps.trial_run import run_job
 from trainer import branch
 from trainer import checkpoint
 from trainer import data as datasets
@@ -31,7 +29,6 @@ from trainer import metrics
 from trainer import models
 from trainer import seeding
 from trainer.hparams import PruneHparams
-from trainer.jobs import BranchJob
 from trainer.stage import load_result
 from trainer.trunk import TrunkContext
 from trainer.trunk import open_trunk
@@ -45,18 +42,7 @@ PRUNED = ("fc1.weight", "fc2.weight")  # LeNet's fc3.weight is the output layer,
 State = dict[str, torch.Tensor]
 
 
-@dataclass(frozen=True)
-class Sweep:
-    plan: Plan
-    store: Store
-
-    @property
-    def trunk_blobs(self) -> Store:
-        return self.store.child("artifacts", self.plan.chains[0].trunk.artifact_dir)
-
-    def branch(self, method: str) -> BranchJob:
-        return next(b for b in self.plan.branches if b.point.method == method)
-
+class Sweep(InProcessSweep):
     def sources(self, seed: int | None = None, producer: str = "imp") -> methods.Sources:
         """Sources loaded back from the store, as ``trainer.branch`` builds them."""
         trunk = self.plan.chains[0].trunk
@@ -75,7 +61,7 @@ class Sweep:
 
 def _ctx(sweep: Sweep, name: str) -> TrunkContext:
     """The trunk context the branch of ``name`` opens (a transfer branch: its target data)."""
-    job, method = sweep.branch(name), methods.get(name)
+    job, method = sweep.branch(method=name), methods.get(name)
     hp = method.hparams(**job.method_hparams) if method.hparams else None
     data = method.retarget(hp, job.trunk.data) if method.retarget else None
     return open_trunk(job.trunk, sweep.store.child("artifacts"), CPU, data)
@@ -83,7 +69,7 @@ def _ctx(sweep: Sweep, name: str) -> TrunkContext:
 
 def _src(sweep: Sweep, name: str, seed: int | None = None) -> methods.Sources:
     """The sources of method ``name`` exactly as ``trainer.branch`` builds them."""
-    job, method = sweep.branch(name), methods.get(name)
+    job, method = sweep.branch(method=name), methods.get(name)
     hp = method.hparams(**job.method_hparams) if method.hparams else None
     src = branch.sources(_ctx(sweep, name), job, method, hp)
     return src if seed is None else replace(src, seed=seed)
@@ -94,7 +80,7 @@ def _trained_from(sweep: Sweep, name: str) -> methods.Start:
     method, src = methods.get(name), _src(sweep, name)
     if method.prepare is None:
         return method.start(src)
-    job = sweep.branch(name)
+    job = sweep.branch(method=name)
     phase = methods.Phase(model=None, data=None, train=job.trunk.train,
                           exclude=src.exclude, hparams=src.hparams, imp_rounds=0,
                           blobs=sweep.trunk_blobs.child(job.prepare_dir))
@@ -110,22 +96,16 @@ def _run_sweep(root: str) -> Sweep:
                              "pruning": {"rewind": {"iterations": 5}},
                              "seeds": [0], "sparsities": [TARGET],
                              "training": {"epochs": EPOCHS}})
-    plan = make_plan(spec)
-    store = Store(root).child(spec.name)
-    for job in (*plan.chains, *plan.branches):
-        run_job(job, store, CPU)
-    return Sweep(plan=plan, store=store)
+    return Sweep(*run_in_process(spec, Path(root)))
 
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
-    torch.set_num_threads(1)
     return _run_sweep(str(tmp_path_factory.mktemp("sweep_a")))
 
 
 @pytest.fixture(scope="module")
 def sweep_again(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
-    torch.set_num_threads(1)
     return _run_sweep(str(tmp_path_factory.mktemp("sweep_b")))
 
 
@@ -138,7 +118,7 @@ def _equal(a: State, b: State) -> bool:
 
 
 def _branch_final(sweep: Sweep, method: str) -> State:
-    job = sweep.branch(method)
+    job = sweep.branch(method=method)
     mask_level = levels.level_for(TARGET, 0.2) + 1  # 0.5 is between levels 3 and 4
     producer = methods.get(method).mask
     parent = {"imp": f"level_{mask_level}",
@@ -239,7 +219,7 @@ def test_branch_is_bit_identical_across_two_fresh_sweeps(
 
 @pytest.mark.parametrize("name", STARTED)
 def test_branch_emits_schema_valid_rows(sweep: Sweep, name: str) -> None:
-    job = sweep.branch(name)
+    job = sweep.branch(method=name)
     runs = load.load_runs(sweep.store.path, config_hash=job.point.config_hash)
     assert len(runs) == 1
     assert list(runs.columns) == schema.RUNS.names

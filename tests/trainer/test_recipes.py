@@ -5,18 +5,18 @@ each recipe changes exactly what it names (METHODS.md 2.5)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import InProcessSweep
+from conftest import run_in_process
 from torch import nn
 
 from analysis import load
 from sweeps import preflight
 from sweeps import spec as sweep_spec
 from sweeps.errors import SpecError
-from sweeps.plan import Plan
 from sweeps.plan import make_plan
 from sweeps.store import Store
 from sweeps.trial_run import run_job
@@ -30,7 +30,6 @@ from trainer import recipes
 from trainer import seeding
 from trainer.data.base import InMemoryData
 from trainer.hparams import RecipeHparams
-from trainer.jobs import BranchJob
 from trainer.loop import StageOptions
 from trainer.models import Arch
 from trainer.stage import load_result
@@ -227,25 +226,14 @@ RECIPES = {"base": {}, "smooth": {"label_smoothing": 0.1}, "swish": {"activation
            "kd": {"distill": {"temperature": 2, "alpha": 0.5}}, "warm": {"warmup_epochs": 1}}
 
 
-@dataclass(frozen=True)
-class Sweep:
-    plan: Plan
-    store: Store
-
-    @property
-    def trunk_blobs(self) -> Store:
-        return self.store.child("artifacts", self.plan.chains[0].trunk.artifact_dir)
-
-    def branch(self, recipe: str) -> BranchJob:
-        return next(b for b in self.plan.branches if b.point.recipe == recipe)
-
+class Sweep(InProcessSweep):
     def final(self, recipe: str) -> loop.StageResult:
-        result = load_result(self.trunk_blobs.child(self.branch(recipe).stage_dir))
+        result = load_result(self.trunk_blobs.child(self.branch(recipe=recipe).stage_dir))
         assert result is not None, f"branch {recipe} left no final.pt"
         return result
 
     def mask(self, recipe: str) -> State:
-        return checkpoint.load(self.trunk_blobs, self.branch(recipe).mask_blob)["mask"]
+        return checkpoint.load(self.trunk_blobs, self.branch(recipe=recipe).mask_blob)["mask"]
 
     def init(self) -> State:
         return checkpoint.load(self.trunk_blobs, "init.pt")["state"]
@@ -259,12 +247,7 @@ def _spec(**kw: object) -> sweep_spec.SweepSpec:
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
-    torch.set_num_threads(1)
-    plan = make_plan(_spec())
-    store = Store(str(tmp_path_factory.mktemp("recipes"))).child(plan.spec.name)
-    for job in (*plan.chains, *plan.branches):
-        run_job(job, store, CPU)
-    return Sweep(plan=plan, store=store)
+    return Sweep(*run_in_process(_spec(), tmp_path_factory.mktemp("recipes")))
 
 
 @pytest.fixture(scope="module")

@@ -4,18 +4,17 @@ steps per epoch, so θk sits inside epoch 2)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import InProcessSweep
 from conftest import run_in_process
 from typer.testing import CliRunner
 
 from analysis import load
 from sweeps.cli import app
 from sweeps.keys import mask_blob
-from sweeps.plan import Plan
 from sweeps.store import Store
 from sweeps.trial_run import run_job
 from trainer import checkpoint
@@ -23,7 +22,6 @@ from trainer import levels
 from trainer import loop
 from trainer import masks
 from trainer import tickets
-from trainer.jobs import BranchJob
 from trainer.loop import StageOptions
 from trainer.stage import load_result
 from trainer.trunk import open_trunk
@@ -39,24 +37,13 @@ NAMES = ("fc1.weight", "fc2.weight", "fc3.weight")
 State = dict[str, torch.Tensor]
 
 
-@dataclass(frozen=True)
-class Sweep:
-    plan: Plan
-    store: Store
-
-    @property
-    def blobs(self) -> Store:
-        return self.store.child("artifacts", self.plan.chains[0].trunk.artifact_dir)
-
+class Sweep(InProcessSweep):
     @property
     def root(self) -> str:
         return self.plan.chains[0].rewind.root
 
     def walk_level(self, level: int) -> State:
-        return load_result(self.blobs.child(self.root, f"level_{level}")).state
-
-    def branch(self) -> BranchJob:
-        return next(b for b in self.plan.branches if b.point.method == "lth_rewind")
+        return load_result(self.trunk_blobs.child(self.root, f"level_{level}")).state
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +61,7 @@ def _ctx(sweep: Sweep):
 
 def test_the_dense_run_stores_theta_k_its_weights_after_step_k(sweep: Sweep) -> None:
     ctx = _ctx(sweep)
-    stored = checkpoint.load(sweep.blobs.child("level_0"), rewind_blob(K))["state"]
+    stored = checkpoint.load(sweep.trunk_blobs.child("level_0"), rewind_blob(K))["state"]
     ctx.model.load_state_dict(ctx.init)
     seen: dict[int, State] = {}
 
@@ -91,7 +78,7 @@ def test_the_dense_run_stores_theta_k_its_weights_after_step_k(sweep: Sweep) -> 
 def test_a_dense_run_stored_without_theta_k_is_retrained_for_k_steps_to_the_same_weights(
         sweep: Sweep) -> None:
     ctx = _ctx(sweep)
-    level0 = sweep.blobs.child("level_0")
+    level0 = sweep.trunk_blobs.child("level_0")
     stored = checkpoint.load(level0, rewind_blob(K))["state"]
     level0.delete(rewind_blob(K))
     again = rewind_state(ctx, K)
@@ -101,10 +88,10 @@ def test_a_dense_run_stored_without_theta_k_is_retrained_for_k_steps_to_the_same
 
 def test_rewind_levels_train_theta_k_under_the_level_mask_from_step_k(sweep: Sweep) -> None:
     ctx = _ctx(sweep)
-    theta_k = checkpoint.load(sweep.blobs.child("level_0"), rewind_blob(K))["state"]
+    theta_k = checkpoint.load(sweep.trunk_blobs.child("level_0"), rewind_blob(K))["state"]
     walk = sweep.plan.chains[0].rewind
     assert walk.levels == levels.level_for(0.5, 0.2) == 3
-    previous = load_result(sweep.blobs.child("level_0")).state  # level 0 is the dense run
+    previous = load_result(sweep.trunk_blobs.child("level_0")).state  # level 0 is the dense run
     mask = masks.full_mask(ctx.init, ctx.names)
     for level in range(1, walk.levels + 1):
         mask = masks.magnitude_prune({n: previous[n] for n in ctx.names}, mask,
@@ -125,11 +112,11 @@ def test_rewind_levels_train_theta_k_under_the_level_mask_from_step_k(sweep: Swe
 
 def test_the_rewind_walk_stores_its_own_masks_beside_the_theta0_chains(sweep: Sweep) -> None:
     for s in (0.36, 0.5):
-        rewound = checkpoint.load(sweep.blobs, f"{sweep.root}/{mask_blob(s)}")["mask"]
-        plain = checkpoint.load(sweep.blobs, mask_blob(s))["mask"]
+        rewound = checkpoint.load(sweep.trunk_blobs, f"{sweep.root}/{mask_blob(s)}")["mask"]
+        plain = checkpoint.load(sweep.trunk_blobs, mask_blob(s))["mask"]
         assert masks.sparsity({n: rewound[n] for n in NAMES[:2]}) == pytest.approx(s, abs=1e-3)
         assert not torch.equal(rewound["fc1.weight"], plain["fc1.weight"])  # other weights
-    on_level = checkpoint.load(sweep.blobs, f"{sweep.root}/{mask_blob(0.36)}")["mask"]
+    on_level = checkpoint.load(sweep.trunk_blobs, f"{sweep.root}/{mask_blob(0.36)}")["mask"]
     level2 = sweep.walk_level(2)
     assert all(torch.equal(on_level[n], level2[n] != 0) for n in NAMES[:2])
 
@@ -149,16 +136,16 @@ def test_rows_carry_k_the_rewound_epochs_and_the_walks_levels(sweep: Sweep) -> N
 
 
 def test_an_off_level_branch_trains_theta_k_under_the_walks_extra_round(sweep: Sweep) -> None:
-    job = sweep.branch()
+    job = sweep.branch(method="lth_rewind")
     assert job.point.target_sparsity == 0.5
     assert job.stage_dir.startswith(f"{sweep.root}/level_4/")
     ctx = _ctx(sweep)
-    mask = checkpoint.load(sweep.blobs, job.mask_blob)["mask"]
-    ctx.model.load_state_dict(checkpoint.load(sweep.blobs.child("level_0"),
+    mask = checkpoint.load(sweep.trunk_blobs, job.mask_blob)["mask"]
+    ctx.model.load_state_dict(checkpoint.load(sweep.trunk_blobs.child("level_0"),
                                               rewind_blob(K))["state"])
     expected = loop.train(ctx.model, ctx.data, ctx.trunk.train, mask, ctx.trunk.seed,
                           options=StageOptions(start_step=K))
-    assert _equal(load_result(sweep.blobs.child(job.stage_dir)).state, expected.state)
+    assert _equal(load_result(sweep.trunk_blobs.child(job.stage_dir)).state, expected.state)
 
 
 def test_an_exported_rewind_ticket_is_theta_k_under_the_walks_mask(
@@ -170,9 +157,9 @@ def test_an_exported_rewind_ticket_is_theta_k_under_the_walks_mask(
                                       "--out", str(out)])
     assert result.exit_code == 0, result.output
     model, mask = tickets.load_ticket(out)
-    stored = checkpoint.load(sweep.blobs, f"{sweep.root}/{mask_blob(0.36)}")["mask"]
+    stored = checkpoint.load(sweep.trunk_blobs, f"{sweep.root}/{mask_blob(0.36)}")["mask"]
     assert _equal(mask, stored)
-    theta_k = checkpoint.load(sweep.blobs.child("level_0"), rewind_blob(K))["state"]
+    theta_k = checkpoint.load(sweep.trunk_blobs.child("level_0"), rewind_blob(K))["state"]
     state = model.state_dict()
     for name in NAMES:
         assert torch.equal(state[name], theta_k[name] * mask[name]), name

@@ -7,11 +7,11 @@ head), every init and regime, one epoch each.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import InProcessSweep
 from conftest import run_in_process
 from typer.testing import CliRunner
 
@@ -19,7 +19,6 @@ from analysis import load
 from sweeps import spec as spec_module
 from sweeps.cli import app
 from sweeps.keys import mask_blob
-from sweeps.plan import Plan
 from sweeps.store import Store
 from trainer import checkpoint
 from trainer import data as datasets
@@ -42,11 +41,7 @@ HEAD = ("fc3.weight", "fc3.bias")
 State = dict[str, torch.Tensor]
 
 
-@dataclass(frozen=True)
-class Sweep:
-    plan: Plan
-    store: Store
-
+class Sweep(InProcessSweep):
     @property
     def source_blobs(self) -> Store:
         chain = next(c for c in self.plan.chains if c.trunk.data.label == SOURCE)
