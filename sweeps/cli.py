@@ -127,12 +127,23 @@ def _run(sweep, storage: str | None, address: str | None, verbose: bool,
         typer.echo(f"repaired: {line}", err=True)
     typer.echo(f"sweep {sweep.name!r}: {outcome.launched} trials launched, "
                f"{outcome.skipped_points} grid points already done, "
-               f"{len(outcome.failed)} failed; results in {outcome.sweep_dir.uri}"
+               f"{len(outcome.failed)} failed"
+               + (f", {outcome.unfinished} unfinished" if outcome.unfinished else "")
+               + f"; results in {outcome.sweep_dir.uri}"
                + (f" ({outcome.compacted} parts compacted)" if outcome.compacted else ""),
                err=True)
     _print_report(outcome.sweep_dir)
     if outcome.failed:
-        _fail("failed trials (see `lottery status`): " + ", ".join(outcome.failed), code=1)
+        typer.echo("failed trials (see `lottery status`): " + ", ".join(outcome.failed),
+                   err=True)
+    if outcome.unfinished:  # Ctrl-C: Tune stops its trials and returns as if done
+        where = storage or sweep.storage
+        storage_opt = f" --storage {where}" if where != "results" else ""
+        _fail(f"interrupted: {outcome.unfinished} of {outcome.launched} trials did not finish; "
+              f"`lottery resume {sweep.name}{storage_opt}` continues the sweep (finished "
+              "points are kept)", code=130)
+    if outcome.failed:
+        raise typer.Exit(1)
 
 
 @app.command()

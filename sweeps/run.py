@@ -66,6 +66,7 @@ class Outcome:
     skipped_points: int
     repaired: tuple[str, ...] = ()
     compacted: int = 0
+    unfinished: int = 0  # launched trials that neither finished nor failed (an interrupt)
 
 
 def code_version() -> str:
@@ -126,22 +127,36 @@ def pending_jobs(plan: Plan, done: set[str]) -> tuple[list[ChainJob], list[Branc
         walk = chain.rewind and dataclasses.replace(
             chain.rewind, points=tuple(p for p in chain.rewind.points
                                        if p.config_hash not in done))
-        if todo or (walk and walk.points) or chain.trunk in needed or \
-                not set(chain.stage_parts) <= done:
+        if not chain.stored(done) or chain.trunk in needed:
             chains.append(dataclasses.replace(chain, points=todo, rewind=walk))
     skipped = sum(1 for p in plan.points if p.config_hash in done)
     return chains, branches, skipped
 
 
-def _failures(grid: Any, store: Store) -> set[str]:
-    """Record every errored trial of a finished Tune experiment as failed; their ids."""
-    failed = set()
+@dataclass(frozen=True)
+class Fitted:
+    """What one Tune experiment did: the failed trial ids, and how many trials it finished
+    (done or failed). Fewer than it was given means it was stopped: on SIGINT (Ctrl-C) Tune's
+    ``fit()`` returns normally with the rest still pending (RAY_FACTS §2, §4)."""
+
+    failed: set[str]
+    finished: int
+
+
+def _settle(grid: Any, store: Store) -> Fitted:
+    """Record every errored trial of a Tune experiment as failed; what it did.
+
+    A trial finished when its function returned (Tune's ``done`` on its last result): a trial
+    stopped by an interrupt is TERMINATED too, without it; one never started has no result.
+    """
+    failed, finished = set(), 0
     for result in grid:
         if result.error is not None:
             trial_id = trial_name(result.config)
             failed.add(trial_id)
             trial_state(store, trial_id, "failed", error=_error_text(result.error))
-    return failed
+        finished += result.error is not None or bool((result.metrics or {}).get("done"))
+    return Fitted(failed, finished)
 
 
 def _run_search(spec: SweepSpec, store: Store, address: str | None, remote: bool,
@@ -155,11 +170,12 @@ def _run_search(spec: SweepSpec, store: Store, address: str | None, remote: bool
     if not todo:
         store.put_json("spec.json", spec.to_json())
         return Outcome(store, 0, (), finished, repaired)
+    launched = sum(n for _, n in todo)
     with ray_session(spec, store, address, remote, verbose) as (live, console):
-        failed = _fit_search(spec, store, todo, done, ProgressCallback(
-            Counts(sum(n for _, n in todo), _search_epochs(spec, todo)), "search", live,
-            console), verbose)
-    return Outcome(store, sum(n for _, n in todo), tuple(sorted(failed)), finished, repaired)
+        fitted = _fit_search(spec, store, todo, done, ProgressCallback(
+            Counts(launched, _search_epochs(spec, todo)), "search", live, console), verbose)
+    return Outcome(store, launched, tuple(sorted(fitted.failed)), finished, repaired,
+                   unfinished=launched - fitted.finished)
 
 
 def _search_epochs(spec: SweepSpec, todo: list) -> int:
@@ -172,8 +188,8 @@ def _search_epochs(spec: SweepSpec, todo: list) -> int:
 
 
 def _fit_search(spec: SweepSpec, store: Store, todo: list, done: dict,
-                callback: ProgressCallback, verbose: bool) -> set[str]:
-    """Run the search trials through ``CellSearcher`` in one Tune experiment; failed ids."""
+                callback: ProgressCallback, verbose: bool) -> Fitted:
+    """Run the search trials through ``CellSearcher`` in one Tune experiment."""
     from sweeps.search_tune import CellSearcher
     from sweeps.trials import search_trainable
 
@@ -183,9 +199,9 @@ def _fit_search(spec: SweepSpec, store: Store, todo: list, done: dict,
 
 
 def _fit(trainable_fn: Any, searcher: Any, trials: int, phase: str, spec: SweepSpec,
-         store: Store, callbacks: list[Any], verbose: bool) -> set[str]:
+         store: Store, callbacks: list[Any], verbose: bool) -> Fitted:
     """Run ``trials`` trials of ``trainable_fn`` that ``searcher`` hands out, as one Tune
-    experiment with the spec's resources, retries and concurrency; the failed trial ids."""
+    experiment with the spec's resources, retries and concurrency."""
     from ray import tune
 
     # Tune keeps one trial pending for a custom Searcher: with short trials the next one is
@@ -203,7 +219,7 @@ def _fit(trainable_fn: Any, searcher: Any, trials: int, phase: str, spec: SweepS
                                     max_concurrent_trials=spec.execution.max_concurrent_trials
                                     or None),
         run_config=_run_config(phase, spec, store, callbacks, verbose))
-    return _failures(tuner.fit(), store)
+    return _settle(tuner.fit(), store)
 
 
 def _run_config(phase: str, spec: SweepSpec, store: Store, callbacks: list[Any],
@@ -294,9 +310,10 @@ def _run_leased(spec: SweepSpec, store: Store, address: str | None, remote: bool
         store.put_json("spec.json", spec.to_json())
         return Outcome(store, 0, (), skipped, repaired)
     with ray_session(spec, store, address, remote, verbose) as display:
-        failed, compacted = _run_phases(plan, chains, branches, store, display, verbose)
+        failed, unfinished, compacted = _run_phases(plan, chains, branches, store, display,
+                                                    verbose)
     return Outcome(store, len(chains) + len(branches), tuple(sorted(failed)), skipped,
-                   repaired, compacted)
+                   repaired, compacted, unfinished)
 
 
 def _trial_base(spec: SweepSpec) -> dict[str, Any]:
@@ -306,10 +323,11 @@ def _trial_base(spec: SweepSpec) -> dict[str, Any]:
 
 
 def _run_phases(plan: Plan, chains: list[ChainJob], branches: list[BranchJob], store: Store,
-                display: tuple, verbose: bool) -> tuple[set[str], int]:
+                display: tuple, verbose: bool) -> tuple[set[str], int, int]:
     """Every pending job in one Tune experiment (``sweeps.release``): chains first, each branch
     as soon as its chain stored its mask; return the failed trial ids (with the branches of
-    failed chains) and the loose parts compacted in the sweep's tail (``sweeps.tail``)."""
+    failed chains), how many jobs neither finished nor failed (the run was stopped) and the
+    loose parts compacted in the sweep's tail (``sweeps.tail``)."""
     from sweeps.release import ReleaseSearcher
     from sweeps.release import need
 
@@ -324,11 +342,13 @@ def _run_phases(plan: Plan, chains: list[ChainJob], branches: list[BranchJob], s
     progress = ProgressCallback(counts, "sweep", live, console)
     tail = TailCompaction(store, counts) if spec.execution.compact else None
     try:
-        failed = _fit(trainable, searcher, len(chains) + len(branches), "sweep", spec, store,
+        fitted = _fit(trainable, searcher, len(chains) + len(branches), "sweep", spec, store,
                       [progress, *([tail] if tail else [])], verbose)
     finally:
         tail_merged = tail.join() if tail else 0  # before Ray shuts down
     for b in searcher.blocked:
         trial_state(store, b.trial_id, "failed",
                     error=f"its chain trial {plan.chain_of(b).trial_id} failed")
-    return failed | {b.trial_id for b in searcher.blocked}, tail_merged
+    blocked = {b.trial_id for b in searcher.blocked}
+    unfinished = len(chains) + len(branches) - fitted.finished - len(blocked)
+    return fitted.failed | blocked, unfinished, tail_merged

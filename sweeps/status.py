@@ -18,15 +18,17 @@ if TYPE_CHECKING:
 STATES = ("done", "running", "interrupted", "pending", "error", "failed")
 
 
-def _state(recorded: dict, have: int, expected: int, driver: Holder | None) -> str:
-    """A trial's state from its record, its committed points and the live driver (if any).
+def _state(recorded: dict, stored: bool, driver: Holder | None) -> str:
+    """A trial's state from its record, whether all it writes is committed (``stored``) and
+    the live driver (if any).
 
-    ``done`` when all its points are committed; a ``running`` (or retrying, ``error``) trial
+    ``done`` when all it writes is committed (a chain: also every level, ``ChainJob.stored``,
+    the rule a run uses to skip it); a ``running`` (or retrying, ``error``) trial
     that no live driver started is ``interrupted``; one recorded ``done`` whose points are no
     longer all committed is ``pending`` (the next run repairs it).
     """
     state = recorded.get("state", "pending")
-    if expected and have == expected:
+    if stored:
         return "done"
     if state == "done":
         return "pending"
@@ -71,7 +73,8 @@ def trial_rows(store: Store, check: integrity.Integrity | None = None,
     for job, phase, points in jobs:
         have = sum(p.config_hash in done for p in points)
         recorded = store.get_json(f"trials/{job.trial_id}.json") or {}
-        state = _state(recorded, have, len(points), driver)
+        stored = job.stored(done) if phase == "chain" else have == len(points)
+        state = _state(recorded, stored, driver)
         age = round(now - recorded["updated"]) if "updated" in recorded else None
         rows.append({"trial_id": job.trial_id, "phase": phase, "state": state,
                      "points_done": have, "points": len(points), "updated_s_ago": age,
@@ -92,7 +95,7 @@ def _search_rows(store: Store, spec: spec_module.SweepSpec,
         for n in range(max(spec.search.trials, max(numbers, default=-1) + 1)):
             trial_id = search.trial_name(cell, n)
             recorded = store.get_json(f"trials/{trial_id}.json") or {}
-            state = _state(recorded, int(n in numbers), 1, driver)
+            state = _state(recorded, n in numbers, driver)
             age = round(now - recorded["updated"]) if "updated" in recorded else None
             rows.append({"trial_id": trial_id, "phase": "search", "state": state,
                          "points_done": int(n in numbers), "points": 1,

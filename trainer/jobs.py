@@ -7,6 +7,7 @@ trainer never hashes or lays out paths itself.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,6 +147,13 @@ class ChainJob:
         walk = self.rewind
         return own + (tuple(curves_part(walk.part, level) for level in
                             range(1, walk.levels + 1)) if walk else ())
+
+    def stored(self, done: Collection[str]) -> bool:
+        """Whether everything this trial writes is committed: its rows (``all_points``) and
+        every level's curves part (``stage_parts``); ``done`` holds the committed keys
+        (``sweeps.integrity``). Until then the trial is still to run (or running)."""
+        return all(p.config_hash in done for p in self.all_points) and \
+            all(part in done for part in self.stage_parts)
 
 
 @dataclass(frozen=True, kw_only=True)

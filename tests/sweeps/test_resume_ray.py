@@ -72,6 +72,28 @@ def test_sigkill_of_the_driver_then_resume_loses_and_duplicates_nothing(
     assert_same_tables(sweep_dir, reference)
 
 
+def test_ctrl_c_exits_130_naming_the_resume_and_the_resume_finishes_exactly_once(
+        tmp_path, ray_env, reference):
+    """SIGINT to the driver's process group (what Ctrl-C in a terminal sends): Tune stops
+    its trials and returns as if done; the command must say so and exit 130, not 0."""
+    spec_path = write_spec(tmp_path / "kt.yaml", SPEC)
+    sweep_dir = tmp_path / "results" / "kt"
+    total = len(make_plan(spec_module.parse(SPEC)).points)
+    proc = start_sweep(spec_path, tmp_path / "results", ray_env)
+    wait_for(lambda: n_rows(sweep_dir) >= 4, proc)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    kill_tree(ray_env["RAY_TMPDIR"])
+    assert proc.returncode == 130, err[-3000:]
+    assert "unfinished" in err and \
+        f"`lottery resume kt --storage {tmp_path / 'results'}` continues the sweep" in err
+    assert n_rows(sweep_dir) < total
+
+    lottery(["resume", "kt", "--storage", str(tmp_path / "results")], ray_env, tmp_path)
+    assert n_rows(sweep_dir) == total
+    assert_same_tables(sweep_dir, reference)
+
+
 def _running_chain(sweep_dir: Path) -> dict | None:
     """A chain trial that is mid-level: a checkpoint exists but the level has not finished."""
     for state_file in sweep_dir.glob("trials/chain-*.json"):

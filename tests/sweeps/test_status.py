@@ -95,6 +95,24 @@ def test_a_deleted_chain_curves_part_makes_the_points_that_stand_on_it_pending(
     assert len(chains) == 1 and {b.point.config_hash for b in branches} <= behind
 
 
+def test_a_chain_is_done_only_when_every_level_is_stored_not_just_its_rows(
+        sweep: Store) -> None:
+    """A chain whose own rows are committed while it still trains deeper levels (here: the
+    last level's curves part is gone) is not done in ``status``, by the rule a run uses."""
+    chain = _plan().chains[0]
+    deepest = chain.stage_parts[-1]
+    sweep.delete(f"curves/part-{deepest}.parquet")
+    done = integrity.inspect(sweep).done
+    assert all(p.config_hash in done for p in chain.all_points) and deepest not in done
+    assert not chain.stored(done) and pending_jobs(_plan(), done)[0]
+    row = trial_table(sweep).set_index("trial_id").loc[chain.trial_id]
+    assert row.state == "pending" and row.points_done == row.points  # recorded done
+    with Lease(sweep, "st") as held:
+        trial_state(sweep, chain.trial_id, "running")
+        assert trial_table(sweep, driver=held.holder).set_index("trial_id").loc[
+            chain.trial_id, "state"] == "running"
+
+
 def test_corrupt_parts_are_listed_by_status_and_moved_aside_by_repair(sweep: Store) -> None:
     plan = _plan()
     point = plan.branches[0].point
