@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from itertools import product
 from typing import TYPE_CHECKING
@@ -61,11 +62,13 @@ class Plan:
         return [p for c in self.chains for p in c.all_points] + \
             [b.point for b in self.branches]
 
-    def epochs(self, job: ChainJob | BranchJob) -> int:
-        """Training epochs the job runs (its compute budget), if nothing is stored yet.
+    def epochs(self, job: ChainJob | BranchJob, stored: Collection[str] = frozenset()) -> int:
+        """Training epochs the job runs (its compute budget).
 
         A branch of a method with a phase of its own (RST's transformation) counts that
-        phase's passes over the training set too.
+        phase's passes over the training set too. A chain's levels whose curves part is in
+        ``stored`` (committed keys, ``sweeps.integrity``) are loaded on a re-run, not trained,
+        and not counted.
         """
         train, data = job.trunk.train, job.trunk.data
         method = None if isinstance(job, ChainJob) else methods.get(job.point.method)
@@ -74,10 +77,12 @@ class Plan:
         n_train = (data.train_subset or datasets.sizes(data)[0]) - data.validation
         per_run = train.run_epochs(steps_per_epoch(n_train, train.batch_size))
         if method is None:
+            own = sum(part not in stored for part in job.stage_parts[:job.levels + 1])
             walk = job.rewind
-            rewound = 0 if walk is None else walk.levels * (per_run - _rewound(
+            walked = sum(part not in stored for part in job.stage_parts[job.levels + 1:])
+            rewound = 0 if walk is None else walked * (per_run - _rewound(
                 walk.hparams, n_train, train.batch_size))
-            return math.ceil((job.levels + 1) * per_run + rewound - 1e-9)
+            return math.ceil(own * per_run + rewound - 1e-9)
         if method.mask == "rewind":
             return math.ceil(per_run - _rewound(job.method_hparams, n_train,
                                                 train.batch_size) - 1e-9)

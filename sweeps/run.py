@@ -310,8 +310,8 @@ def _run_leased(spec: SweepSpec, store: Store, address: str | None, remote: bool
         store.put_json("spec.json", spec.to_json())
         return Outcome(store, 0, (), skipped, repaired)
     with ray_session(spec, store, address, remote, verbose) as display:
-        failed, unfinished, compacted = _run_phases(plan, chains, branches, store, display,
-                                                    verbose)
+        failed, unfinished, compacted = _run_phases(plan, chains, branches, check.done, store,
+                                                    display, verbose)
     return Outcome(store, len(chains) + len(branches), tuple(sorted(failed)), skipped,
                    repaired, compacted, unfinished)
 
@@ -322,10 +322,12 @@ def _trial_base(spec: SweepSpec) -> dict[str, Any]:
             "checkpoint_every_s": spec.execution.checkpoint_every_s}
 
 
-def _run_phases(plan: Plan, chains: list[ChainJob], branches: list[BranchJob], store: Store,
-                display: tuple, verbose: bool) -> tuple[set[str], int, int]:
+def _run_phases(plan: Plan, chains: list[ChainJob], branches: list[BranchJob],
+                stored: set[str], store: Store, display: tuple,
+                verbose: bool) -> tuple[set[str], int, int]:
     """Every pending job in one Tune experiment (``sweeps.release``): chains first, each branch
-    as soon as its chain stored its mask; return the failed trial ids (with the branches of
+    as soon as its chain stored its mask (``stored``: the committed keys, for the progress
+    line's budget); return the failed trial ids (with the branches of
     failed chains), how many jobs neither finished nor failed (the run was stopped) and the
     loose parts compacted in the sweep's tail (``sweeps.tail``)."""
     from sweeps.release import ReleaseSearcher
@@ -334,7 +336,7 @@ def _run_phases(plan: Plan, chains: list[ChainJob], branches: list[BranchJob], s
     live, console = display
     spec = plan.spec
     counts = Counts(len(chains) + len(branches),
-                    sum(plan.epochs(j) for j in (*chains, *branches)))
+                    sum(plan.epochs(j, stored) for j in (*chains, *branches)))
     pending = {c.trial_id for c in chains}
     searcher = ReleaseSearcher(chains, branches, {b.trial_id: need(plan, b) for b in branches},
                                {c.trial_id for c in plan.chains} - pending,

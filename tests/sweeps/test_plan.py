@@ -124,6 +124,15 @@ def test_total_epochs_counts_chain_levels_and_branch_runs(plan: Plan) -> None:
     assert plan.total_epochs == 4 * 110 + 48 * 10 == 920
 
 
+def test_a_chains_stored_levels_leave_its_epoch_budget(plan: Plan) -> None:
+    """A re-run loads a level whose curves part is committed: the progress budget of a
+    relaunched chain counts only the levels it still trains."""
+    chain = plan.chains[0]
+    assert plan.epochs(chain, set(chain.stage_parts[:4])) == 110 - 4 * 10
+    assert plan.epochs(chain, {"another-trial-L0"}) == 110
+    assert plan.epochs(chain, set(chain.stage_parts)) == 0
+
+
 def test_total_epochs_of_a_small_grid() -> None:
     p = make_plan(_spec(methods=["dense", "lth", "pf"], sparsities=[0.36, 0.488, 0.5],
                         training={"epochs": 3}))

@@ -422,6 +422,8 @@ def test_chain_epochs_count_dense_theta0_levels_and_shorter_rewind_levels(
     per_epoch = math.ceil(DIGITS_TRAIN / BATCH)  # 23 steps
     rewound = 3 - 5 / per_epoch
     assert rewind_iters.epochs(chain) == math.ceil((3 + 1) * 3 + 3 * rewound) == 21
+    walk_level_1 = chain.stage_parts[chain.levels + 1]  # stored: loaded on a re-run
+    assert rewind_iters.epochs(chain, {walk_level_1}) == math.ceil(4 * 3 + 2 * rewound)
 
 
 def test_chain_epochs_with_a_whole_epoch_rewind_need_no_rounding(rewind: Plan) -> None:
