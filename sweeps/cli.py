@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
+import re
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +22,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 
 StorageOpt = Annotated[str | None, typer.Option(
     "--storage", help="Results location (path, s3://, gs://); default: the spec's `storage`.")]
+NamedStorageOpt = Annotated[str | None, typer.Option(
+    "--storage", help="Where sweep NAME is stored: the location holding NAME/ (path, s3://, "
+                      "gs://); default: results.")]
+# The modules only the `train` extra installs (pip install "lottery-sweeps[train]").
+TRAIN_ONLY = ("torch", "torchvision", "ray", "optuna", "sklearn")
 AddressOpt = Annotated[str | None, typer.Option(
     "--address", help="Ray cluster address (e.g. auto, 10.0.0.1:6379); default: a local Ray.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", help="Show Ray's own console output.")]
@@ -27,6 +35,47 @@ VerboseOpt = Annotated[bool, typer.Option("--verbose", help="Show Ray's own cons
 def _fail(message: str, code: int = 2) -> None:
     typer.echo(message, err=True)
     raise typer.Exit(code)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _sweep_store(name: str, storage: str | None):
+    """The store of sweep NAME under ``storage`` (default ``results``) and its ``spec.json``;
+    exits 2 naming the problem: a bad name or location, an unreadable location, no sweep."""
+    from sweeps.spec_groups import NAME_PATTERN
+    from sweeps.store import Store
+    from sweeps.store import check_location
+
+    if not re.match(NAME_PATTERN, name):
+        _fail(f"{name!r} is not a sweep name (a spec's `name`: letters, digits, '_', '.', '-'; "
+              "the location goes in --storage)")
+    root = storage or "results"
+    try:
+        check_location(root)
+        base = Store(root)
+        store = base.child(name)
+        raw = store.get_json("spec.json")
+        if raw is None and store.exists("spec.json"):
+            _fail(f"{store.join('spec.json')} is not valid JSON; run the sweep's YAML spec "
+                  "with `lottery run` to write it again")
+    except (OSError, ValueError) as err:
+        _fail(f"--storage {root}: {err}")
+    if raw is None:
+        _fail(f"no sweep {name!r} under {base.uri} (no spec.json)"
+              + ("" if storage else "; pass --storage with the location it was run with"))
+    return store, raw
+
+
+@contextlib.contextmanager
+def _writing(out: Path) -> Iterator[None]:
+    """Exit 2 naming ``out`` when writing it fails (a missing or read-only directory, a file
+    where a directory should be)."""
+    try:
+        yield
+    except OSError as err:
+        _fail(f"cannot write {out}: {err.strerror or err}")
 
 
 def _load(spec_path: Path):
@@ -82,8 +131,9 @@ def _plan_grid(sweep) -> None:
     with pd.option_context("display.max_rows", None, "display.width", 200,
                            "display.max_colwidth", 80):
         typer.echo(table.to_string(index=False))
-    typer.echo(f"\nsweep {sweep.name!r}: {len(p.points)} grid points, {len(p.chains)} chain "
-               f"trials + {len(p.branches)} branch trials, budget {p.total_epochs} epochs "
+    typer.echo(f"\nsweep {sweep.name!r}: {_plural(len(p.points), 'grid point')}, "
+               f"{_plural(len(p.chains), 'chain trial')} + "
+               f"{_plural(len(p.branches), 'branch trial')}, budget {p.total_epochs} epochs "
                f"({_run_length(sweep.training)} per training run)")
 
 
@@ -115,7 +165,15 @@ def _run(sweep, storage: str | None, address: str | None, verbose: bool,
          source: str, models: ModelCheck) -> None:
     from sweeps.lease import SweepInUse
     from sweeps.run import run_sweep
+    from sweeps.store import Store
+    from sweeps.store import check_location
 
+    where = storage or sweep.storage
+    try:
+        check_location(where)
+        Store(where)  # opens the filesystem: an unreachable bucket fails here, before Ray
+    except (OSError, ValueError) as err:
+        _fail(f"{'--storage' if storage else 'storage'} {where}: {err}")
     try:
         outcome = run_sweep(sweep, storage=storage, address=address, verbose=verbose,
                             models=models)
@@ -155,7 +213,7 @@ def run(spec: Path, storage: StorageOpt = None, address: AddressOpt = None,
 
 
 @app.command()
-def resume(name: str, storage: StorageOpt = None, address: AddressOpt = None,
+def resume(name: str, storage: NamedStorageOpt = None, address: AddressOpt = None,
            verbose: VerboseOpt = False) -> None:
     """Continue sweep NAME from its stored spec: finished trials are not run again."""
     with ModelCheck() as models:  # as in `run`
@@ -165,15 +223,8 @@ def resume(name: str, storage: StorageOpt = None, address: AddressOpt = None,
 def _resume(name: str, storage: str | None, address: str | None, verbose: bool,
             models: ModelCheck) -> None:
     from sweeps import spec as spec_module
-    from sweeps.store import Store
 
-    store = Store(storage or "results").child(name)
-    raw = store.get_json("spec.json")
-    if raw is None and store.exists("spec.json"):
-        _fail(f"{store.join('spec.json')} is not valid JSON; run the sweep's YAML spec with "
-              "`lottery run` to write it again")
-    if raw is None:
-        _fail(f"no sweep {name!r} under {store.path} (no spec.json); pass --storage")
+    store, raw = _sweep_store(name, storage)
     try:
         sweep = spec_module.parse(raw, store.join("spec.json"))
     except SpecError as err:
@@ -183,13 +234,12 @@ def _resume(name: str, storage: str | None, address: str | None, verbose: bool,
 
 
 @app.command()
-def status(name: str, storage: StorageOpt = None) -> None:
-    """Show NAME's driver, trials (done / running / interrupted / pending / failed), points done
-    and corrupt files."""
+def status(name: str, storage: NamedStorageOpt = None) -> None:
+    """Show NAME's driver, trials (done / running / interrupted / pending / error: failed and
+    being retried / failed), points done and corrupt files."""
     from sweeps.status import format_status
-    from sweeps.store import Store
 
-    store = Store(storage or "results").child(name)
+    store, _ = _sweep_store(name, storage)
     try:
         typer.echo(format_status(store))
     except FileNotFoundError as err:
@@ -222,29 +272,35 @@ OutOpt = Annotated[Path | None, typer.Option(
 
 
 @app.command()
-def report(name_or_path: str, storage: StorageOpt = None, out: OutOpt = None) -> None:
+def report(name_or_path: str, storage: NamedStorageOpt = None, out: OutOpt = None) -> None:
     """Print the summary table of a sweep given by NAME (under --storage) or by its PATH."""
     from analysis.load import load_runs
     from analysis.report import format_report
+    from sweeps.store import check_location
     from sweeps.store import join_uri
 
     target = name_or_path
     looks_like_path = "/" in target or target.startswith(".")
     if "://" not in target and not looks_like_path:
         target = join_uri(storage or "results", name_or_path)
+    try:
+        check_location(target)
+    except ValueError as err:
+        _fail(str(err))
     metric = _search_metric(target)
     try:
         runs = load_runs(target)
         text = format_report(runs, metric)
     except FileNotFoundError as err:
         _fail(f"no sweep results at {target}: {err}")
-    except ValueError as err:
+    except (OSError, ValueError) as err:
         _fail(f"cannot read the results at {target}: {err}", code=1)
     typer.echo(text)
     if out is not None:
         if runs.empty:
             _fail(f"no runs at {target} to write a report of")
-        _write_report(runs, target, metric, out)
+        with _writing(out):
+            _write_report(runs, target, metric, out)
 
 
 def _write_report(runs, target: str, metric: str, out: Path) -> None:
@@ -264,15 +320,12 @@ def _write_report(runs, target: str, metric: str, out: Path) -> None:
 
 
 @app.command()
-def compact(name: str, storage: StorageOpt = None) -> None:
+def compact(name: str, storage: NamedStorageOpt = None) -> None:
     """Merge sweep NAME's committed loose table parts into a few large Parquet files (safe
     beside a running sweep; loaders read compacted and loose parts together)."""
     from sweeps.compact import compact as merge
-    from sweeps.store import Store
 
-    store = Store(storage or "results").child(name)
-    if store.get_json("spec.json") is None:
-        _fail(f"no sweep {name!r} under {store.path} (no spec.json); pass --storage")
+    store, _ = _sweep_store(name, storage)
     merged = merge(store)
     typer.echo(", ".join(f"{table}: {n} parts merged" for table, n in merged.items()))
 
@@ -293,7 +346,7 @@ def export(name: str,
                help="transfer: late_reset, init or reinit.")] = None,
            regime: Annotated[str | None, typer.Option(
                help="transfer: finetune or freeze.")] = None,
-           storage: StorageOpt = None) -> None:
+           storage: NamedStorageOpt = None) -> None:
     """Write the ticket of METHOD at SPARSITY of sweep NAME: its mask and start weights.
 
     The file holds θ_start ⊙ m (θ0, θk, θ0', θT or θS as the method says, never trained
@@ -302,17 +355,16 @@ def export(name: str,
     """
     from sweeps import spec as spec_module
     from sweeps.plan import make_plan
-    from sweeps.store import Store
     from trainer import tickets
 
-    store = Store(storage or "results").child(name)
-    raw = store.get_json("spec.json")
-    if raw is None:
-        _fail(f"no sweep {name!r} under {store.path} (no spec.json); pass --storage")
+    store, raw = _sweep_store(name, storage)
     try:
-        plan = make_plan(spec_module.parse(raw, store.join("spec.json")))
+        sweep = spec_module.parse(raw, store.join("spec.json"))
     except SpecError as err:
         _fail(str(err))
+    if method not in sweep.methods:
+        _fail(f"sweep {name!r} has no method {method!r}; its methods: {', '.join(sweep.methods)}")
+    plan = make_plan(sweep)
     variant = {k: v for k, v in {"target": target, "init": init, "regime": regime}.items()
                if v is not None}
     trunks = {k: v for k, v in {"model": model, "dataset": dataset}.items() if v is not None}
@@ -320,7 +372,9 @@ def export(name: str,
     if not found:
         _fail(f"sweep {name!r} has no grid point method={method} sparsity={sparsity:g} "
               f"seed={seed}" + (f" lr={lr:g}" if lr is not None else "") +
-              "".join(f" {k}={v}" for k, v in {**trunks, **variant}.items()))
+              "".join(f" {k}={v}" for k, v in {**trunks, **variant}.items()) +
+              f"; its grid: sparsities {sweep.sparsities}, lrs {sweep.lrs}, "
+              f"seeds {sweep.seeds}")
     if len(found) > 1:
         options = sorted({f"--lr {j.trunk.train.lr:g} (--model {j.trunk.model}, --dataset "
                           f"{j.trunk.data.label}"
@@ -333,7 +387,8 @@ def export(name: str,
         ticket = tickets.make_ticket(job, store.child("artifacts"))
     except (ValueError, FileNotFoundError) as err:
         _fail(str(err))
-    tickets.save_ticket(ticket, out)
+    with _writing(out):
+        tickets.save_ticket(ticket, out)
     trunk = job.trunk
     typer.echo(f"wrote the {method} ticket at sparsity {job.point.target_sparsity:g} (seed "
                f"{seed}, lr {trunk.train.lr:g}, {trunk.model} / {trunk.data.label}) to {out}")
@@ -345,6 +400,12 @@ def main() -> None:
         app(prog_name="lottery")
     except SystemExit as done:
         _exit(done.code)
+    except ModuleNotFoundError as err:  # the base install has no training stack
+        if (err.name or "").partition(".")[0] not in TRAIN_ONLY:
+            raise
+        typer.echo(f"this command needs the training stack ({err}): "
+                   "pip install \"lottery-sweeps[train]\"", err=True)
+        _exit(2)
     _exit(0)
 
 

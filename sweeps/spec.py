@@ -36,6 +36,7 @@ from sweeps.spec_groups import TrainingSpec
 from sweeps.spec_groups import TransferSpec
 from sweeps.spec_groups import data_hparams
 from sweeps.spec_yaml import read_yaml
+from sweeps.store import check_location
 from trainer import data as datasets
 from trainer import methods
 from trainer import models
@@ -70,6 +71,12 @@ class SweepSpec(Group):
     execution: ExecutionSpec = ExecutionSpec()
     search: SearchSpec | None = None
     storage: str = "results"
+
+    @field_validator("storage", mode="after")
+    @classmethod
+    def _location(cls, value: str) -> str:
+        check_location(value)
+        return value
 
     @field_validator("model", "dataset", "methods", mode="after")
     @classmethod

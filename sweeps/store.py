@@ -251,6 +251,24 @@ def _durable_local_write(path: str, data: bytes) -> None:
         os.close(directory)
 
 
+# The URI schemes pyarrow's ``FileSystem.from_uri`` opens (pyarrow 15+; a plain path is local).
+SCHEMES = ("file", "s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
+
+
+def check_location(uri: str) -> None:
+    """Refuse a storage location no pyarrow filesystem opens, without touching the network.
+
+    Raises:
+        ValueError: a ``scheme://`` other than ``SCHEMES``, or an empty location.
+    """
+    if not uri.strip():
+        raise ValueError("must be a path or a URI (got an empty string)")
+    scheme = uri.partition("://")[0] if "://" in uri else None
+    if scheme is not None and scheme.lower() not in SCHEMES:
+        raise ValueError(f"unknown filesystem {scheme + '://'!r} in {uri!r}; a local path or "
+                         f"one of {', '.join(s + '://' for s in SCHEMES)}")
+
+
 def resolve(uri: str) -> tuple[pafs.FileSystem, str]:
     """Map a storage location to (pyarrow filesystem, path inside it).
 

@@ -90,3 +90,15 @@ def test_the_html_report_renders_in_headless_chromium(sweep: Path, tmp_path: Pat
     pixels = matplotlib.image.imread(shot)[..., :3]
     ink = (pixels.mean(axis=2) < 0.9).mean()
     assert ink > 0.02 and pixels.std() > 0.05  # text, tables and plots, not a blank page
+
+
+def test_report_out_where_it_cannot_write_exits_2_naming_it(sweep: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from sweeps.cli import app
+
+    taken = tmp_path / "a-file"
+    taken.write_text("not a directory")
+    result = CliRunner().invoke(app, ["report", str(sweep), "--out", str(taken)])
+    assert result.exit_code == 2
+    assert f"cannot write {taken}:" in result.stderr and "Traceback" not in result.output

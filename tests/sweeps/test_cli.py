@@ -31,6 +31,7 @@ BAD_SPECS = {
     "empty_grid": ("lrs: []\n", "lrs", "must not be empty"),
     "unknown_key": ("training: {epochz: 3}\n", "training.epochz", "unknown key"),
     "wrong_type": ("training: {epochs: '10'}\n", "training.epochs", "valid integer"),
+    "bad_storage": ("storage: 'foo://bar'\n", "storage", "unknown filesystem 'foo://'"),
 }
 
 
@@ -110,8 +111,7 @@ def test_status_of_missing_sweep_fails_clearly(tmp_path: Path) -> None:
     storage = tmp_path / "store"
     result = _invoke("status", "nope", "--storage", str(storage))
     assert result.exit_code != 0
-    assert "no sweep" in result.stderr and "spec.json missing" in result.stderr
-    assert str(storage / "nope") in result.stderr
+    assert f"no sweep 'nope' under {storage} (no spec.json)" in result.stderr
     _assert_empty_or_missing(storage)
 
 
@@ -126,8 +126,35 @@ def test_resume_of_missing_sweep_fails_clearly(tmp_path: Path) -> None:
 def test_resume_without_storage_looks_under_results(tmp_path: Path) -> None:
     result = _invoke("resume", "nope")
     assert result.exit_code != 0
-    assert str(tmp_path / "results" / "nope") in result.stderr
+    assert f"no sweep 'nope' under {tmp_path / 'results'} (no spec.json); pass --storage" \
+        in result.stderr
     _assert_empty_or_missing(tmp_path / "results")
+
+
+@pytest.mark.parametrize("command", ["status", "resume", "compact", "export"])
+def test_a_command_on_a_sweep_name_refuses_a_path_or_a_bad_location(
+        tmp_path: Path, command: str) -> None:
+    extra = ["--method", "lth", "--sparsity", "0.5", "--out", "t.pt"] if command == "export" \
+        else []
+    result = _invoke(command, "../elsewhere/nope", *extra)
+    assert result.exit_code == 2 and "'../elsewhere/nope' is not a sweep name" in result.stderr
+    result = _invoke(command, "nope", "--storage", "foo://bar", *extra)
+    assert result.exit_code == 2
+    assert "--storage foo://bar: unknown filesystem 'foo://'" in result.stderr
+    _assert_empty_or_missing(tmp_path / "results")
+
+
+def test_run_refuses_a_storage_location_no_filesystem_opens(tmp_path: Path) -> None:
+    result = _invoke("run", str(QUICKSTART), "--storage", "foo://bar")
+    assert result.exit_code == 2
+    assert "--storage foo://bar: unknown filesystem 'foo://'" in result.stderr
+
+
+def test_plan_counts_in_the_singular_for_one(tmp_path: Path) -> None:
+    one = _bad_spec(tmp_path, "methods: [lth]\nsparsities: [0.5]\n")
+    result = _invoke("plan", str(one))
+    assert result.exit_code == 0, result.output
+    assert "1 grid point, 1 chain trial + 1 branch trial," in result.stdout
 
 
 def test_report_on_directory_without_results_prints_empty_message(tmp_path: Path) -> None:

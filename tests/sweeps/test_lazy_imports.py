@@ -1,5 +1,6 @@
-"""The CLI answers at once: `lottery --help`, `plan`, `status` and `report` import neither
-torch, torchvision, scikit-learn nor ray (issue 14, item 5); `plan --check` does (it builds
+"""The CLI answers at once: `lottery --help`, `plan`, `status`, `report` and `compact` import
+neither torch, torchvision, scikit-learn nor ray (issue 14, item 5), and work on the base
+install (the `train` extra's modules blocked); `plan --check` does import torch (it builds
 the models), `run` leaves torch to the preflight's child and the trials, and a trial's
 loaders are reached through the registries when first called.
 
@@ -34,6 +35,36 @@ print(json.dumps({"code": code, "heavy": [m for m in %r if m in sys.modules]}))
 """ % (HEAVY,)
 
 
+# The same through the console script's entry point, with every module that only the `train`
+# extra installs unimportable, as on `pip install lottery-sweeps`.
+BASE_PROBE = """
+import importlib.abc, json, sys
+from sweeps.cli import TRAIN_ONLY
+
+class NotInstalled(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in TRAIN_ONLY:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, NotInstalled())
+from sweeps.cli import main
+try:
+    main()
+except SystemExit as done:
+    code = done.code
+print(json.dumps({"code": code, "heavy": [m for m in %r if m in sys.modules]}))
+""" % (HEAVY,)
+RATES_SPEC = ROOT / "sweeps" / "configs" / "papers" / "frankle2019_lenet_mnist_cpu.yaml"
+
+
+def _base_install(args: list[str], cwd: Path) -> tuple[int, list[str], str]:
+    proc = subprocess.run([sys.executable, "-c", BASE_PROBE, *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result["code"], result["heavy"], proc.stderr
+
+
 def _heavy_modules(args: list[str], cwd: Path) -> tuple[int, list[str]]:
     proc = subprocess.run([sys.executable, "-c", PROBE, *args], cwd=cwd, capture_output=True,
                           text=True, timeout=300)
@@ -51,12 +82,25 @@ def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("args", [["--help"], ["plan", str(QUICKSTART)],
                                   ["status", "lazy"], ["report", "lazy"],
-                                  ["report", "results/lazy"]],
-                         ids=["help", "plan", "status", "report", "report_path"])
+                                  ["report", "results/lazy"], ["compact", "lazy"]],
+                         ids=["help", "plan", "status", "report", "report_path", "compact"])
 def test_reading_commands_import_no_training_stack(args: list[str], finished: Path) -> None:
     code, heavy = _heavy_modules(args, finished)
     assert code in (0, None)
     assert heavy == []
+    code, heavy, err = _base_install(args, finished)
+    assert code in (0, None), err[-3000:]
+    assert heavy == []
+
+
+def test_a_command_that_needs_the_training_stack_says_so_on_the_base_install(
+        finished: Path) -> None:
+    """Per-layer `pruning.rates` levels need the layers' sizes (models built on torch's meta
+    device): on the base install `plan` names what to install instead of a traceback."""
+    code, _, err = _base_install(["plan", str(RATES_SPEC)], finished)
+    assert code == 2
+    assert "needs the training stack" in err and 'pip install "lottery-sweeps[train]"' in err
+    assert "Traceback" not in err
 
 
 def test_plan_check_builds_the_models_so_it_imports_torch(finished: Path) -> None:
@@ -113,3 +157,19 @@ def test_run_refuses_a_model_problem_found_by_the_preflight_child_without_torch(
     assert result["code"] == 2 and "torch" not in result["heavy"]
     assert "pruning.keep_dense[0]" in proc.stderr and "no_such_layer" in proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_the_blocked_modules_are_those_of_the_train_extra() -> None:
+    """``TRAIN_ONLY`` (what the base-install probe blocks, and what the CLI names as missing)
+    is the top-level modules of pyproject's `train` extra, so a dependency moved there is
+    caught by the base-install tests above."""
+    import re
+    import tomllib
+
+    from sweeps.cli import TRAIN_ONLY
+
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]["train"]
+    dists = {re.match(r"[A-Za-z0-9_.-]+", d).group(0).lower() for d in extra}
+    modules = {{"scikit-learn": "sklearn"}.get(d, d) for d in dists}
+    assert modules == set(TRAIN_ONLY)

@@ -106,9 +106,23 @@ def test_export_refuses_dense_unknown_points_and_ambiguous_ones(storage: Path,
     assert result.exit_code == 2 and "has no ticket" in result.stderr
     result, _ = _export(storage, tmp_path, "--method", "lth", "--sparsity", "0.8")
     assert result.exit_code == 2 and "no grid point method=lth sparsity=0.8" in result.stderr
+    assert "its grid: sparsities [0.36, 0.5], lrs [0.1, 0.05], seeds [0]" in result.stderr
+    result, _ = _export(storage, tmp_path, "--method", "magic", "--sparsity", "0.5")
+    assert result.exit_code == 2 and "sweep 'tk' has no method 'magic'; its methods: dense, " \
+        "lth, random_reinit, pf, omp_lth, rst" in result.stderr
     result, _ = _export(storage, tmp_path, "--method", "lth", "--sparsity", "0.5")
     assert result.exit_code == 2 and "--lr 0.05" in result.stderr and "--lr 0.1" in result.stderr
     assert not out.exists()
+
+
+def test_export_to_a_path_it_cannot_write_exits_2_naming_it(storage: Path,
+                                                           tmp_path: Path) -> None:
+    out = tmp_path / "no-such-dir" / "ticket.pt"
+    result = CliRunner().invoke(app, ["export", "tk", "--storage", str(storage), "--out",
+                                      str(out), "--method", "lth", "--sparsity", "0.5",
+                                      "--lr", "0.1"])
+    assert result.exit_code == 2
+    assert f"cannot write {out}: No such file or directory" in result.stderr
 
 
 def test_a_file_that_is_not_a_ticket_is_refused(tmp_path: Path) -> None:
