@@ -107,11 +107,11 @@ def check_compatible(store: Store, spec: SweepSpec) -> None:
             before, after = old[group].get(key), new[group].get(key)
             if before != after:
                 changed.append((f"{group}.{key}", f"differs from the existing sweep "
-                                                  f"{spec.name!r} ({before} -> {after}); grid "
-                                                  "axes may change between runs, this may not: "
-                                                  "use a new name"))
-    if changed:
-        raise SpecError(store.path, changed)
+                                                  f"{spec.name!r} ({before} -> {after}) at "
+                                                  f"{store.uri}; grid axes may change between "
+                                                  "runs, this may not: use a new name"))
+    if changed:  # named by the spec (the CLI shows its file); the reason says where the sweep is
+        raise SpecError(spec.name, changed)
 
 
 def pending_jobs(plan: Plan, done: set[str]) -> tuple[list[ChainJob], list[BranchJob], int]:

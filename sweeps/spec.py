@@ -10,8 +10,10 @@ models and the data (layers, shapes, files) is checked by ``sweeps.preflight``.
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
+import typing
 from pathlib import Path
 from typing import Annotated
 from typing import Any
@@ -86,34 +88,41 @@ class SweepSpec(Group):
         what = info.field_name.rstrip("s")
         names = [(info.field_name, value)] if isinstance(value, str) else [
             (f"{info.field_name}[{i}]", v) for i, v in enumerate(value)]
+        problems = []  # every element's, one line each (``_pydantic_problems`` splits them)
         for where, name in names:
             prefix = "" if isinstance(value, str) else f"{where} "
             if info.field_name == "dataset":  # NAME or NAME[classes]
                 try:
                     hp = data_hparams(name)
                     if hp.name in registry:
-                        datasets.check_classes(hp)
+                        datasets.check_task(hp)
                 except ValueError as err:
-                    raise ValueError(f"{prefix}{err}") from None
+                    problems.append(f"{prefix}{err}")
+                    continue
                 name = hp.name
             if name not in registry:
-                raise ValueError(f"{prefix}unknown {what} {name!r}; known: {sorted(registry)}")
+                problems.append(f"{prefix}unknown {what} {name!r}; known: {sorted(registry)}")
+        if problems:
+            raise ValueError("\n".join(problems))
         return value
 
     @field_validator("lrs", mode="after")
     @classmethod
     def _positive(cls, value: list[float]) -> list[float]:
-        for i, lr in enumerate(value):
-            if not math.isfinite(lr) or lr <= 0:
-                raise ValueError(f"lrs[{i}] must be > 0 (got {lr})")
+        bad = [f"lrs[{i}] must be > 0 (got {lr})" for i, lr in enumerate(value)
+               if not math.isfinite(lr) or lr <= 0]
+        if bad:
+            raise ValueError("\n".join(bad))
         return value
 
     @field_validator("sparsities", mode="after")
     @classmethod
     def _fractions(cls, value: list[float]) -> list[float]:
-        for i, s in enumerate(value):
-            if not 0.0 <= s < 1.0:
-                raise ValueError(f"sparsities[{i}] must be in [0, 1) (got {s})")
+        bad = [f"sparsities[{i}] must be in [0, 1) (got {s}"
+               + (f"; a fraction removed: {s / 100:g} for {s:g} %)" if 1 < s <= 100 else ")")
+               for i, s in enumerate(value) if not 0.0 <= s < 1.0]
+        if bad:
+            raise ValueError("\n".join(bad))
         return value
 
     @field_validator("model", "dataset", "methods", "lrs", "seeds", "sparsities", mode="after")
@@ -253,6 +262,29 @@ class SweepSpec(Group):
 _UNION_TAGS = {"str", "list[str]"}  # pydantic names the branches of ``str | list[str]``
 
 
+def _close_key(loc: tuple) -> str:
+    """``; did you mean 'epochs'?`` for an unknown key ``loc[-1]`` close to a field of its
+    group (``difflib``'s closeness), else nothing."""
+    model: type[pydantic.BaseModel] = SweepSpec
+    keyed = False  # the field before is a dict (``recipes``): this part is one of its keys
+    for part in loc[:-1]:
+        if keyed or isinstance(part, int) or part in _UNION_TAGS:
+            keyed = False
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return ""
+        kind = field.annotation
+        keyed = typing.get_origin(kind) is dict
+        groups = [t for t in (kind, *typing.get_args(kind))
+                  if isinstance(t, type) and issubclass(t, pydantic.BaseModel)]
+        if not groups:
+            return ""
+        model = groups[0]
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def _pydantic_problems(err: pydantic.ValidationError) -> list[tuple[str, str]]:
     """Turn pydantic errors into (field path, reason) pairs, e.g. ``lrs[1]``, ``training.x``."""
     out: dict[str, str] = {}
@@ -262,21 +294,29 @@ def _pydantic_problems(err: pydantic.ValidationError) -> list[tuple[str, str]]:
             if part in _UNION_TAGS:
                 continue
             path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else part)
-        reason = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
-        if e["type"] == "value_error":
-            reason = reason.removeprefix("Value error, ")
-            # our validators name the element ("lrs[1] must ...") or the field ("f: ...")
-            head, _, rest = reason.partition(" ")
-            if path and head.startswith(f"{path}["):
-                path, reason = head, rest
-            elif path and head.startswith(".") and head.endswith(":"):  # a nested field
-                path, reason = path + head[:-1], rest
-            elif not path and ": " in reason:
-                path, reason = reason.split(": ", 1)
-        elif e["type"] != "extra_forbidden" and not isinstance(e.get("input"), dict):
+        if e["type"] == "value_error":  # ours: one problem a line
+            for line in e["msg"].removeprefix("Value error, ").split("\n"):
+                out.setdefault(*_named(path, line))
+            continue
+        reason = "unknown key" + _close_key(e["loc"]) if e["type"] == "extra_forbidden" \
+            else e["msg"]
+        if e["type"] != "extra_forbidden" and not isinstance(e.get("input"), dict):
             reason += f" (got {e.get('input')!r})"
         out.setdefault(path or "(top level)", reason)
     return list(out.items())
+
+
+def _named(path: str, reason: str) -> tuple[str, str]:
+    """(field path, reason) of one of our validators' lines, which name the element
+    (``lrs[1] must ...``), a nested field (``.x: ...``) or, at the top level, the field."""
+    head, _, rest = reason.partition(" ")
+    if path and head.startswith(f"{path}["):
+        path, reason = head, rest
+    elif path and head.startswith(".") and head.endswith(":"):  # a nested field
+        path, reason = path + head[:-1], rest
+    elif not path and ": " in reason:
+        path, reason = reason.split(": ", 1)
+    return path or "(top level)", reason
 
 
 def parse(raw: Any, source: str = "<spec>") -> SweepSpec:

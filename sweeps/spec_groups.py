@@ -99,7 +99,7 @@ class TransferSpec(Group):
         for i, target in enumerate(value):
             try:
                 hp = data_hparams(target)
-                datasets.check_classes(hp)
+                datasets.check_task(hp)
             except ValueError as err:
                 raise ValueError(f"transfer.targets[{i}] {err}") from None
         return value

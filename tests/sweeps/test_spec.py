@@ -184,7 +184,11 @@ def test_spec_is_frozen() -> None:
     ({"sparsities": [0.5, 0.5]}, "sparsities", "duplicate"),
     ({"methods": ["lth", "lth"]}, "methods", "duplicate"),
     ({"bogus": 1}, "bogus", "unknown key"),
-    ({"training": {"epochz": 3}}, "training.epochz", "unknown key"),
+    ({"training": {"epochz": 3}}, "training.epochz", "unknown key; did you mean 'epochs'?"),
+    ({"sparsity": [0.5]}, "sparsity", "unknown key; did you mean 'sparsities'?"),
+    ({"sparsities": [80]}, "sparsities[0]", "(got 80.0; a fraction removed: 0.8 for 80 %)"),
+    ({"recipes": {"s": {"label_smothing": 0.1}}}, "recipes.s.label_smothing",
+     "did you mean 'label_smoothing'?"),
     ({"lrs": "abc"}, "lrs", "valid list (got 'abc')"),
     ({"lrs": ["abc"]}, "lrs[0]", "valid number (got 'abc')"),
     ({"training": {"epochs": "10"}}, "training.epochs", "valid integer (got '10')"),
@@ -241,6 +245,15 @@ def test_several_semantic_problems_are_all_reported() -> None:
                           "seeds": []})
     assert {field for field, _ in problems} == {"methods[0]", "lrs[0]", "sparsities[0]",
                                                 "seeds"}
+
+
+def test_every_bad_element_of_one_list_is_reported() -> None:
+    problems = _problems({"name": "x", "dataset": ["digits[12]", "digits", "nope"],
+                          "methods": ["lth", "magic", "x"], "lrs": [-1, 0.1, 0],
+                          "sparsities": [80, 0.5, 1.0]})
+    assert {field for field, _ in problems} == {
+        "dataset[0]", "dataset[2]", "methods[1]", "methods[2]", "lrs[0]", "lrs[2]",
+        "sparsities[0]", "sparsities[2]"}
 
 
 def test_several_type_problems_are_all_reported() -> None:

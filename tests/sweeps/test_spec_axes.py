@@ -283,6 +283,7 @@ def test_data_hparams_of_a_selection_carries_the_data_group() -> None:
     [
         ("fashion-mnist[5-10]", "dataset", "fashion-mnist has classes 0-9, not [10]"),
         (["digits", "digits[9-11]"], "dataset[1]", "digits has classes 0-9, not [10, 11]"),
+        (["digits[5]"], "dataset[0]", "a class selection needs at least 2 classes"),
         ("cifar10[10]", "dataset", "cifar10 has classes 0-9, not [10]"),
         ("digits[4-2]", "dataset", "is descending"),
         ("digits[1,1]", "dataset", "selected twice"),

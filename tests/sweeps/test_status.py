@@ -186,7 +186,8 @@ def test_a_real_change_of_a_fixed_setting_is_refused_naming_the_field(sweep: Sto
         check_compatible(sweep, spec_module.parse(changed))
     fields = [f for f, _ in info.value.problems]
     assert fields == ["training.epochs", "pruning.rate"]
-    assert "(1 -> 2)" in info.value.problems[0][1]
+    assert f"(1 -> 2) at {sweep.uri}" in info.value.problems[0][1]
+    assert info.value.source == "st"  # the CLI then names the spec file it was given
 
 
 def test_moving_the_data_is_not_a_change(sweep: Store) -> None:

@@ -149,6 +149,18 @@ def check_classes(hp: DataHparams) -> None:
         raise ValueError(f"dataset {hp.label!r}: {hp.name} has classes 0-{n - 1}, not {bad}")
 
 
+def check_task(hp: DataHparams) -> None:
+    """``check_classes``, and a selection keeps at least two classes: what a sweep's
+    dataset or transfer target may be (one class is no classification task).
+
+    Raises:
+        ValueError: naming the dataset label and the reason.
+    """
+    check_classes(hp)
+    if len(hp.classes) == 1:
+        raise ValueError(f"dataset {hp.label!r}: a class selection needs at least 2 classes")
+
+
 def input_shape(hp: DataHparams) -> tuple[int, int, int]:
     """(C, H, W) of one example of ``hp`` as served: ``hp.shape`` when set, else the
     dataset's own (known without reading any file).
