@@ -18,6 +18,7 @@ from sweeps.errors import SpecError
 from sweeps.preflight_child import ModelCheck
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode="markdown",
                   help="Lottery-ticket / pruning sweeps on Ray Tune.")
 
 StorageOpt = Annotated[str | None, typer.Option(
