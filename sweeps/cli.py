@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
-import re
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from sweeps import cli_results
+from sweeps.cli_common import NamedStorageOpt
+from sweeps.cli_common import StorageOpt
+from sweeps.cli_common import fail
+from sweeps.cli_common import sweep_store
 from sweeps.errors import SpecError
 from sweeps.preflight_child import ModelCheck
 
@@ -21,62 +23,16 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   rich_markup_mode="markdown",
                   help="Lottery-ticket / pruning sweeps on Ray Tune.")
 
-StorageOpt = Annotated[str | None, typer.Option(
-    "--storage", help="Results location (path, s3://, gs://); default: the spec's `storage`.")]
-NamedStorageOpt = Annotated[str | None, typer.Option(
-    "--storage", help="Where sweep NAME is stored: the location holding NAME/ (path, s3://, "
-                      "gs://); default: results.")]
-# The modules only the `train` extra installs (pip install "lottery-sweeps[train]").
-TRAIN_ONLY = ("torch", "torchvision", "ray", "optuna", "sklearn")
 AddressOpt = Annotated[str | None, typer.Option(
     "--address", help="Ray cluster address (e.g. auto, 10.0.0.1:6379); default: a local Ray.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", help="Show Ray's own console output.")]
-
-
-def _fail(message: str, code: int = 2) -> None:
-    typer.echo(message, err=True)
-    raise typer.Exit(code)
+# The modules only the `train` extra installs (pip install "lottery-sweeps[train]").
+TRAIN_ONLY = ("torch", "torchvision", "ray", "optuna", "sklearn")
 
 
 def _plural(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
-
-def _sweep_store(name: str, storage: str | None):
-    """The store of sweep NAME under ``storage`` (default ``results``) and its ``spec.json``;
-    exits 2 naming the problem: a bad name or location, an unreadable location, no sweep."""
-    from sweeps.spec_groups import NAME_PATTERN
-    from sweeps.store import Store
-    from sweeps.store import check_location
-
-    if not re.match(NAME_PATTERN, name):
-        _fail(f"{name!r} is not a sweep name (a spec's `name`: letters, digits, '_', '.', '-'; "
-              "the location goes in --storage)")
-    root = storage or "results"
-    try:
-        check_location(root)
-        base = Store(root)
-        store = base.child(name)
-        raw = store.get_json("spec.json")
-        if raw is None and store.exists("spec.json"):
-            _fail(f"{store.join('spec.json')} is not valid JSON; run the sweep's YAML spec "
-                  "with `lottery run` to write it again")
-    except (OSError, ValueError) as err:
-        _fail(f"--storage {root}: {err}")
-    if raw is None:
-        _fail(f"no sweep {name!r} under {base.uri} (no spec.json)"
-              + ("" if storage else "; pass --storage with the location it was run with"))
-    return store, raw
-
-
-@contextlib.contextmanager
-def _writing(out: Path) -> Iterator[None]:
-    """Exit 2 naming ``out`` when writing it fails (a missing or read-only directory, a file
-    where a directory should be)."""
-    try:
-        yield
-    except OSError as err:
-        _fail(f"cannot write {out}: {err.strerror or err}")
 
 
 def _load(spec_path: Path):
@@ -85,7 +41,7 @@ def _load(spec_path: Path):
     try:
         return spec_module.load(spec_path)
     except SpecError as err:
-        _fail(str(err))
+        fail(str(err))
 
 
 CheckOpt = Annotated[bool, typer.Option(
@@ -107,7 +63,7 @@ def plan(spec: Path, check: CheckOpt = False) -> None:
     try:
         missing = preflight.check(sweep, files=False if check else None, models=check)
     except SpecError as err:
-        _fail(str(SpecError(str(spec), err.problems)))
+        fail(str(SpecError(str(spec), err.problems)))
     for field, reason in missing:
         typer.echo(f"warning: {field}: {reason}; `lottery run` will refuse this spec here",
                    err=True)
@@ -174,14 +130,14 @@ def _run(sweep, storage: str | None, address: str | None, verbose: bool,
         check_location(where)
         Store(where)  # opens the filesystem: an unreachable bucket fails here, before Ray
     except (OSError, ValueError) as err:
-        _fail(f"{'--storage' if storage else 'storage'} {where}: {err}")
+        fail(f"{'--storage' if storage else 'storage'} {where}: {err}")
     try:
         outcome = run_sweep(sweep, storage=storage, address=address, verbose=verbose,
                             models=models)
     except SpecError as err:  # the preflight names the spec by its name: show the file
-        _fail(str(SpecError(source, err.problems) if err.source == sweep.name else err))
+        fail(str(SpecError(source, err.problems) if err.source == sweep.name else err))
     except SweepInUse as err:
-        _fail(str(err))
+        fail(str(err))
     for line in outcome.repaired:
         typer.echo(f"repaired: {line}", err=True)
     typer.echo(f"sweep {sweep.name!r}: {outcome.launched} trials launched, "
@@ -191,14 +147,13 @@ def _run(sweep, storage: str | None, address: str | None, verbose: bool,
                + f"; results in {outcome.sweep_dir.uri}"
                + (f" ({outcome.compacted} parts compacted)" if outcome.compacted else ""),
                err=True)
-    _print_report(outcome.sweep_dir)
+    cli_results.print_report(outcome.sweep_dir)
     if outcome.failed:
         typer.echo("failed trials (see `lottery status`): " + ", ".join(outcome.failed),
                    err=True)
     if outcome.unfinished:  # Ctrl-C: Tune stops its trials and returns as if done
-        where = storage or sweep.storage
         storage_opt = f" --storage {where}" if where != "results" else ""
-        _fail(f"interrupted: {outcome.unfinished} of {outcome.launched} trials did not finish; "
+        fail(f"interrupted: {outcome.unfinished} of {outcome.launched} trials did not finish; "
               f"`lottery resume {sweep.name}{storage_opt}` continues the sweep (finished "
               "points are kept)", code=130)
     if outcome.failed:
@@ -225,11 +180,11 @@ def _resume(name: str, storage: str | None, address: str | None, verbose: bool,
             models: ModelCheck) -> None:
     from sweeps import spec as spec_module
 
-    store, raw = _sweep_store(name, storage)
+    store, raw = sweep_store(name, storage)
     try:
         sweep = spec_module.parse(raw, store.join("spec.json"))
     except SpecError as err:
-        _fail(str(err))
+        fail(str(err))
     _run(sweep, storage or raw.get("storage"), address, verbose, store.join("spec.json"),
          models)
 
@@ -240,159 +195,17 @@ def status(name: str, storage: NamedStorageOpt = None) -> None:
     being retried / failed), points done and corrupt files."""
     from sweeps.status import format_status
 
-    store, _ = _sweep_store(name, storage)
+    store, _ = sweep_store(name, storage)
     try:
         typer.echo(format_status(store))
     except FileNotFoundError as err:
-        _fail(str(err))
+        fail(str(err))
 
 
-def _print_report(sweep_dir) -> None:
-    from analysis.load import load_runs
-    from analysis.report import format_report
+app.command()(cli_results.report)
+app.command()(cli_results.compact)
+app.command()(cli_results.export)
 
-    try:
-        typer.echo(format_report(load_runs(sweep_dir.uri), _search_metric(sweep_dir.uri)))
-    except ValueError as err:  # a part went bad after the run checked it
-        _fail(f"cannot read the results: {err}", code=1)
-
-
-def _search_metric(target: str) -> str:
-    """The metric of the sweep's search (its stored ``spec.json``), else ``val_acc``."""
-    from sweeps.store import Store
-
-    try:
-        raw = Store(target).get_json("spec.json") or {}
-    except (OSError, ValueError):
-        raw = {}
-    return ((raw.get("search") or {}).get("metric")) or "val_acc"
-
-
-OutOpt = Annotated[Path | None, typer.Option(
-    help="Also write report.html (self-contained) and report.md with its figures into DIR.")]
-
-
-@app.command()
-def report(name_or_path: str, storage: NamedStorageOpt = None, out: OutOpt = None) -> None:
-    """Print the summary table of a sweep given by NAME (under --storage) or by its PATH."""
-    from analysis.load import load_runs
-    from analysis.report import format_report
-    from sweeps.store import check_location
-    from sweeps.store import join_uri
-
-    target = name_or_path
-    looks_like_path = "/" in target or target.startswith(".")
-    if "://" not in target and not looks_like_path:
-        target = join_uri(storage or "results", name_or_path)
-    try:
-        check_location(target)
-    except ValueError as err:
-        _fail(str(err))
-    metric = _search_metric(target)
-    try:
-        runs = load_runs(target)
-        text = format_report(runs, metric)
-    except FileNotFoundError as err:
-        _fail(f"no sweep results at {target}: {err}")
-    except (OSError, ValueError) as err:
-        _fail(f"cannot read the results at {target}: {err}", code=1)
-    typer.echo(text)
-    if out is not None:
-        if runs.empty:
-            _fail(f"no runs at {target} to write a report of")
-        with _writing(out):
-            _write_report(runs, target, metric, out)
-
-
-def _write_report(runs, target: str, metric: str, out: Path) -> None:
-    """``report.md`` and ``report.html`` (figures embedded) with every table, verdict and
-    figure of ``analysis.report_files``."""
-    from analysis.load import load_curves
-    from analysis.load import load_layers
-    from analysis.report_files import write_report
-    from sweeps.store import Store
-
-    store = Store(target)
-    failed = [name.removesuffix(".json") for name in store.list("trials")
-              if (store.get_json(f"trials/{name}") or {}).get("state") == "failed"]
-    md, page = write_report(runs, load_curves(target), out, store.get_json("spec.json"),
-                            failed, metric, load_layers(target))
-    typer.echo(f"wrote {md} and {page}", err=True)
-
-
-@app.command()
-def compact(name: str, storage: NamedStorageOpt = None) -> None:
-    """Merge sweep NAME's committed loose table parts into a few large Parquet files (safe
-    beside a running sweep; loaders read compacted and loose parts together)."""
-    from sweeps.compact import compact as merge
-
-    store, _ = _sweep_store(name, storage)
-    merged = merge(store)
-    typer.echo(", ".join(f"{table}: {n} parts merged" for table, n in merged.items()))
-
-
-@app.command()
-def export(name: str,
-           method: Annotated[str, typer.Option(help="Method key, e.g. lth, omp_lth, pf.")],
-           sparsity: Annotated[float, typer.Option(help="Target sparsity, a fraction.")],
-           out: Annotated[Path, typer.Option(help="Ticket file to write (.pt).")],
-           seed: Annotated[int, typer.Option(help="Replicate.")] = 0,
-           lr: Annotated[float | None, typer.Option(help="Learning rate, if several.")] = None,
-           model: Annotated[str | None, typer.Option(help="Model, if several.")] = None,
-           dataset: Annotated[str | None, typer.Option(
-               help="Dataset (as the spec writes it), if several.")] = None,
-           target: Annotated[str | None, typer.Option(
-               help="transfer: the target dataset, e.g. fashion-mnist[5-9].")] = None,
-           init: Annotated[str | None, typer.Option(
-               help="transfer: late_reset, init or reinit.")] = None,
-           regime: Annotated[str | None, typer.Option(
-               help="transfer: finetune or freeze.")] = None,
-           storage: NamedStorageOpt = None) -> None:
-    """Write the ticket of METHOD at SPARSITY of sweep NAME: its mask and start weights.
-
-    The file holds θ_start ⊙ m (θ0, θk, θ0', θT or θS as the method says, never trained
-    branch weights), the mask, the model key and the hyperparameters; read it back with
-    `trainer.tickets.load_ticket`.
-    """
-    from sweeps import spec as spec_module
-    from sweeps.plan import make_plan
-    from trainer import tickets
-
-    store, raw = _sweep_store(name, storage)
-    try:
-        sweep = spec_module.parse(raw, store.join("spec.json"))
-    except SpecError as err:
-        _fail(str(err))
-    if method not in sweep.methods:
-        _fail(f"sweep {name!r} has no method {method!r}; its methods: {', '.join(sweep.methods)}")
-    plan = make_plan(sweep)
-    variant = {k: v for k, v in {"target": target, "init": init, "regime": regime}.items()
-               if v is not None}
-    trunks = {k: v for k, v in {"model": model, "dataset": dataset}.items() if v is not None}
-    found = plan.tickets(method, sparsity, seed, lr, trunks, **variant)
-    if not found:
-        _fail(f"sweep {name!r} has no grid point method={method} sparsity={sparsity:g} "
-              f"seed={seed}" + (f" lr={lr:g}" if lr is not None else "") +
-              "".join(f" {k}={v}" for k, v in {**trunks, **variant}.items()) +
-              f"; its grid: sparsities {sweep.sparsities}, lrs {sweep.lrs}, "
-              f"seeds {sweep.seeds}")
-    if len(found) > 1:
-        options = sorted({f"--lr {j.trunk.train.lr:g} (--model {j.trunk.model}, --dataset "
-                          f"{j.trunk.data.label}"
-                          + "".join(f", --{k} {v}" for k, v in j.method_hparams.items()
-                                    if k in ("target", "init", "regime")) + ")"
-                          for j in found})
-        _fail(f"{len(found)} grid points match; narrow it down: {', '.join(options)}")
-    job = found[0]
-    try:
-        ticket = tickets.make_ticket(job, store.child("artifacts"))
-    except (ValueError, FileNotFoundError) as err:
-        _fail(str(err))
-    with _writing(out):
-        tickets.save_ticket(ticket, out)
-    trunk = job.trunk
-    typer.echo(f"wrote the {method} ticket at sparsity {job.point.target_sparsity:g} (seed "
-               f"{seed}, lr {trunk.train.lr:g}, {trunk.model} / {trunk.data.label}) to {out}")
 
 
 def main() -> None:
