@@ -72,11 +72,23 @@ def probability_of_improvement(x: Sequence[float], y: Sequence[float]) -> float:
 
 def summarize(frame: pd.DataFrame, keys: list[str], column: str,
               level: float = LEVEL) -> pd.DataFrame:
-    """``interval`` of ``column`` for every group of ``keys``.
+    """``interval`` of ``column`` for every group of ``keys``, over seeds.
+
+    Replicates are seeds: when ``frame`` has a ``seed`` column, the rows of one group and
+    seed (the same grid point loaded from two sweeps) count once, as their mean, so ``n`` is
+    the number of seeds with a value.
 
     Returns:
         One row per group: ``keys``, ``mean``, ``low``, ``high``, ``n``, ``ci_method``.
+    Raises:
+        ValueError: ``frame`` lacks a column of ``keys`` or ``column``.
     """
+    missing = [c for c in [*keys, column] if c not in frame.columns]
+    if missing:
+        raise ValueError(f"summarize: the table lacks columns {missing}")
+    if "seed" in frame.columns and "seed" not in keys:
+        frame = frame.groupby([*keys, "seed"], sort=True, dropna=False,
+                              observed=True)[column].mean().reset_index()
     rows = []
     for key, group in frame.groupby(keys, sort=True, dropna=False, observed=True):
         key = key if isinstance(key, tuple) else (key,)
@@ -99,7 +111,12 @@ def paired_difference(frame: pd.DataFrame, keys: list[str], arm: str, a: str, b:
         One row per group having both arms on at least one common seed: ``keys``, the paired
         difference's ``mean``, ``low``, ``high``, ``n`` (paired seeds), ``ci_method``, and
         ``p_improvement`` (P(a > b) over all runs of the two arms).
+    Raises:
+        ValueError: ``frame`` lacks a column of ``keys``, ``seed``, ``arm`` or ``column``.
     """
+    missing = [c for c in [*keys, "seed", arm, column] if c not in frame.columns]
+    if missing:
+        raise ValueError(f"paired_difference: the table lacks columns {missing}")
     out = []
     both = frame[frame[arm].isin([a, b])]
     for key, group in both.groupby(keys, sort=True, dropna=False, observed=True):

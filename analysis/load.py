@@ -12,6 +12,7 @@ all schema columns (else a ValueError names the file); values are cast to the sc
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import re
 from collections.abc import Iterable
@@ -49,14 +50,30 @@ class Between:
     low: float | None = None
     high: float | None = None
 
+    def __post_init__(self) -> None:
+        for bound in (self.low, self.high):
+            if bound is not None and (isinstance(bound, bool) or not isinstance(
+                    bound, numbers.Real) or math.isnan(bound)):
+                raise ValueError(f"between({self.low!r}, {self.high!r}): bounds are numbers "
+                                 "or None")
+        if self.low is not None and self.high is not None and self.low > self.high:
+            raise ValueError(f"between({self.low!r}, {self.high!r}): low > high matches "
+                             "nothing")
+
 
 def between(low: float | None = None, high: float | None = None) -> Between:
-    """A closed range filter for ``load_runs`` / ``load_curves`` / ``load_layers``."""
+    """A closed range filter ``low <= value <= high`` for ``load_runs`` / ``load_curves`` /
+    ``load_layers`` (a bound None: open; no tolerance at the bounds).
+
+    Raises:
+        ValueError: a bound that is not a number, or low > high.
+    """
     return Between(low, high)
 
 
-# Float filters match within this tolerance, so lr=0.3 finds a stored 0.1 + 0.2.
-_REL_TOL = 1e-9
+# Float filters match within this tolerance, so lr=0.3 finds a stored 0.1 + 0.2 and a
+# float32 value (relative error up to 6e-8) its float64 original.
+_REL_TOL = 1e-6
 _ABS_TOL = 1e-12
 
 
@@ -70,7 +87,8 @@ def load_runs(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
             list of them (several sweeps, concatenated).
         **filters: Column name -> allowed value (scalar), values (list, tuple or set) or range
             (`between(low, high)`), pushed down to pyarrow. Float columns match values within
-            a relative tolerance of 1e-9.
+            a relative tolerance of 1e-6; integer columns (seed, level, ...) take integral
+            values only.
     Returns:
         DataFrame with the schema's columns in contract order, sorted by (model, dataset,
         method, lr, target_sparsity, seed), index 0..n-1; the string keys (`CATEGORICAL`) as
@@ -78,8 +96,9 @@ def load_runs(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
         directory is missing or holds no parts.
     Raises:
         FileNotFoundError: `path` does not exist (NotADirectoryError: it is a file).
-        ValueError: a filter names an unknown column, or a part is not valid Parquet or lacks
-            schema columns (the message names the file; `lottery resume` repairs it).
+        ValueError: a filter names an unknown column or gives a value that does not fit it
+            (a non-integral seed), or a part is not valid Parquet or lacks schema columns
+            (the message names the file; `lottery resume` repairs it).
     """
     return load_table(path, "runs", **filters)
 
@@ -242,6 +261,11 @@ def _column_range(name: str, value: Between) -> ds.Expression:
 def _column_in(name: str, dtype: pa.DataType, values: Iterable[Any]) -> ds.Expression:
     """Expression: column `name` equals one of `values` (floats within tolerance)."""
     values = list(values)
+    if pa.types.is_integer(dtype):
+        odd = [v for v in values if isinstance(v, bool) or (isinstance(v, numbers.Real)
+                                                           and not float(v).is_integer())]
+        if odd:  # pyarrow would truncate 0.5 to 0
+            raise ValueError(f"{odd} not integers")
     if not pa.types.is_floating(dtype):
         return pc.field(name).isin(pa.array(values, type=dtype))
     term = pc.scalar(False)

@@ -72,7 +72,7 @@ def _header(runs: pd.DataFrame, summary: pd.DataFrame) -> str:
     return (
         f"sweep: {_names(runs['sweep'])} | models: {_names(runs['model'])} | "
         f"datasets: {_names(runs['dataset'])} | {len(runs)} rows, {len(summary)} grid points, "
-        f"{replicates} replicates per grid point"
+        f"{replicates} replicate{'' if n_max == 1 else 's'} per grid point"
     )
 
 

@@ -103,7 +103,8 @@ def _overview(runs: pd.DataFrame, curves: pd.DataFrame, spec: dict[str, Any] | N
     s.text.append(
         f"Sweep `{_names(runs['sweep'])}`: models {_names(runs['model'])}; datasets "
         f"{_names(runs['dataset'])}; {len(runs)} runs rows, "
-        f"{runs['seed'].nunique()} seeds ({_names(runs['seed'])}).")
+        f"{runs['seed'].nunique()} seed{'' if runs['seed'].nunique() == 1 else 's'} "
+        f"({_names(runs['seed'])}).")
     s.text.append(
         f"Compute: {epochs} training epochs in the curves table (every epoch trained once, "
         f"shared stages counted once); {wall / 60:.1f} min of training wall time summed over "

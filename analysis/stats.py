@@ -27,19 +27,23 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         runs: Runs table with columns model, dataset, method, lr, target_sparsity, test_acc,
             best_test_acc, sparsity, rp_run_p20 (fractions) and total_epochs.
     Returns:
-        One row per grid point, sorted by the keys, with columns: the 5 keys; `n` (rows, i.e.
-        replicates); `<col>_mean` and `<col>_std` (sample std, ddof=1, NaN for n == 1) for
-        test_acc, best_test_acc, sparsity and rp_run_p20; and `total_epochs_mean`.
+        One row per grid point, sorted by the keys, with columns: the 5 keys; `n` (replicates:
+        seeds with a test_acc; the rows of one seed, e.g. one point loaded from two sweeps,
+        count once, as their mean); `<col>_mean` and `<col>_std` (sample std over seeds,
+        ddof=1, NaN for n == 1) for test_acc, best_test_acc, sparsity and rp_run_p20; and
+        `total_epochs_mean`.
     Raises:
         ValueError: a required column is missing.
     """
-    require_columns(runs, [*GRID_KEYS, *_SPREAD_COLUMNS, "total_epochs"], "summarize")
-    aggregations: dict[str, tuple[str, str]] = {"n": ("test_acc", "size")}
+    require_columns(runs, [*GRID_KEYS, "seed", *_SPREAD_COLUMNS, "total_epochs"], "summarize")
+    per_seed = _round_keys(runs).groupby([*GRID_KEYS, "seed"], sort=True, dropna=False)[
+        [*_SPREAD_COLUMNS, "total_epochs"]].mean().reset_index()
+    aggregations: dict[str, tuple[str, str]] = {"n": ("test_acc", "count")}
     for column in _SPREAD_COLUMNS:
         aggregations[f"{column}_mean"] = (column, "mean")
         aggregations[f"{column}_std"] = (column, "std")
     aggregations["total_epochs_mean"] = ("total_epochs", "mean")
-    grouped = _round_keys(runs).groupby(list(GRID_KEYS), sort=True, dropna=False)
+    grouped = per_seed.groupby(list(GRID_KEYS), sort=True, dropna=False)
     return grouped.agg(**aggregations).reset_index()
 
 

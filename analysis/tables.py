@@ -14,6 +14,7 @@ from analysis.intervals import summarize
 from analysis.stats import RP_DENSE_COLUMNS
 from analysis.stats import arm_labels
 from analysis.stats import plain
+from analysis.stats import require_columns
 
 CELL = ["model", "dataset"]
 POINT = ["model", "dataset", "lr", "target_sparsity"]
@@ -25,18 +26,38 @@ BUDGET_ARMS = ("lth", "pf", "rst", "rst_iter", "omp_lth", "omp_pf", "omp_random_
                "lth_rewind")
 
 
-def prepare(runs: pd.DataFrame) -> pd.DataFrame:
-    """``runs`` with an ``arm`` column, rounded float keys and string keys as plain objects."""
+# What every table reads of a runs table (``analysis.schema.RUNS``).
+NEEDED = ["model", "dataset", "method", "lr", "target_sparsity", "seed"]
+
+
+def prepare(runs: pd.DataFrame, *columns: str) -> pd.DataFrame:
+    """``runs`` with an ``arm`` column, rounded float keys and string keys as plain objects.
+
+    Raises:
+        ValueError: ``runs`` lacks a key column or one of ``columns``.
+    """
+    require_columns(runs, [*NEEDED, *columns], "analysis.tables")
     runs = plain(runs)
     return runs.assign(arm=arm_labels(runs), lr=runs["lr"].round(12),
                        target_sparsity=runs["target_sparsity"].round(12))
 
 
 def accuracy(runs: pd.DataFrame, column: str = "test_acc") -> pd.DataFrame:
-    """Mean ``column`` with its interval per (model, dataset, lr, arm, target sparsity); also
-    the mean measured sparsity (``sparsity``) for plotting against weights remaining."""
-    r = prepare(runs)
+    """Mean ``column`` (a fraction) with its interval over seeds per (model, dataset, lr, arm,
+    target sparsity); also the mean measured sparsity (``sparsity``) for plotting against
+    weights remaining.
+
+    Returns:
+        Columns model, dataset, lr, arm, target_sparsity, ``mean``, ``low``, ``high``, ``n``
+        (seeds), ``ci_method``, ``sparsity``; no rows for an empty ``runs``.
+    Raises:
+        ValueError: ``runs`` lacks a key column, ``column`` or ``sparsity``.
+    Source: Frankle & Carbin 2019, Figs. 3-5 (accuracy vs weights remaining).
+    """
+    r = prepare(runs, column, "sparsity")
     table = summarize(r, [*CELL, "lr", "arm", "target_sparsity"], column)
+    if r.empty:
+        return table.assign(sparsity=pd.Series(dtype=float))
     measured = r.groupby([*CELL, "lr", "arm", "target_sparsity"], observed=True)["sparsity"]
     return table.merge(measured.mean().rename("sparsity").reset_index(),
                        on=[*CELL, "lr", "arm", "target_sparsity"])
@@ -46,8 +67,14 @@ def differences(runs: pd.DataFrame, column: str = "test_acc") -> pd.DataFrame:
     """The ``DIFFERENCES`` present in ``runs``, paired by seed at every (model, dataset, lr,
     sparsity); ``lth - dense`` pairs each seed's ticket with that seed's dense net at the same
     lr. Columns: ``comparison`` (``a - b``), the point keys, ``mean``, ``low``, ``high``,
-    ``n``, ``ci_method``, ``p_improvement``."""
-    r = prepare(runs)
+    ``n``, ``ci_method``, ``p_improvement``. Differences are fractions (0.01 = 1 point).
+
+    Raises:
+        ValueError: ``runs`` lacks a key column or ``column``.
+    Source: Liu et al. 2021 §4 (lth vs random_reinit, pf vs lth), Bai et al. 2022 (rst vs
+    random_pruning), Frankle & Carbin 2019 (lth vs dense); pairing and P(X > Y): rliable.
+    """
+    r = prepare(runs, column)
     out = []
     for a, b in DIFFERENCES:
         if not ({a, b} <= set(r["arm"])):
@@ -71,8 +98,17 @@ def differences(runs: pd.DataFrame, column: str = "test_acc") -> pd.DataFrame:
 def budgets(runs: pd.DataFrame) -> pd.DataFrame:
     """Equal-budget comparison of the pf / lth / rst / omp / rewind arms: per point, each arm's
     total epochs (checked from the rows, not assumed) and test accuracy with its interval, and
-    whether every arm at the point had the same budget."""
-    r = prepare(runs)
+    whether every arm at the point had the same budget.
+
+    Returns:
+        Columns model, dataset, lr, target_sparsity, arm, ``total_epochs`` (an int, or
+        ``"min-max"`` when the arm's rows differ), ``mean``, ``low``, ``high``, ``n``,
+        ``ci_method``, ``equal_budget``.
+    Raises:
+        ValueError: ``runs`` lacks a key column, test_acc or total_epochs.
+    Source: Liu et al. 2021 §5 (P&F vs lottery-ticket retraining at the same total epochs).
+    """
+    r = prepare(runs, "test_acc", "total_epochs")
     r = r[r["arm"].isin(BUDGET_ARMS)]
     if r.empty:
         return pd.DataFrame(columns=[*POINT, "arm", "total_epochs", "mean", "low", "high", "n",
@@ -94,8 +130,10 @@ def correlation(runs: pd.DataFrame) -> pd.DataFrame:
 
     Returns:
         Columns model, dataset, lr, ``p``, ``mean``, ``low``, ``high``, ``n``, ``ci_method``.
+    Raises:
+        ValueError: ``runs`` lacks a key column or an ``rp_dense_p*`` column.
     """
-    r = prepare(runs)
+    r = prepare(runs, *RP_DENSE_COLUMNS)
     if "source_dataset" in r:
         r["dataset"] = r["source_dataset"].fillna(r["dataset"]).astype("object")
     per_seed = r.groupby([*CELL, "lr", "seed"], observed=True)[list(RP_DENSE_COLUMNS)].mean()
@@ -108,8 +146,15 @@ def correlation(runs: pd.DataFrame) -> pd.DataFrame:
 def mechanism(runs: pd.DataFrame) -> pd.DataFrame:
     """Liu et al.'s mechanism pairs on the pf rows (Fig. 5c/d): R_0.2 of the P&F solution
     with θ0 ⊙ m (``init``) and with a fresh θ0' ⊙ m (``reinit``), per point, with intervals;
-    the null value is 0.2."""
-    r = prepare(runs)
+    the null value is 0.2.
+
+    Returns:
+        Columns ``pair`` (init | reinit), model, dataset, lr, target_sparsity, ``mean``,
+        ``low``, ``high``, ``n``, ``ci_method``.
+    Raises:
+        ValueError: ``runs`` lacks a key column or a ``rp_*_vs_pf_p20`` column.
+    """
+    r = prepare(runs, "rp_init_vs_pf_p20", "rp_reinit_vs_pf_p20")
     r = r[r["arm"] == "pf"]
     out = []
     for column, name in (("rp_init_vs_pf_p20", "init"), ("rp_reinit_vs_pf_p20", "reinit")):
@@ -120,15 +165,27 @@ def mechanism(runs: pd.DataFrame) -> pd.DataFrame:
 
 def early_stopping(runs: pd.DataFrame) -> pd.DataFrame:
     """Frankle & Carbin's early-stopping iteration (minimum validation loss) per point and
-    arm, with intervals; empty without a validation split."""
-    r = prepare(runs)
+    arm, with intervals; empty without a validation split.
+
+    Returns:
+        Columns model, dataset, lr, arm, target_sparsity, ``mean``, ``low``, ``high``, ``n``,
+        ``ci_method`` of ``best_val_iteration`` (steps from the final stage's start).
+    Raises:
+        ValueError: ``runs`` lacks a key column or best_val_iteration.
+    Source: Frankle & Carbin 2019 §2 (early-stopping iteration: minimum validation loss).
+    """
+    r = prepare(runs, "best_val_iteration")
     r = r[r["best_val_iteration"].notna()]
     return summarize(r, [*CELL, "lr", "arm", "target_sparsity"], "best_val_iteration")
 
 
 def warnings(runs: pd.DataFrame, failed: list[str] | None = None) -> list[str]:
     """What a reader must know before trusting the tables: points with too few seeds for an
-    interval, arms missing at a sparsity others have, and failed trials."""
+    interval, arms missing at a sparsity others have, and failed trials.
+
+    Raises:
+        ValueError: ``runs`` lacks a key column.
+    """
     r = prepare(runs)
     out = []
     n = r.groupby([*CELL, "lr", "arm", "target_sparsity"], observed=True)["seed"].nunique()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -81,6 +82,22 @@ def test_float_filters_tolerate_float_noise(sweep: Path) -> None:
     assert len(load_runs(sweep, target_sparsity=0.5, lr=0.3)) == 2
     assert load_runs(sweep, lr=0.3001).empty
     assert load_runs(sweep, lr=0.1).empty
+    assert len(load_runs(sweep, lr=np.float32(0.3))) == 3  # float32's rounding, 4e-9 off
+
+
+def test_a_non_integral_value_for_an_integer_column_is_refused(sweep: Path) -> None:
+    with pytest.raises(ValueError, match=r"filter seed=0.5 does not fit the column: \[0.5\]"):
+        load_runs(sweep, seed=0.5)
+    assert load_runs(sweep, seed=0.0).equals(load_runs(sweep, seed=0))
+
+
+def test_a_range_with_bad_bounds_is_refused_when_made(sweep: Path) -> None:
+    from analysis import between
+
+    with pytest.raises(ValueError, match="low > high matches nothing"):
+        between(0.5, 0.1)
+    with pytest.raises(ValueError, match="bounds are numbers or None"):
+        between("a", None)
 
 
 def test_unknown_filter_column_names_it_and_the_known_columns(sweep: Path) -> None:

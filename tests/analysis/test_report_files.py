@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import run_in_process
 
@@ -47,6 +48,32 @@ def test_tables_carry_intervals_budgets_and_pairs(sweep: Path) -> None:
     lone = runs[~((runs.method == "pf") & (runs.seed == 1))]
     assert any("1 seed, no interval" in w for w in tables.warnings(lone, ["t1"]))
     assert tables.warnings(lone, ["t1"])[-1] == "failed trial: t1"
+
+
+def test_a_point_loaded_twice_is_one_replicate_not_two(sweep: Path) -> None:
+    """Replicates are seeds: the same rows loaded from two sweeps (a grid and its extension
+    overlap) must not halve the intervals."""
+    from analysis.stats import summarize as point_summary
+
+    once, twice = load_runs(sweep), load_runs([sweep, sweep])
+    assert len(twice) == 2 * len(once)
+    for table in (tables.accuracy, tables.budgets, tables.mechanism, tables.correlation):
+        pd.testing.assert_frame_equal(table(twice), table(once))
+    assert (point_summary(twice)["n"] == 2).all()
+    pd.testing.assert_frame_equal(point_summary(twice), point_summary(once))
+
+
+def test_tables_of_no_rows_are_empty_and_a_missing_column_is_named(sweep: Path) -> None:
+    runs = load_runs(sweep)
+    nothing = load_runs(sweep, method="nope")
+    assert nothing.empty
+    for table in (tables.accuracy, tables.differences, tables.budgets, tables.mechanism,
+                  tables.early_stopping, tables.correlation):
+        assert table(nothing).empty
+    with pytest.raises(ValueError, match=r"lacks columns \['test_acc'\]"):
+        tables.accuracy(runs.drop(columns="test_acc"))
+    with pytest.raises(ValueError, match=r"lacks columns \['nope'\]"):
+        tables.accuracy(runs, column="nope")
 
 
 def test_the_report_files_hold_every_section(sweep: Path, tmp_path: Path) -> None:
