@@ -1,7 +1,9 @@
 """Read and summarize sweep results: Parquet schemas, loaders, statistics and the text report.
 
-Imports only the standard library, numpy, pandas and pyarrow (never torch, ray, `trainer` or
-`sweeps`), so results can be analysed on a machine without the training stack.
+Imports only the standard library, numpy, pandas and pyarrow (and scipy for intervals of 2-9
+seeds, matplotlib for figures); never torch, ray, `trainer` or `sweeps`, so results can be
+analysed on a machine without the training stack. Submodules (``analysis.tables``,
+``analysis.verdicts``, ...) are imported on first attribute access too.
 """
 
 from __future__ import annotations
@@ -18,13 +20,18 @@ _EXPORTS = {
     "dense_correlation": "stats", "summarize": "stats", "winning_ticket": "stats",
 }
 
+_SUBMODULES = ("commits", "figures", "intervals", "load", "masks", "report", "report_files",
+               "schema", "search", "stats", "tables", "verdicts")
+
 __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
     """``analysis.load_runs`` etc.: imported from their module on first use."""
-    if name in _EXPORTS:
-        import importlib
+    import importlib
 
+    if name in _EXPORTS:
         return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -86,12 +86,27 @@ def _panels(n: int):
 
 
 def accuracy_vs_remaining(acc: pd.DataFrame, out: Path, stem: str = "accuracy") -> list[Path]:
-    """One figure per (model, dataset) from ``tables.accuracy``: panels per lr."""
+    """One figure per (model, dataset) from ``tables.accuracy``: panels per lr.
+
+    Args:
+        acc: ``tables.accuracy``'s table (columns model, dataset, lr, arm, sparsity, mean,
+            low, high; fractions).
+        out: Directory for ``<stem>-<model>-<dataset>.png`` and ``.svg``.
+    Returns:
+        The files written (none for an empty table).
+    Source: Frankle & Carbin 2019, Figs. 3-5.
+    """
     return _by_remaining(acc, out, stem, "test accuracy (%)", scale=100.0, focus=True)
 
 
 def correlation_vs_p(corr: pd.DataFrame, out: Path, stem: str = "rp") -> list[Path]:
-    """One figure per (model, dataset) from ``tables.correlation``: a line per lr."""
+    """One figure per (model, dataset) from ``tables.correlation``: a line per lr, with the
+    null line R_p = p.
+
+    Returns:
+        The files written (none for an empty table).
+    Source: Liu et al. 2021, Eq. 1 and Fig. 4.
+    """
     plt = pyplot()
     written = []
     for (model, dataset), cell in corr.groupby(["model", "dataset"], sort=True):
@@ -127,7 +142,9 @@ def _by_remaining(table: pd.DataFrame, out: Path, stem: str, ylabel: str, scale:
                   focus: bool = False) -> list[Path]:
     """Per (model, dataset) one figure, per lr one panel: each arm's ``mean`` (times
     ``scale``) against weights remaining with its interval band; dense as a horizontal band."""
-    written = []
+    written: list[Path] = []
+    if table.empty:
+        return written
     for (model, dataset), cell in table.groupby(["model", "dataset"], sort=True):
         lrs = sorted(cell["lr"].unique())
         fig, axes = _panels(len(lrs))
@@ -179,6 +196,7 @@ def training_curves(curves: pd.DataFrame, out: Path, stem: str = "curves") -> li
             for i, (level, g) in enumerate(at.groupby("level", sort=True)):
                 remaining = 100 * (1 - g["sparsity"].iloc[0])
                 ax.plot(g["epoch"], 100 * g["test_acc"], color=cmap(i / max(1, len(levels) - 1)),
+                        marker="o" if len(g) < 10 else None, ms=3,  # one epoch: a dot
                         label=f"level {level} ({remaining:.3g} %)")
             ax.set_xlabel("epoch")
             ax.set_ylabel("test accuracy (%)")

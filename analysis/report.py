@@ -109,7 +109,8 @@ def _correlation_section(correlation: pd.DataFrame) -> str:
     table.columns = [f"p={int(name.removeprefix('rp_dense_p')) / 100:g}" for name in table.columns]
     table = table.map(lambda value: "-" if math.isnan(value) else f"{value:.3f}")
     table["seeds"] = correlation["n_seeds"].to_numpy()
-    return f"{title}\n{table.to_string()}"
+    return (f"{title}\n{table.to_string()}\n(a partial check; Ma et al.'s five criteria: "
+            "`lottery report NAME --out DIR` or analysis.verdicts.ticket_verdicts)")
 
 
 def _ticket_section(tickets: pd.DataFrame) -> str:

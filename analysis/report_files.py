@@ -140,10 +140,12 @@ def _grid_sections(runs: pd.DataFrame, curves: pd.DataFrame, fig_dir: Path) -> l
                                            "share θ0), with P(a > b)."])
         d.tables.append(("differences", _fmt(diffs, ["mean", "low", "high"], points=True)))
         out.append(d)
-    verdicts = ticket_verdicts(runs)
+    verdicts = ticket_verdicts(runs, curves=curves if not curves.empty else None)
     if not verdicts.empty:
         v = Section("Ticket verdicts (Ma et al. 2021, §2.2: five criteria)",
-                    ["(1) non-trivial sparsity (>= 0.5) and converged dense runs; (2) sdt "
+                    ["(1) non-trivial sparsity (>= 0.5) and converged dense runs (final within "
+                     "the tolerance of the best epoch, no larger rise over the last quarter "
+                     "of epochs); (2) sdt "
                      "drops; (3) LT beats RR at any lr by > 0.5 pt; (4) LT >= dense at its lr; "
                      "(5) LT >= best dense. Jackpot: all five; secondary prize: (1)-(4)."])
         v.tables.append(("verdicts", verdicts))

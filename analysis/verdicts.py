@@ -4,32 +4,40 @@ Tickets", arXiv 2107.00166, §2.2; METHODS.md 2.3).
 Per (model, dataset, target sparsity) and mask kind (IMP: ``lth`` against ``random_reinit``;
 OMP: ``omp_lth`` against ``omp_random_reinit``), on mean test accuracy over seeds:
 
-1. non-trivial sparsity (>= ``min_sparsity``) and enough epochs (every dense run's final
-   accuracy within the tolerance of its best epoch: training had converged);
+1. non-trivial sparsity (>= ``min_sparsity``) and enough epochs: every dense run's final
+   accuracy is within the tolerance of its best epoch and, given the curves table, rose by
+   at most the tolerance over its last ``PLATEAU`` of epochs (a run still improving, or of
+   a single epoch, is not converged; without curves only the first half is checked);
 2. the small-dense network ``sdt`` shows a clear drop: at some lr, sdt < LT - gap;
 3. at some lr, LT beats the RR arm trained at *any* lr by more than the gap;
 4. at some lr, LT >= the dense net trained at the same lr - tolerance;
 5. at some lr, LT >= the best dense net (any lr) - tolerance.
 
 (1)-(5) all hold: ``jackpot``; (1)-(4) but not (5): ``secondary prize``; otherwise ``none``,
-with the reason of each failed criterion; a criterion whose arm has no rows makes the verdict
-``not decidable`` and names the missing arm. "Similar" is within 0.5 points of accuracy for
-CIFAR-10-sized problems, 1 point for CIFAR-100 and Tiny ImageNet, 1.5 for ImageNet; the clear
-gap of (3) is 0.5 points.
+with the reason of each failed criterion; a criterion whose arm has no rows (or only NaN
+accuracies) makes the verdict ``not decidable`` and names the missing arm. "Similar" is
+within 0.5 points of accuracy for CIFAR-10-sized problems, 1 point for CIFAR-100 and Tiny
+ImageNet, 1.5 for ImageNet; the clear gap of (3) is 0.5 points.
 """
 
 from __future__ import annotations
+
+import math
 
 import pandas as pd
 
 from analysis.stats import arm_labels
 from analysis.stats import plain
+from analysis.stats import require_columns
 
 # Ma et al. §2.2: the similarity tolerance per dataset (fraction of accuracy).
 TOLERANCES = {"cifar100": 0.01, "tiny-imagenet": 0.01, "imagenet": 0.015}
 DEFAULT_TOLERANCE = 0.005
 GAP = 0.005
 MIN_SPARSITY = 0.5
+# Criterion (1) with curves: the final fraction of a dense run's epochs that must not raise
+# its test accuracy by more than the tolerance (our reading of "sufficient epochs").
+PLATEAU = 0.25
 PAIRS = (("lth", "random_reinit", "IMP"), ("omp_lth", "omp_random_reinit", "OMP"))
 VERDICT_COLUMNS = ["model", "dataset", "target_sparsity", "mask", "verdict", "c1", "c2", "c3",
                    "c4", "c5", "reasons"]
@@ -41,29 +49,44 @@ def tolerance(dataset: str) -> float:
 
 
 def ticket_verdicts(runs: pd.DataFrame, min_sparsity: float = MIN_SPARSITY,
-                    gap: float = GAP) -> pd.DataFrame:
+                    gap: float = GAP, curves: pd.DataFrame | None = None) -> pd.DataFrame:
     """The five-criteria verdict of every (model, dataset, sparsity, mask kind) with an LT arm.
 
     Args:
         runs: A runs table (``analysis.load.load_runs``): columns model, dataset, method, lr,
             target_sparsity, seed, test_acc, best_test_acc (fractions).
-        min_sparsity: Criterion (1)'s non-trivial sparsity (fraction removed; our threshold,
-            the paper gives none).
-        gap: Criterion (3)'s clear gap (fraction).
+        min_sparsity: Criterion (1)'s non-trivial sparsity, a fraction removed in [0, 1) (our
+            threshold, the paper gives none).
+        gap: Criterion (3)'s clear gap, a fraction of accuracy >= 0 (0.005 = 0.5 points).
+        curves: The sweep's curves table (``analysis.load.load_curves``), for criterion (1)'s
+            plateau check of the dense runs; None checks only their final vs best epoch.
     Returns:
         ``VERDICT_COLUMNS``: ``c1``..``c5`` are True / False / None (not decidable);
         ``verdict`` is jackpot | secondary prize | none | not decidable; ``reasons`` explains
         each criterion that failed or could not be decided.
+    Raises:
+        ValueError: a required column is missing, or ``min_sparsity`` / ``gap`` is out of
+            range (e.g. a percent).
+    Source: Ma et al. 2021 (arXiv 2107.00166) §2.2.
     """
+    if not 0.0 <= min_sparsity < 1.0:
+        raise ValueError(f"min_sparsity is a fraction in [0, 1), got {min_sparsity}")
+    if not 0.0 <= gap < 1.0:
+        raise ValueError(f"gap is a fraction of accuracy in [0, 1), got {gap}")
+    require_columns(runs, ["model", "dataset", "method", "lr", "target_sparsity", "seed",
+                           "test_acc", "best_test_acc"], "ticket_verdicts")
     runs = plain(runs)
     runs = runs.assign(arm=arm_labels(runs), lr=runs["lr"].round(12),
                        target_sparsity=runs["target_sparsity"].round(12))
     out = []
     for (model, dataset), cell in runs.groupby(["model", "dataset"], sort=True, observed=True):
-        means = cell.groupby(["arm", "lr", "target_sparsity"], observed=True)["test_acc"].mean()
+        means = cell.groupby(["arm", "lr", "target_sparsity"], observed=True)[
+            "test_acc"].mean().dropna()  # an arm with only NaN accuracies has no rows
         dense = means.xs("dense", level="arm").droplevel("target_sparsity") \
             if "dense" in means.index.get_level_values("arm") else pd.Series(dtype=float)
-        converged = _converged(cell[cell["arm"] == "dense"], tolerance(dataset))
+        converged = _converged(cell[cell["arm"] == "dense"], _dense_curves(curves, model,
+                                                                           dataset),
+                               tolerance(dataset))
         for lt, rr, kind in PAIRS:
             if lt not in means.index.get_level_values("arm"):
                 continue
@@ -83,27 +106,56 @@ def _at(means: pd.Series, arm: str, s: float) -> pd.Series:
         return pd.Series(dtype=float)
 
 
-def _converged(dense: pd.DataFrame, tol: float) -> bool | None:
-    """Whether every dense run ended within ``tol`` of its best epoch (None: no dense rows)."""
-    if dense.empty:
+def _dense_curves(curves: pd.DataFrame | None, model: str, dataset: str) -> pd.DataFrame | None:
+    """The dense runs' per-epoch rows of one (model, dataset) of ``curves`` (None: none given)."""
+    if curves is None:
         return None
-    return bool(((dense["best_test_acc"] - dense["test_acc"]) <= tol + 1e-12).all())
+    require_columns(curves, ["model", "dataset", "method", "lr", "seed", "epoch", "test_acc"],
+                    "ticket_verdicts(curves=...)")
+    c = plain(curves)
+    return c[(c["method"] == "dense") & (c["model"] == model) & (c["dataset"] == dataset)]
 
 
-def _verdict(means: pd.Series, dense: pd.Series, converged: bool | None, lt: str, rr: str,
-             s: float, tol: float, min_sparsity: float, gap: float) -> dict[str, object]:
+def _converged(dense: pd.DataFrame, curves: pd.DataFrame | None,
+               tol: float) -> tuple[bool | None, str]:
+    """Criterion (1)'s epochs: (verdict, reason when not True). None: no dense rows (or,
+    with curves, no dense curve)."""
+    dense = dense[dense["test_acc"].notna() & dense["best_test_acc"].notna()]
+    if dense.empty:
+        return None, "(1) not decidable: no dense rows"
+    if not ((dense["best_test_acc"] - dense["test_acc"]) <= tol + 1e-12).all():
+        return False, "(1) a dense run ended more than the tolerance below its best epoch"
+    if curves is None:
+        return True, ""
+    if curves.empty:
+        return None, "(1) not decidable: no dense curves"
+    for (lr, seed), run in curves.groupby(["lr", "seed"], sort=True, observed=True):
+        acc = run.sort_values("epoch")["test_acc"].to_numpy()
+        if len(acc) < 2:
+            return None, f"(1) not decidable: the dense run (lr {lr:g}, seed {seed}) has 1 epoch"
+        tail = max(1, math.ceil(PLATEAU * len(acc)))
+        rise = float(acc[-1] - acc[-1 - tail])
+        if rise > tol + 1e-12:
+            return False, (f"(1) the dense run (lr {lr:g}, seed {seed}) still improved "
+                           f"{100 * rise:.2f} pt over its last {tail} of {len(acc)} epochs: "
+                           "train longer")
+    return True, ""
+
+
+def _verdict(means: pd.Series, dense: pd.Series, converged: tuple[bool | None, str], lt: str,
+             rr: str, s: float, tol: float, min_sparsity: float,
+             gap: float) -> dict[str, object]:
     ticket, random, small = _at(means, lt, s), _at(means, rr, s), _at(means, "sdt", s)
     c: dict[str, bool | None] = {}
     reasons = []
-    if converged is None:
-        c["c1"] = None
-        reasons.append("(1) not decidable: no dense rows")
+    enough, why = converged
+    if s < min_sparsity:
+        c["c1"] = False
+        reasons.append(f"(1) sparsity {s:g} < {min_sparsity:g}")
     else:
-        c["c1"] = bool(s >= min_sparsity and converged)
-        if s < min_sparsity:
-            reasons.append(f"(1) sparsity {s:g} < {min_sparsity:g}")
-        elif not converged:
-            reasons.append("(1) a dense run ended more than the tolerance below its best epoch")
+        c["c1"] = enough
+        if why:
+            reasons.append(why)
     if small.empty:
         c["c2"] = None
         reasons.append("(2) not decidable: no sdt rows")

@@ -53,3 +53,15 @@ def test_the_base_install_is_the_analysis_install() -> None:
     assert not base & {"torch", "torchvision", "ray", "optuna", "scikit-learn"}, base
     assert project["optional-dependencies"]["analysis"] == []
     assert {"pandas", "pyarrow", "numpy", "scipy", "matplotlib"} <= base
+
+
+def test_every_submodule_is_an_attribute_of_the_package() -> None:
+    """``analysis.tables`` etc. work after a bare ``import analysis`` (imported on first
+    access), and the list of them is the package's modules."""
+    from pathlib import Path
+
+    import analysis
+
+    modules = {p.stem for p in Path(analysis.__file__).parent.glob("*.py")} - {"__init__"}
+    assert set(analysis._SUBMODULES) == modules
+    assert callable(analysis.tables.accuracy) and callable(analysis.verdicts.ticket_verdicts)

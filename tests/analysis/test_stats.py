@@ -106,6 +106,14 @@ def test_summarize_std_of_one_replicate_is_nan() -> None:
     assert math.isnan(single["test_acc_std"])
 
 
+def test_summarize_counts_seeds_with_a_result() -> None:
+    runs = make_runs()
+    runs.loc[(runs["method"] == "dense") & (runs["lr"] == 0.01) & (runs["seed"] == 1),
+             "test_acc"] = float("nan")
+    row = summarize(runs).set_index(["method", "lr"]).loc[("dense", 0.01)]
+    assert row["n"] == 1 and row["test_acc_mean"] == pytest.approx(0.90)
+
+
 def test_summarize_is_sorted_by_grid_keys() -> None:
     summary = summarize(make_runs())
     keys = ["model", "dataset", "method", "lr", "target_sparsity"]

@@ -74,3 +74,43 @@ def test_omp_pairs_get_their_own_verdict_and_tolerances_follow_the_dataset() -> 
     v = ticket_verdicts(_runs(acc)).set_index("mask")
     assert v.loc["IMP", "verdict"] == "jackpot" and v.loc["OMP", "verdict"] == "none"
     assert tolerance("cifar100") == 0.01 and tolerance("fashion-mnist[0-4]") == 0.005
+
+
+def _curves(per_epoch: list[float]) -> pd.DataFrame:
+    """Dense curves of BASE's trunks (both lrs, three seeds), every run with ``per_epoch``."""
+    return pd.DataFrame([{"model": "m", "dataset": "cifar10", "method": "dense", "lr": lr,
+                          "seed": seed, "epoch": e + 1, "test_acc": acc}
+                         for lr in (0.01, 0.1) for seed in (0, 1, 2)
+                         for e, acc in enumerate(per_epoch)])
+
+
+def test_a_dense_run_still_improving_has_not_had_enough_epochs() -> None:
+    """Criterion (1) with the curves: a final rise larger than the tolerance fails it; a
+    plateau passes; a single epoch cannot tell (Ma et al. §2.2, "sufficient epochs")."""
+    plateau = ticket_verdicts(_runs(BASE), curves=_curves([0.5, 0.8, 0.9, 0.9])).iloc[0]
+    assert plateau.verdict == "jackpot" and _is(plateau.c1, True)
+    rising = ticket_verdicts(_runs(BASE), curves=_curves([0.5, 0.7, 0.8, 0.9])).iloc[0]
+    assert _is(rising.c1, False) and rising.verdict == "none"
+    assert "still improved 10.00 pt over its last 1 of 4 epochs: train longer" in rising.reasons
+    single = ticket_verdicts(_runs(BASE), curves=_curves([0.9])).iloc[0]
+    assert _is(single.c1, None) and single.verdict == "not decidable"
+    assert "has 1 epoch" in single.reasons
+
+
+def test_an_arm_of_nan_accuracies_is_not_decidable_not_a_failure() -> None:
+    runs = _runs(BASE)
+    runs.loc[runs["method"] == "random_reinit", "test_acc"] = float("nan")
+    v = _one(runs)
+    assert v.verdict == "not decidable" and _is(v.c3, None)
+    assert "no random_reinit rows" in v.reasons and "nan" not in v.reasons
+
+
+def test_percent_thresholds_and_missing_columns_are_refused() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="min_sparsity is a fraction"):
+        ticket_verdicts(_runs(BASE), min_sparsity=59)
+    with pytest.raises(ValueError, match="gap is a fraction"):
+        ticket_verdicts(_runs(BASE), gap=-1)
+    with pytest.raises(ValueError, match=r"lacks columns \['best_test_acc'\]"):
+        ticket_verdicts(_runs(BASE).drop(columns="best_test_acc"))
