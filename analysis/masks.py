@@ -39,13 +39,15 @@ def unpack(bits: bytes, n_weights: int) -> np.ndarray:
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
-    """|a ∩ b| / |a ∪ b| of two bool masks of one shape (1.0 when both keep nothing)."""
+    """|a ∩ b| / |a ∪ b| of two bool masks of one shape, e.g. (n_weights,) (1.0 when both
+    keep nothing). Source: Jaccard 1912."""
     union = int(np.logical_or(a, b).sum())
     return 1.0 if union == 0 else int(np.logical_and(a, b).sum()) / union
 
 
 def random_jaccard(da: float, db: float) -> float:
-    """The expected Jaccard index of two independent uniform masks of densities da and db."""
+    """The expected Jaccard index of two independent uniform masks of densities da and db
+    (fractions kept): d_a d_b / (d_a + d_b - d_a d_b), the null value of ``overlap``."""
     union = da + db - da * db
     return 1.0 if union == 0 else da * db / union
 

@@ -63,7 +63,17 @@ def history(runs: pd.DataFrame, metric: str = "val_acc") -> pd.DataFrame:
 
 def best(runs: pd.DataFrame, metric: str = "val_acc") -> pd.DataFrame:
     """The best trial of every cell by ``metric`` (ties: the earlier trial), with the number
-    of trials the cell ran; columns as ``history`` plus ``trials``."""
+    of trials the cell ran.
+
+    Args:
+        runs: A runs table (``analysis.load.load_runs``).
+        metric: As ``history``.
+    Returns:
+        Columns as ``history`` (without ``best_so_far``) plus ``trials``; empty without
+        search rows.
+    Raises:
+        ValueError: ``metric`` is neither ``val_acc`` nor ``val_loss``.
+    """
     h = history(runs, metric)
     if h.empty:
         return h.assign(trials=pd.Series(dtype="int64"))
@@ -116,7 +126,11 @@ def plot_history(runs: pd.DataFrame, path: str | Path, metric: str = "val_acc") 
 
 def format_search(runs: pd.DataFrame, metric: str = "val_acc") -> str:
     """The text section of ``lottery report`` for searches: best configuration per cell and
-    the best-so-far curve per cell ("" without search rows)."""
+    the best-so-far curve per cell ("" without search rows).
+
+    Raises:
+        ValueError: ``metric`` is neither ``val_acc`` nor ``val_loss``.
+    """
     b = best(runs, metric)
     if b.empty:
         return ""
