@@ -70,12 +70,18 @@ class Counts:
             return left * (self.busy_s / self.epochs_done) / self.slots
         return left * (time.monotonic() - self.started) / self.epochs_done
 
-    def line(self, phase: str) -> str:
+    def line(self, phase: str, width: int | None = None) -> str:
+        """The progress line; wider than ``width`` (a terminal's columns), a shorter one
+        without the phase and the epochs, so that it never wraps."""
         eta = self.eta_s()
         eta_text = "?" if eta is None else time.strftime("%H:%M:%S", time.gmtime(eta))
-        return (f"[{phase}] trials: {self.done} done, {len(self.running)} running, "
+        full = (f"[{phase}] trials: {self.done} done, {len(self.running)} running, "
                 f"{self.pending} pending, {self.failed} failed of {self.total_trials} | "
                 f"epochs {self.epochs_done}/{self.total_epochs} | ETA {eta_text}")
+        if width is None or len(full) <= width:
+            return full
+        return (f"{self.done}/{self.total_trials} done, {len(self.running)} running, "
+                f"{self.pending} pending, {self.failed} failed | ETA {eta_text}")[:width]
 
 
 class ProgressCallback(tune.Callback):
@@ -96,7 +102,8 @@ class ProgressCallback(tune.Callback):
     def _draw(self, event: bool) -> None:
         """Redraw the live line; without one, owe a printed line for an event."""
         if self.live is not None:
-            self.live.update(Text(self.counts.line(self.phase)))
+            width = self.live.console.width
+            self.live.update(Text(self.counts.line(self.phase, width), no_wrap=True))
         elif event:
             self._owed = time.monotonic()
 

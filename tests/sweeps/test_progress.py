@@ -40,6 +40,16 @@ def test_counts_follow_trial_events():
     assert "epochs 14/30" in line and "ETA" in line
 
 
+def test_on_a_narrow_terminal_the_line_is_shortened_not_wrapped():
+    counts = Counts(total_trials=682, total_epochs=19200)
+    counts.done, counts.failed = 480, 0
+    full = counts.line("sweep")
+    assert len(full) > 80 and counts.line("sweep", 200) == full
+    short = counts.line("sweep", 80)
+    assert len(short) <= 80 and short.startswith("480/682 done, 0 running") and "ETA" in short
+    assert len(counts.line("sweep", 20)) == 20
+
+
 def test_eta_is_unknown_before_the_first_epoch_and_zero_when_all_are_done():
     counts = Counts(total_trials=1, total_epochs=5)
     assert counts.eta_s() is None
