@@ -140,6 +140,10 @@ def _walk(ctx: TrunkContext, job: ChainJob, sink: Sink, walk: Walk,
     mask = masks.full_mask(ctx.init, ctx.names)
     labels, prev = None, dense
     start = ctx.init if walk.start is None else walk.start
+    if dense is not None:  # the shared dense run is this walk's level 0: a target below the
+        _store_masks(ctx, walk, 0, mask, dense)  # first level prunes θT once, as on θ0's walk
+        if on_level is not None:
+            on_level(REWIND if walk.root else THETA0, 0)
     for level in range(0 if dense is None else 1, walk.levels + 1):
         if level > 0:
             mask = masks.magnitude_prune(ctx.prunable(prev.state), mask,

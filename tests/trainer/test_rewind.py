@@ -195,3 +195,32 @@ def test_a_lost_rewind_row_or_level_is_pending_and_repaired_without_training(
     again = load.load_runs(store.path).drop(columns=["wall_time_s"])
     before = load.load_runs(sweep.store.path).drop(columns=["wall_time_s"])
     assert again.equals(before)
+
+
+def test_a_sparsity_below_the_first_level_rewinds_from_the_dense_runs_mask(
+        tmp_path: Path) -> None:
+    """0.1 < the first level's 0.2: the mask prunes θT once on both walks. The rewind walk
+    (which shares the dense run and starts at level 1) stores it and reports its level 0, the
+    level a released ``lth_rewind`` branch waits for (``sweeps.release.need``)."""
+    from sweeps import spec as spec_module
+    from sweeps.plan import make_plan
+    from sweeps.release import need
+    from sweeps.store import Store
+    from sweeps.trial_run import run_job
+
+    torch.set_num_threads(1)
+    plan = make_plan(spec_module.parse({**SPEC, "name": "rw0", "sparsities": [0.1]}))
+    store = Store(str(tmp_path)).child("rw0")
+    heard: list[tuple[str, int]] = []
+    (chain,) = plan.chains
+    run_job(chain, store, CPU, on_level=lambda walk, level: heard.append((walk, level)))
+    for b in plan.branches:
+        n = need(plan, b)
+        assert (n.walk, n.level) in heard, (b.point.method, n)
+        run_job(b, store, CPU)
+    sweep = Sweep(plan, store)
+    rewound = checkpoint.load(sweep.trunk_blobs, f"{sweep.root}/{mask_blob(0.1)}")["mask"]
+    plain = checkpoint.load(sweep.trunk_blobs, mask_blob(0.1))["mask"]
+    assert _equal(rewound, plain)
+    runs = load.load_runs(store.path, method="lth_rewind")
+    assert len(runs) == 1 and int(runs.level.iloc[0]) == 1
