@@ -180,8 +180,9 @@ def _store_masks(ctx: TrunkContext, walk: Walk, level: int, mask: State,
     prune = ctx.trunk.prune
     for target in walk.targets:
         if target.producer == "one_shot" and level == 0:
-            m = masks.magnitude_prune(ctx.prunable(result.state), mask, target.sparsity,
-                                      prune.scope, ctx.exclude)
+            m = masks.magnitude_prune(ctx.prunable(result.state), mask,
+                                      ctx.one_shot_target(target.sparsity), prune.scope,
+                                      ctx.exclude)
             checkpoint.save(ctx.blobs, target.mask_blob, {"mask": m})
         elif target.producer in ("imp", "rewind") and \
                 levels.level_for(target.sparsity, ctx.schedule) == level:

@@ -79,6 +79,22 @@ class TrunkContext:
         fraction = 0.0 if target is None else self.schedule.last_round(target, level)
         return {n: levels.layer_sparsity(r, level, fraction) for n, r in self.rates.items()}
 
+    def one_shot_target(self, target: float) -> float | dict[str, float]:
+        """What a one-shot mask (θT pruned straight to ``target``, OMP) prunes to: ``target``
+        itself, or with ``pruning.rates`` the per-layer sparsities of the IMP mask at
+        ``target`` (``prune_target`` of its level), so that one-shot and IMP masks of one
+        sparsity prune every layer alike and differ only in how they got there.
+
+        Source: Ma et al. 2021 §2.1 (OMP prunes straight to the IMP mask's sparsity);
+        Frankle & Carbin 2019, App. B (per-layer rates).
+        """
+        if not self.trunk.prune.rates:
+            return target
+        level = levels.level_for(target, self.schedule)
+        if levels.mask_level(target, self.schedule) == level:  # on the level
+            return self.prune_target(level)
+        return self.prune_target(level, target)
+
     def build(self, generator: torch.Generator, arch: Arch | None = None) -> nn.Module:
         """A fresh CPU network of the trunk's architecture for ``data`` (its class count),
         with architecture options ``arch`` (default: the plain ones), initialized from

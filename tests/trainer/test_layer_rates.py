@@ -174,3 +174,21 @@ def test_off_level_targets_hit_the_pooled_sparsity(walked) -> None:
         assert int(mask[OUT].sum()) == round(0.9 ** level * (1 - 0.1 * f) * n)
         assert math.isclose(masks.sparsity({k: mask[k] for k in FC}),
                             levels.layer_sparsity(0.2, level, f), abs_tol=1e-4)
+
+
+def test_one_shot_masks_prune_each_layer_as_the_imp_mask_does(tmp_path) -> None:
+    """OMP (θT straight to the target) and IMP masks of one sparsity keep the same number of
+    weights in every layer under per-layer rates; only which weights differs."""
+    torch.set_num_threads(1)
+    spec = _spec()
+    spec["methods"] = ["dense", "lth", "omp_lth"]
+    plan = make_plan(sweep_spec.parse(spec))
+    store = Store(str(tmp_path)).child("rates")
+    run_job(plan.chains[0], store, torch.device("cpu"))
+    blobs = store.child("artifacts", plan.chains[0].trunk.artifact_dir)
+    for target in (0.5, 0.8):
+        imp = checkpoint.load(blobs, mask_blob(target))["mask"]
+        one_shot = checkpoint.load(blobs, mask_blob(target, "one_shot"))["mask"]
+        assert {k: int(v.sum()) for k, v in one_shot.items()} == \
+            {k: int(v.sum()) for k, v in imp.items()}
+        assert not all(torch.equal(one_shot[k], imp[k]) for k in imp)
