@@ -75,7 +75,7 @@ _RUNS_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("rp_reinit_vs_pf_p20", _F64, "P&F rows: R_0.2(θ0'⊙m, (θT⊙m)_T), the random-reinit "
                                   "counterpart (Liu 2021 Fig. 5d)."),
     ("rp_pf_vs_init_p20", _F64, "P&F rows: R_0.2((θT⊙m)_T, θ0) over whole layers (Liu 2021 "
-                                "App. F); null if density <= 0.2."),
+                                "App. F); null if a layer's density <= 0.2."),
     ("rp_pf_vs_dense_p20", _F64, "P&F rows: R_0.2((θT⊙m)_T, θT) over whole layers (Liu 2021 "
                                  "App. F Table 1)."),
     _RECIPE,

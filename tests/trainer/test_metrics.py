@@ -188,3 +188,26 @@ def test_overlaps_of_several_p_match_a_brute_force_count_per_p() -> None:
         assert found.per_layer(p) == metrics.layer_weight_correlation(a, b, p, mask)
     assert "tiny" not in found.counts[0.1]  # round(0.1 * 3) == 0: skipped at that p only
     assert "tiny" in found.counts[0.5]
+
+
+def test_the_pf_whole_layer_pairs_need_every_layer_denser_than_p() -> None:
+    """Liu et al. App. F compares whole layers only for p below the density: a layer at
+    density 0.15 (pooled 0.9 with a dense one beside it) leaves those two pairs null."""
+    from types import SimpleNamespace
+
+    from trainer.rows import mechanism_pairs
+
+    gen = torch.Generator().manual_seed(0)
+    shapes = {"a.weight": (20, 10), "b.weight": (100, 10)}
+    state = {k: torch.randn(s, generator=gen) for k, s in shapes.items()}
+    ctx = SimpleNamespace(prunable=lambda s: {k: s[k] for k in shapes})
+    sparse_a = torch.zeros(200, dtype=torch.bool)
+    sparse_a[:30] = True  # density 0.15
+    mask = {"a.weight": sparse_a.reshape(20, 10),
+            "b.weight": torch.ones(100, 10, dtype=torch.bool)}
+    pairs = mechanism_pairs(ctx, mask, state, state, state, state)
+    assert pairs["rp_pf_vs_init_p20"] is None and pairs["rp_pf_vs_dense_p20"] is None
+    assert pairs["rp_init_vs_pf_p20"] == 1.0  # the survivors' pairs are still there
+    dense_enough = {**mask, "a.weight": torch.ones(20, 10, dtype=torch.bool)}
+    assert mechanism_pairs(ctx, dense_enough, state, state, state, state)[
+        "rp_pf_vs_init_p20"] == 1.0
