@@ -68,7 +68,8 @@ _RUNS_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
                       "data.validation."),
     ("val_loss", _F64, "Validation cross-entropy after the final epoch, nats; null without."),
     ("best_val_epoch", _I64, "1-based epoch of minimum validation loss (F&C's early stop)."),
-    ("best_val_iteration", _I64, "best_val_epoch in iterations (steps from the stage start)."),
+    ("best_val_iteration", _I64, "best_val_epoch in iterations: the schedule's step at that "
+                                 "epoch's end (for lth_rewind incl. the k rewound steps)."),
     ("test_acc_at_best_val", _F64, "Test accuracy at best_val_epoch, fraction (F&C App. C)."),
     ("rp_init_vs_pf_p20", _F64, "P&F rows: R_0.2(θ0⊙m, (θT⊙m)_T) over survivors, Liu 2021 "
                                 "Fig. 5c; null for other methods."),

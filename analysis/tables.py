@@ -169,7 +169,7 @@ def early_stopping(runs: pd.DataFrame) -> pd.DataFrame:
 
     Returns:
         Columns model, dataset, lr, arm, target_sparsity, ``mean``, ``low``, ``high``, ``n``,
-        ``ci_method`` of ``best_val_iteration`` (steps from the final stage's start).
+        ``ci_method`` of ``best_val_iteration`` (the schedule's step at the best epoch's end).
     Raises:
         ValueError: ``runs`` lacks a key column or best_val_iteration.
     Source: Frankle & Carbin 2019 §2 (early-stopping iteration: minimum validation loss).

@@ -166,12 +166,21 @@ def mechanism_pairs(ctx: TrunkContext, mask: State, trained: State, init: State,
 
 
 def _validation(ctx: TrunkContext, res: StageResult) -> dict[str, Any]:
-    """The ``val_*`` columns of a runs row (nulls without a validation split)."""
+    """The ``val_*`` columns of a runs row (nulls without a validation split).
+
+    ``best_val_iteration`` is the step of the schedule at the end of that epoch (an
+    ``iterations`` budget caps the last one); epochs count from the schedule's start, so for
+    a run resumed at step k (``lth_rewind``) it includes those k steps.
+    """
     best = res.best_val
-    per_epoch = steps_per_epoch(len(ctx.data.train_y), ctx.trunk.train.batch_size)
+    train = ctx.trunk.train
+    per_epoch = steps_per_epoch(len(ctx.data.train_y), train.batch_size)
+    step = None if best is None else best.epoch * per_epoch
+    if step is not None and train.iterations:
+        step = min(step, train.iterations)
     return {"val_acc": res.final.val_acc, "val_loss": res.final.val_loss,
             "best_val_epoch": None if best is None else best.epoch,
-            "best_val_iteration": None if best is None else best.epoch * per_epoch,
+            "best_val_iteration": step,
             "test_acc_at_best_val": None if best is None else best.test_acc}
 
 
