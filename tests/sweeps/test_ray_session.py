@@ -50,6 +50,21 @@ def test_workers_preload_tune_the_trainable_and_each_loader_once():
     assert all(importlib.util.find_spec(m) is not None for m in worker_preload(spec))
 
 
+def test_the_readme_ray_start_line_preloads_what_every_spec_preloads():
+    """The README's `ray start --system-config` for repeated runs on a running Ray lists the
+    modules every spec's workers preload (the loaders differ by spec and are left out)."""
+    import json
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    found = re.search(r"--system-config='(\{.*?\})'", readme)
+    assert found, "README has no `ray start --system-config='...'` line"
+    listed = json.loads(found.group(1))["preload_python_modules"]
+    spec = _spec()
+    assert tuple(listed) == tuple(m for m in worker_preload(spec)
+                                  if m != datasets.loader_module(spec.datasets[0]))
+
+
 def test_the_first_optimizer_imports_only_what_the_workers_preload(tmp_path):
     """Making a torch optimizer in a fresh process imports ``OPTIMIZER_IMPORTS``; once the
     preload list is imported, it imports nothing more of torch."""
