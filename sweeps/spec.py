@@ -14,6 +14,7 @@ import difflib
 import json
 import math
 import typing
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 from typing import Any
@@ -37,6 +38,7 @@ from sweeps.spec_groups import SearchSpec
 from sweeps.spec_groups import TrainingSpec
 from sweeps.spec_groups import TransferSpec
 from sweeps.spec_groups import data_hparams
+from sweeps.spec_groups import raise_all
 from sweeps.spec_yaml import read_yaml
 from sweeps.store import check_location
 from trainer import data as datasets
@@ -138,73 +140,69 @@ class SweepSpec(Group):
         return value
 
     @model_validator(mode="after")
-    def _sparsities_needed(self) -> SweepSpec:
-        if set(self.methods) - {"dense"} and not self.sparsities:
-            raise ValueError("sparsities: must not be empty (the grid would have no points)")
+    def _consistent(self) -> SweepSpec:
+        """The checks across fields, every problem at once (one ``field: reason`` a line)."""
+        raise_all(list(self._sparsity_problems()), list(self._transfer_problems()),
+                  list(self._search_problems()), list(self._recipe_problems()))
         return self
 
-    @model_validator(mode="after")
-    def _transfer(self) -> SweepSpec:
+    def _sparsity_problems(self) -> Iterator[str]:
+        if set(self.methods) - {"dense"} and not self.sparsities:
+            yield "sparsities: must not be empty (the grid would have no points)"
+
+    def _transfer_problems(self) -> Iterator[str]:
         arms = "transfer" in self.methods
         if arms and not self.transfer.targets:
-            raise ValueError("transfer.targets: method transfer needs at least one target "
-                             "dataset")
+            yield "transfer.targets: method transfer needs at least one target dataset"
         if self.transfer.targets and not arms:
-            raise ValueError("transfer.targets: given, but `transfer` is not in methods")
+            yield "transfer.targets: given, but `transfer` is not in methods"
         if arms and (not self.transfer.inits or not self.transfer.regimes):
-            raise ValueError("transfer: inits and regimes must not be empty")
+            yield "transfer: inits and regimes must not be empty"
         labels = {data_hparams(d).label for d in self.datasets}
         for j, target in enumerate(self.transfer.targets if arms else ()):
             if not labels - {data_hparams(target).label}:
-                raise ValueError(f"transfer.targets[{j}]: {target} is the grid's only dataset; "
-                                 "a target is trained from every other `dataset` entry")
+                yield (f"transfer.targets[{j}]: {target} is the grid's only dataset; "
+                       "a target is trained from every other `dataset` entry")
         distilled = [n for n, r in self.recipes.items() if r.distill is not None]
         if arms and distilled:
-            raise ValueError(f"recipes.{distilled[0]}.distill: the teacher θT predicts the "
-                             "source's classes, so transfer arms cannot distill from it")
+            yield (f"recipes.{distilled[0]}.distill: the teacher θT predicts the source's "
+                   "classes, so transfer arms cannot distill from it")
         if self.pruning.rewind.epochs is not None and "lth_rewind" in self.methods and \
                 not self.training.iterations and \
                 self.pruning.rewind.epochs >= self.training.epochs:
-            raise ValueError(f"pruning.rewind.epochs: must be below training.epochs "
-                             f"({self.training.epochs}), got {self.pruning.rewind.epochs}")
-        return self
+            yield (f"pruning.rewind.epochs: must be below training.epochs "
+                   f"({self.training.epochs}), got {self.pruning.rewind.epochs}")
 
-    @model_validator(mode="after")
-    def _search(self) -> SweepSpec:
+    def _search_problems(self) -> Iterator[str]:
         if self.search is None:
-            return self
+            return
         if "lrs" in self.model_fields_set:
-            raise ValueError("search: picks the lr; give `lrs` (a grid) or `search`, not both")
+            yield "search: picks the lr; give `lrs` (a grid) or `search`, not both"
         if self.data.validation <= 0:
-            raise ValueError(f"search.metric: {self.search.metric} is measured on the validation "
-                             "split, never the test set; set data.validation > 0")
+            yield (f"search.metric: {self.search.metric} is measured on the validation "
+                   "split, never the test set; set data.validation > 0")
         if self.search.epochs is not None and self.training.iterations:
-            raise ValueError("search.epochs: training is given in iterations")
+            yield "search.epochs: training is given in iterations"
         several = [m for m in self.methods if len(self.method_variants(m)) > 1]
         if len(self.recipes) > 1 or several:
             what = f"method {several[0]}" if several else "the recipes axis"
-            raise ValueError(f"search: {what} gives several points per cell; a search cell "
-                             "is one (model, dataset, method, sparsity, seed) point")
-        return self
+            yield (f"search: {what} gives several points per cell; a search cell is one "
+                   "(model, dataset, method, sparsity, seed) point")
 
-    @model_validator(mode="after")
-    def _recipes(self) -> SweepSpec:
+    def _recipe_problems(self) -> Iterator[str]:
         if not self.recipes:
-            raise ValueError("recipes: must not be empty; the plain recipe is `base: {}`")
+            yield "recipes: must not be empty; the plain recipe is `base: {}`"
         seen: dict[RecipeHparams, str] = {}
         for name, recipe in self.recipes.items():
             hp = recipe.hparams()
             if name == BASE_RECIPE and hp != RecipeHparams():
-                raise ValueError(f"recipes.{name}: `{BASE_RECIPE}` is the plain recipe of the "
-                                 "dense run and the IMP levels and must be {}; give these "
-                                 "settings another name")
-            if name != BASE_RECIPE and hp == RecipeHparams():
-                raise ValueError(f"recipes.{name}: changes nothing; the plain recipe is "
-                                 f"`{BASE_RECIPE}: {{}}`")
-            if hp in seen:
-                raise ValueError(f"recipes.{name}: same settings as recipes.{seen[hp]}")
-            seen[hp] = name
-        return self
+                yield (f"recipes.{name}: `{BASE_RECIPE}` is the plain recipe of the dense run "
+                       "and the IMP levels and must be {}; give these settings another name")
+            elif name != BASE_RECIPE and hp == RecipeHparams():
+                yield f"recipes.{name}: changes nothing; the plain recipe is `{BASE_RECIPE}: {{}}`"
+            elif hp in seen:
+                yield f"recipes.{name}: same settings as recipes.{seen[hp]}"
+            seen.setdefault(hp, name)
 
     @property
     def datasets(self) -> list[str]:
@@ -286,8 +284,11 @@ def _close_key(loc: tuple) -> str:
 
 
 def _pydantic_problems(err: pydantic.ValidationError) -> list[tuple[str, str]]:
-    """Turn pydantic errors into (field path, reason) pairs, e.g. ``lrs[1]``, ``training.x``."""
-    out: dict[str, str] = {}
+    """Turn pydantic errors into (field path, reason) pairs, e.g. ``lrs[1]``, ``training.x``.
+
+    Our validators' lines are all kept (one field may have several problems); of pydantic's
+    own errors, the first per field (a ``str | list[str]`` field fails once per branch)."""
+    out: dict[str, list[str]] = {}
     for e in err.errors():
         path = ""
         for part in e["loc"]:
@@ -296,14 +297,16 @@ def _pydantic_problems(err: pydantic.ValidationError) -> list[tuple[str, str]]:
             path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else part)
         if e["type"] == "value_error":  # ours: one problem a line
             for line in e["msg"].removeprefix("Value error, ").split("\n"):
-                out.setdefault(*_named(path, line))
+                field, reason = _named(path, line)
+                if reason not in out.setdefault(field, []):
+                    out[field].append(reason)
             continue
         reason = "unknown key" + _close_key(e["loc"]) if e["type"] == "extra_forbidden" \
             else e["msg"]
         if e["type"] != "extra_forbidden" and not isinstance(e.get("input"), dict):
             reason += f" (got {e.get('input')!r})"
-        out.setdefault(path or "(top level)", reason)
-    return list(out.items())
+        out.setdefault(path or "(top level)", [reason])
+    return [(field, reason) for field, reasons in out.items() for reason in reasons]
 
 
 def _named(path: str, reason: str) -> tuple[str, str]:

@@ -24,6 +24,18 @@ BASE_RECIPE = "base"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
+def raise_all(*problems: list[str]) -> None:
+    """Raise every problem a cross-field check found at once, one ``field: reason`` a line
+    (``sweeps.spec._pydantic_problems`` splits them again).
+
+    Raises:
+        ValueError: when any list is non-empty.
+    """
+    lines = [line for group in problems for line in group]
+    if lines:
+        raise ValueError("\n".join(lines))
+
+
 class Group(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
@@ -44,10 +56,10 @@ class TrainingSpec(Group):
 
     @model_validator(mode="after")
     def _one_length(self) -> TrainingSpec:
-        if self.iterations and "epochs" in self.model_fields_set:
-            raise ValueError(".iterations: give the length as epochs or as iterations, not both")
-        if self.milestones and self.schedule != "step":
-            raise ValueError(".milestones: only used with schedule: step")
+        raise_all([".iterations: give the length as epochs or as iterations, not both"]
+                  if self.iterations and "epochs" in self.model_fields_set else [],
+                  [".milestones: only used with schedule: step"]
+                  if self.milestones and self.schedule != "step" else [])
         return self
 
 
@@ -76,12 +88,11 @@ class PruningSpec(Group):
 
     @model_validator(mode="after")
     def _rates(self) -> PruningSpec:
-        if self.rates and self.scope != "layerwise":
-            raise ValueError(".rates: per-layer rates need scope: layerwise (Frankle & Carbin's "
-                             "Conv-2/4/6 rule)")
-        if "output" in self.rates and "output" in self.keep_dense:
-            raise ValueError(".rates.output: the output layer is in keep_dense; remove 'output' "
-                             "from pruning.keep_dense to prune it at this rate")
+        raise_all([".rates: per-layer rates need scope: layerwise (Frankle & Carbin's "
+                   "Conv-2/4/6 rule)"] if self.rates and self.scope != "layerwise" else [],
+                  [".rates.output: the output layer is in keep_dense; remove 'output' from "
+                   "pruning.keep_dense to prune it at this rate"]
+                  if "output" in self.rates and "output" in self.keep_dense else [])
         return self
 
 
@@ -230,15 +241,13 @@ class SearchSpec(Group):
 
     @model_validator(mode="after")
     def _bounds(self) -> SearchSpec:
-        for name in SEARCH_INTS:
-            r = getattr(self, name)
-            if r is not None and (r.low != int(r.low) or r.high != int(r.high) or r.low < 1):
-                raise ValueError(f".{name}: an integer field needs integer bounds >= 1, got "
-                                 f"{r.low} and {r.high}")
-        for name, top in (("momentum", 1.0), ("gamma", 1.0)):
-            r = getattr(self, name)
-            if r is not None and (r.low < 0 or r.high > top):
-                raise ValueError(f".{name}: must stay within [0, {top}], got {r.low} to {r.high}")
+        ints = {n: r for n in SEARCH_INTS if (r := getattr(self, n)) is not None}
+        fractions = {n: r for n in ("momentum", "gamma") if (r := getattr(self, n)) is not None}
+        raise_all([f".{n}: an integer field needs integer bounds >= 1, got {r.low} and {r.high}"
+                   for n, r in ints.items()
+                   if r.low != int(r.low) or r.high != int(r.high) or r.low < 1],
+                  [f".{n}: must stay within [0, 1.0], got {r.low} to {r.high}"
+                   for n, r in fractions.items() if r.low < 0 or r.high > 1])
         return self
 
     @property

@@ -299,3 +299,33 @@ def test_missing_file_is_a_spec_error(tmp_path: Path) -> None:
         load(path)
     assert info.value.problems == [("(file)", "cannot read: No such file or directory")]
     assert str(path) in str(info.value)
+
+
+
+def test_every_cross_field_problem_is_reported_at_once() -> None:
+    """The checks across fields name every problem, not only the first one found: within a
+    group (``training``, ``pruning``, ``search``) and, once the groups are valid, across them."""
+    groups = {"name": "x", "methods": ["lth"], "lrs": [0.1], "sparsities": [0.5],
+              "training": {"epochs": 5, "iterations": 100, "schedule": "cosine",
+                           "milestones": [2]},
+              "pruning": {"scope": "global", "rates": {"output": 0.1}},
+              "search": {"kind": "optuna", "trials": 2, "lr": {"low": 0.01, "high": 0.1},
+                         "momentum": {"low": 0.5, "high": 1.5},
+                         "batch_size": {"low": 0.5, "high": 64}}}
+    assert {f for f, _ in _problems(groups)} == {
+        "training.iterations", "training.milestones", "pruning.rates", "pruning.rates.output",
+        "search.momentum", "search.batch_size"}
+    across = {"name": "x", "methods": ["lth", "transfer"], "lrs": [0.1], "sparsities": [0.5],
+              "recipes": {"base": {"warmup_epochs": 1.0}, "a": {}, "b": {"warmup_epochs": 2.0},
+                          "c": {"warmup_epochs": 2.0}}}
+    assert {f for f, _ in _problems(across)} == {"transfer.targets", "recipes.base",
+                                                  "recipes.a", "recipes.c"}
+
+
+def test_one_field_keeps_each_of_its_problems() -> None:
+    raw = {"name": "x", "methods": ["lth"], "lrs": [0.1], "sparsities": [0.5],
+           "data": {"validation": 0}, "recipes": {"base": {}, "warm": {"warmup_epochs": 1.0}},
+           "search": {"kind": "optuna", "trials": 2, "lr": {"low": 0.01, "high": 0.1}}}
+    problems = _problems(raw)
+    assert [f for f, _ in problems] == ["search", "search", "search.metric"], problems
+    assert "not both" in problems[0][1] and "recipes axis" in problems[1][1]
