@@ -66,13 +66,17 @@ def format_report(runs: pd.DataFrame, search_metric: str = "val_acc") -> str:
 
 
 def _header(runs: pd.DataFrame, summary: pd.DataFrame) -> str:
-    """One line: sweeps, models, datasets, row count and replicates per grid point."""
+    """One line: sweeps, models, datasets, row count, conditions and seeds per condition.
+
+    A condition is a grid point but its seed (the summary's rows); ``lottery plan`` and
+    ``lottery status`` count grid points with their seeds, one row each."""
     n_min, n_max = int(summary["n"].min()), int(summary["n"].max())
     replicates = str(n_min) if n_min == n_max else f"{n_min}-{n_max}"
     return (
         f"sweep: {_names(runs['sweep'])} | models: {_names(runs['model'])} | "
-        f"datasets: {_names(runs['dataset'])} | {len(runs)} rows, {len(summary)} grid points, "
-        f"{replicates} replicate{'' if n_max == 1 else 's'} per grid point"
+        f"datasets: {_names(runs['dataset'])} | {len(runs)} rows: {len(summary)} "
+        f"condition{'' if len(summary) == 1 else 's'} (grid points but the seed), "
+        f"{replicates} seed{'' if n_max == 1 else 's'} each"
     )
 
 

@@ -74,8 +74,8 @@ def runs(tmp_path: Path) -> pd.DataFrame:
 def test_header_names_sweep_model_dataset_and_counts(runs: pd.DataFrame) -> None:
     header = format_report(runs).splitlines()[0]
     assert header == (
-        "sweep: demo | models: resnet20 | datasets: cifar10 | 18 rows, 9 grid points, "
-        "2 replicates per grid point"
+        "sweep: demo | models: resnet20 | datasets: cifar10 | 18 rows: 9 conditions (grid "
+        "points but the seed), 2 seeds each"
     )
 
 
