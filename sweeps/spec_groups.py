@@ -124,9 +124,20 @@ class TransferSpec(Group):
         return value
 
 
+class RSTIterSpec(Group):
+    """``rst.iterative:`` what ``rst_iter`` uses instead of the ``rst:`` group's values (None:
+    the group's). DLTH's README runs RST_Iter with ``--update_reg_interval 1
+    --stabilize_reg_interval 10000`` (20,000 iterations per cycle), one-shot RST with the
+    code's defaults (about 90,000); METHODS.md 2.4 item 5."""
+
+    reg_interval: Annotated[int, Field(gt=0)] | None = None
+    stabilize_iterations: Annotated[int, Field(ge=0)] | None = None
+
+
 class RSTSpec(Group):
     """``rst:`` the transformation of ``rst``/``rst_iter`` (``trainer.methods.rst``; METHODS.md
-    2.4). Defaults are DLTH's code's: about 90,000 iterations at batch 64 per cycle."""
+    2.4). Defaults are DLTH's code's: about 90,000 iterations at batch 64 per cycle;
+    ``iterative`` overrides some of them for ``rst_iter`` only."""
 
     lr: Annotated[float, Field(gt=0)] = 0.001
     batch_size: Annotated[int, Field(gt=0)] = 64
@@ -139,6 +150,7 @@ class RSTSpec(Group):
     schedule: Literal["x", "x^2", "x^3"] = "x"
     cycles: Annotated[int, Field(gt=0)] = 5
     budget: Literal["paper", "match_lth"] = "paper"
+    iterative: RSTIterSpec = RSTIterSpec()
 
 
 class DistillSpec(Group):

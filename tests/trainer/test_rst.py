@@ -194,3 +194,22 @@ def test_rst_settings_enter_only_the_rst_keys() -> None:
     # rst is the one-cycle case: the cycles setting does not touch its key
     cycles = make_plan(spec_module.parse({**SPEC, "rst": {**SMALL, "cycles": 7}}))
     assert {p.method: p.config_hash for p in cycles.points}["rst"] == keys["rst"]
+
+
+def test_rst_iterative_overrides_only_rst_iter_and_an_unset_one_changes_no_key() -> None:
+    """``rst.iterative`` (DLTH's README RST_Iter: reg_interval 1, stabilize 10,000) reaches
+    rst_iter's hparams only; left unset (or set to None) no key moves."""
+    base = make_plan(spec_module.parse(SPEC))
+    keys = {p.method: p.config_hash for p in base.points}
+    unset = make_plan(spec_module.parse({**SPEC, "rst": {**SMALL, "iterative": {}}}))
+    assert {p.method: p.config_hash for p in unset.points} == keys
+    spec = spec_module.parse({**SPEC, "rst": {**SMALL, "iterative": {
+        "reg_interval": 1, "stabilize_iterations": 7}}})
+    iterative = spec.method_hparams("rst_iter")
+    assert (iterative.reg_interval, iterative.stabilize_iterations) == (1, 7)
+    one_shot = spec.method_hparams("rst")
+    assert (one_shot.reg_interval, one_shot.stabilize_iterations) == \
+        (SMALL.get("reg_interval", 5), SMALL.get("stabilize_iterations", 40000))
+    changed = {p.method: p.config_hash for p in make_plan(spec).points}
+    assert changed["rst"] == keys["rst"] and changed["rst_iter"] != keys["rst_iter"]
+    assert changed["lth"] == keys["lth"]

@@ -188,9 +188,15 @@ def passes(iterations: int, n_train: int, hp: RSTHparams) -> int:
     return math.ceil(iterations / steps_per_pass(n_train, hp))
 
 
+# The ``rst:`` group's key holding what ``rst_iter`` uses instead (``trainer.methods.rst_iter``).
+ITERATIVE = "iterative"
+
+
 def configure(group: dict[str, Any]) -> list[RSTHparams]:
-    """The ``rst:`` group; ``rst`` is its one-cycle transformation."""
-    return [replace(RSTHparams(**group), cycles=1)]
+    """The ``rst:`` group (but its ``iterative`` overrides); ``rst`` is its one-cycle
+    transformation."""
+    own = {k: v for k, v in group.items() if k != ITERATIVE}
+    return [replace(RSTHparams(**own), cycles=1)]
 
 
 def rounds(hp: RSTHparams) -> int:
