@@ -90,8 +90,9 @@ def test_finetune_arms_start_from_their_init_under_the_source_mask(
     if classes != 5:  # the source head does not fit: a new one
         head = ctx.build(seeding.generator(0, "transfer_head")).state_dict()
         start.update({k: head[k] for k in HEAD})
-    train_mask = {k: m for k, m in mask.items() if start[k].shape == m.shape}
-    assert ("fc3.weight" in train_mask) == (classes == 5)
+    # a new head is dense and in the mask: all ones of its own shape
+    train_mask = {**mask, "fc3.weight": torch.ones(start["fc3.weight"].shape, dtype=torch.bool)}
+    assert torch.equal(train_mask["fc3.weight"], mask["fc3.weight"]) == (classes == 5)
     ctx.model.load_state_dict(start)
     expected = loop.train(ctx.model, ctx.data, job.trunk.train, train_mask, job.trunk.seed)
     final = sweep.final(job)
@@ -142,6 +143,13 @@ def test_rows_name_source_target_init_and_regime_and_test_on_the_target(sweep: S
     _, acc = loop.evaluate(ctx.model, ctx.data.test_x, ctx.data.test_y)
     row = runs[runs.config_hash == job.point.config_hash].iloc[0]
     assert row.test_acc == pytest.approx(acc)
+    # its sparsity counts the new dense head, as lth's counts the source's dense head
+    mask = checkpoint.load(sweep.source_blobs, mask_blob(0.5))["mask"]
+    removed = sum(int((~mask[n]).sum()) for n in ("fc1.weight", "fc2.weight"))
+    total = sum(mask[n].numel() for n in ("fc1.weight", "fc2.weight")) + 4 * 100
+    assert row.sparsity == pytest.approx(removed / total)
+    source_lth = lth[(lth.dataset == SOURCE) & (lth.target_sparsity == 0.5)].iloc[0]
+    assert source_lth.sparsity == pytest.approx(removed / (total - 400 + 500))
     assert len(ctx.data.test_y) == datasets.sizes(_target(FEWER))[1]
 
 
@@ -158,7 +166,8 @@ def test_an_exported_transfer_ticket_is_theta_s_under_the_mask_with_its_new_head
     state = model.state_dict()
     for name in ("fc1.weight", "fc2.weight"):
         assert torch.equal(state[name], theta_s[name] * mask[name])
-    assert state["fc3.weight"].shape == (4, 100) and "fc3.weight" not in mask
+    assert state["fc3.weight"].shape == mask["fc3.weight"].shape == (4, 100)
+    assert mask["fc3.weight"].all()  # the new head is dense
     ambiguous = CliRunner().invoke(app, [
         "export", "tr", "--storage", str(Path(sweep.store.path).parent), "--method",
         "transfer", "--sparsity", "0.5", "--out", str(tmp_path / "u.pt")])

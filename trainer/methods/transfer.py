@@ -7,7 +7,8 @@ The surviving weights start from one of three inits (``transfer.inits``): ``late
 ``random_reinit``). Two regimes (``transfer.regimes``): ``finetune`` trains every layer, with
 a new classifier head (seed, "transfer_head") only when the target has another class count;
 ``freeze`` keeps every parameter but the head's fixed and trains a new head. A new head is
-dense (the source mask of the output layer is dropped). One training run of
+dense: its mask entry is all ones (the source's output-layer mask is dropped), so the row's
+measured ``sparsity`` counts it, as every row counts its layers kept dense. One training run of
 ``training.epochs`` on the target; BatchNorm running statistics still adapt in ``freeze``.
 ``total_epochs`` counts the source levels behind the mask (and the dense run) plus that run.
 
@@ -20,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from dataclasses import replace
 from typing import Any
+
+import torch
 
 from trainer import seeding
 from trainer.hparams import DataHparams
@@ -81,10 +84,10 @@ def start(src: Sources) -> Start:
     # the source's head predicts the source's classes: it fits only the same class count
     new_head = hp.regime == "freeze" or any(src.init[n].shape != params[n].shape for n in head)
     state, mask = dict(base), dict(src.mask)
-    if new_head:
+    if new_head:  # dense, and still in the mask, so the row's sparsity counts it as lth's does
         state.update({n: params[n].detach().clone() for n in head})
-        for n in head:
-            mask.pop(n, None)
+        mask.update({n: torch.ones(params[n].shape, dtype=torch.bool, device=mask[n].device)
+                     for n in head if n in mask})
     frozen = frozenset(params) - head if hp.regime == "freeze" else frozenset()
     return Start(state=state, mask=mask, frozen=frozen)
 
