@@ -26,7 +26,9 @@ _LR = ("lr", _F64, "Initial learning rate of the run's training (before any sche
 _SEED = ("seed", _I64, "Replicate index; seeds θ0, data order and masks.")
 _TARGET = ("target_sparsity", _F64, "Requested sparsity, fraction in [0, 1); 0 for dense.")
 _SPARSITY = ("sparsity", _F64, "Measured fraction of prunable weights removed, in [0, 1].")
-_LEVEL = ("level", _I64, "IMP pruning rounds behind the mask; 0 for dense.")
+_LEVEL = ("level", _I64, "IMP pruning rounds behind the mask (random_pruning: of the IMP mask "
+                         "whose per-layer sparsity it draws, trained or not), 1 for one-shot "
+                         "masks, RST's cycles; 0 for dense and sdt.")
 _RECIPE = ("recipe", _STR, "Retraining recipe (a `recipes:` name; `base` = plain, also for "
                            "dense and IMP-level rows); null in parts older than recipes.")
 _RP_DOC = "R_{p} in [0, 1] of θ0 vs trained dense θT (same lr, seed), Liu 2021 Eq. 1; null {p}."
