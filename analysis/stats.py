@@ -96,7 +96,8 @@ def winning_ticket(runs: pd.DataFrame, tolerance: float = DEFAULT_TOLERANCE) -> 
     Returns:
         One row per (model, dataset, lr, target_sparsity) that has lth or random_reinit rows,
         sorted, with columns the 4 keys, `lth_test_acc`, `dense_test_acc`,
-        `random_reinit_test_acc` (means over seeds; NaN when the arm is missing) and bool
+        `random_reinit_test_acc` (means over seeds, each seed once: `seed_means`; NaN when
+        the arm is missing) and bool
         `winning_ticket` (False whenever an arm is missing).
     Raises:
         ValueError: a required column is missing, or tolerance is negative or not finite.
@@ -115,10 +116,27 @@ def winning_ticket(runs: pd.DataFrame, tolerance: float = DEFAULT_TOLERANCE) -> 
     return table.assign(winning_ticket=verdict.astype(bool))
 
 
+def seed_means(runs: pd.DataFrame, keys: list[str], column: str = "test_acc") -> pd.Series:
+    """Mean of ``column`` over seeds per ``keys``, each seed counted once: a seed's rows (one
+    point loaded from two sweeps) are averaged first. Without a ``seed`` column, over rows.
+
+    Args:
+        runs: A table with ``keys``, ``column`` and, normally, ``seed``.
+        keys: The grouping columns (float keys already rounded).
+        column: The value column; NaN values are skipped (a seed with only NaN is no seed).
+    Returns:
+        A Series indexed by ``keys`` (sorted).
+    """
+    if "seed" in runs.columns:
+        runs = runs.groupby([*keys, "seed"], sort=True)[column].mean().reset_index()
+    return runs.groupby(list(keys), sort=True)[column].mean()
+
+
 def _arm_accuracies(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean test_acc of lth, dense (same lr, any sparsity) and random_reinit per sparse point."""
+    """Mean test_acc over seeds of lth, dense (same lr, any sparsity) and random_reinit per
+    sparse point."""
     keys = ["model", "dataset", "lr", "target_sparsity"]
-    means = runs.groupby(list(GRID_KEYS), sort=True)["test_acc"].mean().reset_index()
+    means = seed_means(runs, list(GRID_KEYS)).reset_index()
     sparse = means[means["method"].isin(["lth", "random_reinit"])]
     table = sparse[keys].drop_duplicates().sort_values(keys, ignore_index=True)
     for method in ("lth", "random_reinit"):

@@ -2,22 +2,26 @@
 Tickets", arXiv 2107.00166, §2.2; METHODS.md 2.3).
 
 Per (model, dataset, target sparsity) and mask kind (IMP: ``lth`` against ``random_reinit``;
-OMP: ``omp_lth`` against ``omp_random_reinit``), on mean test accuracy over seeds:
+OMP: ``omp_lth`` against ``omp_random_reinit``), on mean test accuracy over seeds (each seed
+once, ``analysis.stats.seed_means``):
 
 1. non-trivial sparsity (>= ``min_sparsity``) and enough epochs: every dense run's final
    accuracy is within the tolerance of its best epoch and, given the curves table, rose by
-   at most the tolerance over its last ``PLATEAU`` of epochs (a run still improving, or of
-   a single epoch, is not converged; without curves only the first half is checked);
+   at most the tolerance over its last ``PLATEAU`` of epochs (a run still improving fails; a
+   run of a single epoch leaves (1) not decidable; without curves only the first half is
+   checked);
 2. the small-dense network ``sdt`` shows a clear drop: at some lr, sdt < LT - gap;
 3. at some lr, LT beats the RR arm trained at *any* lr by more than the gap;
 4. at some lr, LT >= the dense net trained at the same lr - tolerance;
 5. at some lr, LT >= the best dense net (any lr) - tolerance.
 
 (1)-(5) all hold: ``jackpot``; (1)-(4) but not (5): ``secondary prize``; otherwise ``none``,
-with the reason of each failed criterion; a criterion whose arm has no rows (or only NaN
-accuracies) makes the verdict ``not decidable`` and names the missing arm. "Similar" is
-within 0.5 points of accuracy for CIFAR-10-sized problems, 1 point for CIFAR-100 and Tiny
-ImageNet, 1.5 for ImageNet; the clear gap of (3) is 0.5 points.
+with the reason of each failed criterion (a failed one of (1)-(4) decides ``none`` even when
+another cannot be decided); otherwise a criterion that cannot be decided (its arm has no rows
+or only NaN accuracies) makes the verdict ``not decidable`` and names the missing arm.
+"Similar" is within 0.5 points of accuracy for CIFAR-10-sized problems, 1 point for CIFAR-100
+and Tiny ImageNet, 1.5 for ImageNet; the clear gap of (2) and (3) is 0.5 points (the paper
+puts no number on (2)'s "clear drop": ours).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import pandas as pd
 from analysis.stats import arm_labels
 from analysis.stats import plain
 from analysis.stats import require_columns
+from analysis.stats import seed_means
 
 # Ma et al. §2.2: the similarity tolerance per dataset (fraction of accuracy).
 TOLERANCES = {"cifar100": 0.01, "tiny-imagenet": 0.01, "imagenet": 0.015}
@@ -57,7 +62,8 @@ def ticket_verdicts(runs: pd.DataFrame, min_sparsity: float = MIN_SPARSITY,
             target_sparsity, seed, test_acc, best_test_acc (fractions).
         min_sparsity: Criterion (1)'s non-trivial sparsity, a fraction removed in [0, 1) (our
             threshold, the paper gives none).
-        gap: Criterion (3)'s clear gap, a fraction of accuracy >= 0 (0.005 = 0.5 points).
+        gap: Criteria (2)'s and (3)'s clear gap, a fraction of accuracy >= 0 (0.005 = 0.5
+            points).
         curves: The sweep's curves table (``analysis.load.load_curves``), for criterion (1)'s
             plateau check of the dense runs; None checks only their final vs best epoch.
     Returns:
@@ -80,8 +86,8 @@ def ticket_verdicts(runs: pd.DataFrame, min_sparsity: float = MIN_SPARSITY,
                        target_sparsity=runs["target_sparsity"].round(12))
     out = []
     for (model, dataset), cell in runs.groupby(["model", "dataset"], sort=True, observed=True):
-        means = cell.groupby(["arm", "lr", "target_sparsity"], observed=True)[
-            "test_acc"].mean().dropna()  # an arm with only NaN accuracies has no rows
+        # each seed once; an arm with only NaN accuracies has no rows
+        means = seed_means(cell, ["arm", "lr", "target_sparsity"]).dropna()
         dense = means.xs("dense", level="arm").droplevel("target_sparsity") \
             if "dense" in means.index.get_level_values("arm") else pd.Series(dtype=float)
         converged = _converged(cell[cell["arm"] == "dense"], _dense_curves(curves, model,

@@ -246,3 +246,16 @@ def test_transfer_rows_count_their_trunks_r_p_under_the_source_dataset() -> None
     table = dense_correlation(pd.DataFrame([source, target_own, moved])).set_index("dataset")
     assert table.loc["a", "rp_dense_p10"] == pytest.approx(source["rp_dense_p10"])
     assert table.loc["b", "rp_dense_p10"] == pytest.approx(0.5)  # not mixed with the source's
+
+
+def test_winning_ticket_counts_each_seed_once() -> None:
+    """A seed whose point was loaded twice (two sweeps) weighs as one seed: lth seeds 0.91
+    (twice) and 0.89 give 0.90, not 0.9033, so lth is within 0.005 of dense 0.905 only then."""
+    rows = [_run("dense", 0.01, 0.0, 0, 0.905), _run("random_reinit", 0.01, 0.5, 0, 0.80),
+            _run("lth", 0.01, 0.5, 0, 0.91), _run("lth", 0.01, 0.5, 0, 0.91),
+            _run("lth", 0.01, 0.5, 1, 0.89)]
+    ticket = winning_ticket(pd.DataFrame(rows)).iloc[0]
+    assert ticket["lth_test_acc"] == pytest.approx(0.90)
+    rows[3]["seed"] = 2  # three distinct seeds now
+    assert winning_ticket(pd.DataFrame(rows)).iloc[0]["lth_test_acc"] == \
+        pytest.approx((0.91 + 0.91 + 0.89) / 3)

@@ -114,3 +114,15 @@ def test_percent_thresholds_and_missing_columns_are_refused() -> None:
         ticket_verdicts(_runs(BASE), gap=-1)
     with pytest.raises(ValueError, match=r"lacks columns \['best_test_acc'\]"):
         ticket_verdicts(_runs(BASE).drop(columns="best_test_acc"))
+
+
+
+def test_each_seed_counts_once() -> None:
+    """Seed 0's lth row loaded three times (several sweeps) weighs as one seed: per seed the
+    ticket at lr 0.1 is (0.92 + 0.90 + 0.90) / 3 = 0.9067, within the gap of RR's 0.905;
+    counting rows it would be 0.912, a clear gap."""
+    runs = _runs({**BASE, ("lth", 0.01, 0.8): 0.90, ("lth", 0.1, 0.8): 0.90})
+    seed0 = (runs["method"] == "lth") & (runs["lr"] == 0.1) & (runs["seed"] == 0)
+    runs.loc[seed0, "test_acc"] = runs.loc[seed0, "best_test_acc"] = 0.92
+    v = _one(pd.concat([runs, runs[seed0], runs[seed0]], ignore_index=True))
+    assert _is(v.c3, False) and "by 0.17 pt" in v.reasons, v.reasons
