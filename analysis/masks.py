@@ -4,7 +4,7 @@ mask packed in ``mask_bits`` (``trainer.rows.pack_mask``).
 ``overlap`` gives the Jaccard index |a ∩ b| / |a ∪ b| of the kept weights of two masks, per
 layer and pooled over the layers, between the methods, seeds or learning rates of a sweep at
 equal sparsity, beside the value two independent random masks of the same densities would
-have on average, d_a d_b / (d_a + d_b - d_a d_b).
+have at chance, d_a d_b / (d_a + d_b - d_a d_b) (``random_jaccard``).
 
 Source: the mask-overlap analyses of Frankle et al. 2020 (linear mode connectivity) and Liu
 et al. 2021 §4 (do tickets of different lrs or seeds share their masks?); Jaccard 1912.
@@ -46,8 +46,11 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def random_jaccard(da: float, db: float) -> float:
-    """The expected Jaccard index of two independent uniform masks of densities da and db
-    (fractions kept): d_a d_b / (d_a + d_b - d_a d_b), the null value of ``overlap``."""
+    """The Jaccard index two independent uniform masks of densities da and db (fractions
+    kept) have at chance: d_a d_b / (d_a + d_b - d_a d_b), the null value of ``overlap``.
+
+    It is E|a ∩ b| / E|a ∪ b|, the ratio of expectations, which the expected Jaccard index
+    approaches as layers grow (close for the thousands of weights of a layer)."""
     union = da + db - da * db
     return 1.0 if union == 0 else da * db / union
 

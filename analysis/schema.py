@@ -51,7 +51,8 @@ _RUNS_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("test_acc", _F64, "Test accuracy after the final epoch, fraction in [0, 1]."),
     ("best_test_acc", _F64, "Best per-epoch test accuracy of the final stage, fraction; "
                             "chosen on the test set (use test_acc_at_best_val)."),
-    ("best_epoch", _I64, "1-based epoch of best_test_acc."),
+    ("best_epoch", _I64, "1-based epoch of best_test_acc, counted from the schedule's start "
+                         "(lth_rewind's first is the one after θk's)."),
     ("test_loss", _F64, "Test cross-entropy after the final epoch, nats per example."),
     ("train_loss", _F64, "Mean training loss over the final epoch, nats per example: "
                          "cross-entropy, or the recipe's smoothed / distillation loss."),
@@ -64,12 +65,14 @@ _RUNS_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
     ("prune_rate", _F64, "Fraction of remaining weights removed per IMP level."),
     ("prune_scope", _STR, "Where the pruning threshold is computed: global or layerwise."),
     ("device", _STR, "Device the trial ran on, e.g. cpu or cuda:0."),
-    ("wall_time_s", _F64, "Wall-clock time of the row's training, seconds."),
+    ("wall_time_s", _F64, "Wall-clock seconds of the row's own training loop, incl. its "
+                          "per-epoch evaluation."),
     ("code_version", _STR, "Version (git revision or package version) of the code."),
     ("val_acc", _F64, "Validation accuracy after the final epoch, fraction; null without "
                       "data.validation."),
     ("val_loss", _F64, "Validation cross-entropy after the final epoch, nats; null without."),
-    ("best_val_epoch", _I64, "1-based epoch of minimum validation loss (F&C's early stop)."),
+    ("best_val_epoch", _I64, "1-based epoch of minimum validation loss (F&C's early stop), "
+                             "numbered as best_epoch."),
     ("best_val_iteration", _I64, "best_val_epoch in iterations: the schedule's step at that "
                                  "epoch's end (for lth_rewind incl. the k rewound steps)."),
     ("test_acc_at_best_val", _F64, "Test accuracy at best_val_epoch, fraction (F&C App. C)."),
@@ -110,7 +113,8 @@ _CURVES_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
     _TARGET,
     _LEVEL,
     _SPARSITY,
-    ("epoch", _I64, "1-based epoch within this (trial, level) training."),
+    ("epoch", _I64, "1-based epoch of this (trial, level) training, counted from the "
+                    "schedule's start (lth_rewind's first is the one after θk's)."),
     ("lr_epoch", _F64, "Learning rate used during the epoch (after the schedule)."),
     ("train_loss", _F64, "Mean training loss over the epoch, nats per example (the recipe's "
                          "objective; cross-entropy for `base`)."),

@@ -135,7 +135,12 @@ class Lease:
         self.release()
 
     def acquire(self) -> None:
-        """Take the lease (see the module docstring) and start the heartbeat."""
+        """Take the lease (see the module docstring) and start the heartbeat.
+
+        Raises:
+            SweepInUse: another process holds the local lock file, another live driver
+                holds the lease, or a driver took it while this one settled.
+        """
         lock_path = self.store.local_path(LOCK)
         if lock_path is not None:
             os.makedirs(os.path.dirname(lock_path), exist_ok=True)

@@ -94,6 +94,9 @@ class Plan:
 
     @property
     def total_epochs(self) -> int:
+        """The plan's budget in epochs: ``epochs`` summed over every job (each rounded up,
+        RST's transformation passes included; shared stages once, unlike the rows'
+        ``total_epochs``, which count every stage behind each row)."""
         return sum(self.epochs(j) for j in (*self.chains, *self.branches))
 
     def chain_of(self, branch: BranchJob) -> ChainJob:

@@ -136,6 +136,10 @@ def ray_session(spec: SweepSpec, store: Store, address: str | None, remote: bool
 
     The dataset files are checked where the trials run: on a cluster with nodes other than
     this machine, by a worker (``preflight.check_on_cluster``).
+
+    Raises:
+        SpecError: dataset files missing where the trials run, or resources no node of a
+            local Ray can give (``check_resources``).
     """
     if not verbose:
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # legacy engine: verbose=0 is silent (§7)

@@ -58,7 +58,8 @@ class StageResult:
     Attributes:
         state: Final ``state_dict`` on CPU (masked weights are exactly zero).
         records: One ``EpochRecord`` per epoch, in order.
-        wall_time_s: Seconds spent training, summed over resumed attempts.
+        wall_time_s: Seconds of the training loop, summed over resumed attempts: the epochs
+            and each epoch's test (and validation) evaluation, not loading or checkpoints.
     """
 
     state: dict[str, torch.Tensor]

@@ -216,7 +216,14 @@ def pack_mask(mask: Any) -> bytes:
 def curve_rows(ctx: TrunkContext, labels: Labels, method: str, target_sparsity: float,
                level: int, sparsity: float, result: StageResult,
                recipe: str = "base") -> list[dict[str, Any]]:
-    """One ``curves`` row per epoch of ``result``."""
+    """One ``curves`` row per epoch of ``result``.
+
+    Args:
+        target_sparsity: The point's requested sparsity, fraction removed.
+        level: The row's ``level`` (``trainer.methods.mask_level``).
+        sparsity: The measured sparsity of the stage's mask, fraction removed
+            (``measured_sparsity``).
+    """
     return [{**_keys(ctx, labels), "method": method, "target_sparsity": target_sparsity,
              "level": level, "sparsity": sparsity, "epoch": r.epoch, "lr_epoch": r.lr,
              "train_loss": r.train_loss, "test_loss": r.test_loss, "test_acc": r.test_acc,

@@ -72,7 +72,8 @@ def mask_level(method: Method, target_sparsity: float, schedule: levels.Schedule
         hparams: The method's own hparams, if it has any (``Method.configure``).
     Returns:
         0 for ``dense``, for sparsity 0 and for unmasked small-dense networks; 1 for one-shot
-        masks; ``method.rounds(hparams)`` for random masks (RST's cycles); for IMP masks
+        masks; ``method.rounds(hparams)`` for random masks (RST's cycles; 1 for a random
+        mask without ``rounds`` or hparams, e.g. a one-draw mask); for IMP masks
         (of the θ0 chain or a rewind walk) ``levels.mask_level`` (the IMP level, or one more
         for a shorter last round).
     """

@@ -28,10 +28,10 @@ class Sources:
     Attributes:
         init: θ0, the trunk's initial state_dict.
         dense_final: θT, the dense network after ``epochs`` of training (level 0).
-        mask: m_s, the method's mask at the target sparsity (the IMP mask, or the one-shot
-            mask of θT, as ``Method.mask`` says; all True for ``random`` producers, which
-            draw their own): bool tensors for every prunable layer, shaped like the layer's
-            weight (layers kept dense are all True).
+        mask: m_s, the method's mask at the target sparsity (the IMP mask, the rewind
+            walk's IMP mask or the one-shot mask of θT, as ``Method.mask`` says; all True
+            for ``random`` producers, which draw their own): bool tensors for every prunable
+            layer, shaped like the layer's weight (layers kept dense are all True).
         build_model: ``(generator, arch=Arch()) -> network``: a freshly initialized CPU
             network of the trunk's architecture for the data the branch trains on (its class
             count: the target's, for transfer).
@@ -123,8 +123,10 @@ class Method:
             row's ``total_epochs`` includes the trunk epochs that produced the mask).
         needs_dense: Whether the start uses θT (then at least one dense training is behind).
         source: Paper and section defining the method.
-        mask: Which mask producer gives ``Sources.mask``: ``imp`` (the chain's IMP mask at
-            the target), ``one_shot`` (θT magnitude-pruned straight to the target) or
+        mask: Which mask producer gives ``Sources.mask`` (``trainer.methods.PRODUCERS``):
+            ``imp`` (the chain's IMP mask at the target), ``one_shot`` (θT magnitude-pruned
+            straight to the target), ``rewind`` (the IMP mask of the chain's rewind walk,
+            for ``lth_rewind``), ``small_dense`` (no mask: ``sdt``'s narrower network) or
             ``random`` (the method draws its own mask; nothing is stored by the chain).
         prepare: For methods that train before their stage (RST): ``(sources, phase) ->
             Start``, resumable through ``phase.blobs``; None for the others, whose start is

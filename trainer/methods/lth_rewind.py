@@ -31,10 +31,15 @@ from trainer.methods.base import always
 class RewindHparams:
     """The rewind point (``pruning.rewind``): exactly one of ``epochs`` or ``iterations``.
 
+    ``epochs`` defaults to 1 (the spec's default, which content keys omit), so a rewind in
+    steps is ``RewindHparams(epochs=None, iterations=k)``.
+
     Attributes:
         epochs: Rewind to the dense run's weights after this many epochs (None: use
             ``iterations``).
         iterations: Rewind to the weights after this many optimizer steps.
+    Raises:
+        ValueError: both or neither of ``epochs`` and ``iterations`` set, or one negative.
     """
 
     epochs: int | None = 1
@@ -64,7 +69,11 @@ def configure(group: dict[str, Any]) -> list[RewindHparams]:
 
 
 def start(src: Sources) -> Start:
-    """Survivors reset to θk, training from step k (Frankle et al. 2020)."""
+    """Survivors reset to θk, training from step k (Frankle et al. 2020).
+
+    Raises:
+        ValueError: ``src.rewound`` (θk) is missing.
+    """
     if src.rewound is None:
         raise ValueError("lth_rewind needs θk (Sources.rewound)")
     return Start(state=src.rewound, mask=src.mask, start_step=src.rewind_step)

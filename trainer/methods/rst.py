@@ -1,10 +1,12 @@
 """``rst``: Random Sparse Network Transformation (Bai et al. 2022, Dual LTH; METHODS.md 2.4).
 
 A uniformly random layer-wise mask m on θ0 (``masks.random_prune``: every pruned layer loses
-``ceil(s * N_l)`` weights, ``keep_dense`` layers none). Then the transformation: SGD at
-``rst.lr`` on the training set with an L2 penalty ½ λ w² on the to-be-masked weights only
-(applied as ``grad += λ ⊙ w``), λ grown by ``reg_step`` every ``reg_interval`` iterations until
-it passes ``reg_ceiling``, then held for ``stabilize_iterations``; the masked weights are then
+``min(ceil(s * N_l), N_l - 1)`` weights, so each keeps at least one; ``keep_dense`` layers
+none). Then the transformation: SGD at ``rst.lr`` on the training set with an L2 penalty
+½ λ w² on the to-be-masked weights only (applied as ``grad += λ ⊙ w``), λ raised every
+``reg_interval`` iterations (after u raises: u · ``reg_step`` for ``schedule: x``, (u · step)²
+or (u · step)³ for ``x^2`` / ``x^3``; the first raise comes before the first step) until it
+passes ``reg_ceiling``, then held for ``stabilize_iterations``; the masked weights are then
 zeroed and the standard training runs: ``training.epochs`` epochs under m, from the
 transformed weights. ``rst_iter`` repeats pick-grow-stabilize ``cycles`` times (see
 ``rst_iter``); ``rst`` is its one-cycle case. ``total_epochs`` counts the transformation
@@ -51,6 +53,9 @@ class RSTHparams:
         budget: ``paper`` (the iterations above) or ``match_lth`` (every iteration count
             scaled so the transformation lasts as many epochs as the IMP levels behind
             ``lth``'s row at this sparsity: the row's total epochs equal lth's).
+    Raises:
+        ValueError: an unknown ``schedule`` or ``budget``, ``reg_step`` <= 0, or
+            ``reg_interval`` / ``cycles`` < 1.
     """
 
     lr: float = 0.001
@@ -170,6 +175,13 @@ def schedule(hp: RSTHparams, n_train: int, lth_epochs: float) -> Schedule:
     ``match_lth``: the cycles share ``lth_epochs`` passes over the ``n_train`` examples (the
     IMP levels behind lth's row); the growth is scaled by the same factor as the whole, and the
     stabilization takes the rest of each cycle.
+
+    Args:
+        hp: The transformation's hparams.
+        n_train: Training examples (after the validation split).
+        lth_epochs: Epochs of the IMP levels behind lth's row, trunk epochs at
+            ``training.batch_size`` (fractional for runs given in iterations); the returned
+            schedule counts iterations at ``rst.batch_size``.
     """
     paper = Schedule(hp)
     if hp.budget == "paper":
@@ -179,7 +191,9 @@ def schedule(hp: RSTHparams, n_train: int, lth_epochs: float) -> Schedule:
 
 
 def prepare_epochs(hp: RSTHparams, n_train: int, lth_epochs: float) -> int:
-    """Passes over the training set the transformation takes (``total_epochs``' share)."""
+    """Passes over the ``n_train`` training examples (after the validation split) the
+    transformation takes at ``rst.batch_size``, rounded up (``total_epochs``' share);
+    ``lth_epochs`` as in ``schedule``."""
     return passes(hp.cycles * schedule(hp, n_train, lth_epochs).iterations, n_train, hp)
 
 

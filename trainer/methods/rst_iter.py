@@ -1,9 +1,10 @@
 """``rst_iter``: RST_Iter, the pick-grow-stabilize cycle of ``rst`` repeated ``rst.cycles`` times.
 
 Cycle c (1-based) adds uniformly random picks among the kept weights until each pruned layer
-is at the cumulative sparsity 1 - (1 - p_c)^c, p_c = 1 - (1 - s)^(1/cycles), resets λ to 0 and
-the optimizer, and grows and stabilizes λ again on all weights masked so far; only after the
-last cycle are they zeroed and the standard training (``training.epochs`` under m) runs.
+is at the cumulative sparsity 1 - (1 - p_c)^c, p_c = 1 - (1 - s)^(1/cycles), resets λ (to its
+first raise, as at the start) and the optimizer, and grows and stabilizes λ again on all
+weights masked so far; only after the last cycle are they zeroed and the standard training
+(``training.epochs`` under m) runs.
 ``level`` is the number of cycles; ``total_epochs`` counts every cycle's iterations.
 
 Source: Bai et al. 2022 (Dual LTH); yueb17/DLTH ``pruner/reg_pruner_iterative.py``

@@ -45,6 +45,8 @@ class TransferHparams:
         target: The target dataset as the spec writes it, e.g. ``fashion-mnist[5-9]``.
         init: ``late_reset`` (θS), ``init`` (θ0) or ``reinit`` (θ0').
         regime: ``finetune`` (all layers) or ``freeze`` (new head only).
+    Raises:
+        ValueError: an unknown ``init`` or ``regime``.
     """
 
     target: str

@@ -63,6 +63,8 @@ class KeyedDropout(nn.Module):
                 may be None in eval mode only.
         Returns:
             A tensor of ``x``'s shape.
+        Raises:
+            ValueError: ``generator`` is None in training mode.
         """
         if not self.training:
             return x

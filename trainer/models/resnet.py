@@ -114,6 +114,8 @@ class BasicBlock(nn.Module):
         stride: Stride of the first conv (and of the shortcut); 2 halves H and W.
         arch: Architecture options; ``activation`` and ``skip_connections`` apply.
         shortcut: Kind of shortcut where the shape changes, one of :data:`SHORTCUTS`.
+    Raises:
+        ValueError: an unknown ``shortcut``.
 
     Source: open_lth ``models/cifar_resnet.py`` (``Model.Block``); option A: He et al. 2016
         §4.2; jumps: ToST ``skip_connection/models/resnet_modified.py`` (``BasicBlock``),
