@@ -6,8 +6,10 @@ resamples of the seeds) from there on; the ``ci_method`` column says which. A di
 between two arms that share θ0 (the same seed, model, dataset, lr and sparsity) is paired by
 seed; its probability of improvement is rliable's P(X > Y) over all pairs of runs.
 
-Sources: Agarwal et al. 2021, "Deep RL at the Edge of the Statistical Precipice" (rliable:
-bootstrap intervals, probability of improvement); Student 1908 (t interval).
+Sources: Agarwal et al. 2021, "Deep RL at the Edge of the Statistical Precipice" (NeurIPS
+2021; rliable), §4: bootstrap confidence intervals over runs and the probability of
+improvement P(X > Y); Student 1908 (t interval);
+Efron & Tibshirani 1993 ch. 13 (percentile bootstrap).
 """
 
 from __future__ import annotations

@@ -6,8 +6,10 @@ layer and pooled over the layers, between the methods, seeds or learning rates o
 equal sparsity, beside the value two independent random masks of the same densities would
 have at chance, d_a d_b / (d_a + d_b - d_a d_b) (``random_jaccard``).
 
-Source: the mask-overlap analyses of Frankle et al. 2020 (linear mode connectivity) and Liu
-et al. 2021 §4 (do tickets of different lrs or seeds share their masks?); Jaccard 1912.
+Source: the mask-overlap comparison of Jaiswal et al. 2021's code (ToST
+``hamming_distance.py``: masks compared pairwise; METHODS.md §6, "Mask overlap / Hamming"),
+here as the Jaccard index (Jaccard 1912), asked of the arms, seeds and lrs of Liu et al. 2021
+§4 (do tickets of different lrs share their masks?).
 """
 
 from __future__ import annotations

@@ -14,6 +14,6 @@ from trainer.methods.base import always
 
 METHOD = Method(name="omp_pf", start=pf.start, needs_trained_mask=always,
                 needs_dense=True, mask="one_shot",
-                source="Liu et al. 2021 (arXiv 2102.11068) §5 (one-shot masks); P1b's "
-                       "one-shot pruning + retraining; METHODS.md 2.2, 2.3",
+                source="Liu et al. 2021 (arXiv 2102.11068) §5 (one-shot masks); "
+                       "Ma et al. 2021 (arXiv 2107.00166) §2.1 (OMP masks); METHODS.md 2.2, 2.3",
                 pf_pairs=True)

@@ -12,7 +12,8 @@ measured ``sparsity`` counts it, as every row counts its layers kept dense. One 
 ``training.epochs`` on the target; BatchNorm running statistics still adapt in ``freeze``.
 ``total_epochs`` counts the source levels behind the mask (and the dense run) plus that run.
 
-Source: Mehta 2019 (arXiv 1905.07785) §3 and Figs. 1-7; Van Soelen & Sheppard 2019 (IJCNN);
+Source: Mehta 2019 (arXiv 1905.07785) §3 and Figs. 1-7; Van Soelen & Sheppard 2019 (IJCNN;
+its abstract only: pruned nets retrained on similar data, no layers frozen);
 METHODS.md 2.6.
 """
 
