@@ -7,7 +7,7 @@ equal sparsity, beside the value two independent random masks of the same densit
 have at chance, d_a d_b / (d_a + d_b - d_a d_b) (``random_jaccard``).
 
 Source: the mask-overlap comparison of Jaiswal et al. 2021's code (ToST
-``hamming_distance.py``: masks compared pairwise; METHODS.md §6, "Mask overlap / Hamming"),
+``hamming_distance.py``: masks compared pairwise; METHODS.md §3, "Mask overlap / Hamming"),
 here as the Jaccard index (Jaccard 1912), asked of the arms, seeds and lrs of Liu et al. 2021
 §4 (do tickets of different lrs share their masks?).
 """
