@@ -152,12 +152,23 @@ def _run(sweep, storage: str | None, address: str | None, verbose: bool,
         typer.echo("failed trials (see `lottery status`): " + ", ".join(outcome.failed),
                    err=True)
     if outcome.unfinished:  # Ctrl-C: Tune stops its trials and returns as if done
-        storage_opt = f" --storage {where}" if where != "results" else ""
         fail(f"interrupted: {outcome.unfinished} of {outcome.launched} trials did not finish; "
-              f"`lottery resume {sweep.name}{storage_opt}` continues the sweep (finished "
-              "points are kept)", code=130)
+             f"{_resume_hint(sweep.name, where, address)} (finished points are kept)",
+             code=130)
     if outcome.failed:
         raise typer.Exit(1)
+
+
+def _resume_hint(name: str, where: str, address: str | None) -> str:
+    """How to continue an interrupted run: on the Ray it ran on (a cluster's, named by
+    ``--address`` or by ``RAY_ADDRESS`` as under ``ray job submit``), not a new local one."""
+    cmd = f"lottery resume {name}" + (f" --storage {where}" if where != "results" else "")
+    if address:
+        return f"`{cmd} --address {address}` continues the sweep"
+    if os.environ.get("RAY_ADDRESS"):
+        return (f"`{cmd}` on the same cluster (e.g. `ray job submit ... -- {cmd}`) "
+                "continues the sweep")
+    return f"`{cmd}` continues the sweep"
 
 
 @app.command()

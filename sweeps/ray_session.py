@@ -86,13 +86,18 @@ def _stop_monitor() -> None:
                 child.wait(timeout=5)
 
 
-def _this_machine_only() -> bool:
-    """Whether every live node of the Ray we are connected to is this machine (a local
-    ``ray start --head``), so the driver's own file check holds for the trials."""
+def _trials_run_here(spec: SweepSpec) -> bool:
+    """Whether the trials of the Ray we are connected to can only run on this machine: every
+    live node is this machine (a local ``ray start --head``) and it can hold a trial, so the
+    driver's own file check holds for the trials. An autoscaled cluster's head alone (no CPU
+    for trials, workers still to come) is not: its trials run on nodes yet to start."""
     import ray
 
     here = ray.util.get_node_ip_address()
-    return all(node["NodeManagerAddress"] == here for node in ray.nodes() if node["Alive"])
+    if not all(node["NodeManagerAddress"] == here for node in ray.nodes() if node["Alive"]):
+        return False
+    have = ray.cluster_resources()
+    return have.get("CPU", 0) >= spec.resources.cpu and have.get("GPU", 0) >= spec.resources.gpu
 
 
 # What constructing the first torch optimizer imports (torch 2.14: ``Optimizer.__init__`` is
@@ -135,7 +140,8 @@ def ray_session(spec: SweepSpec, store: Store, address: str | None, remote: bool
     progress display (live, console); everything closed again on exit.
 
     The dataset files are checked where the trials run: on a cluster with nodes other than
-    this machine, by a worker (``preflight.check_on_cluster``).
+    this machine, or whose only node cannot hold a trial (an autoscaled cluster's head), by a
+    worker (``preflight.check_on_cluster``, which also checks a local storage path).
 
     Raises:
         SpecError: dataset files missing where the trials run, or resources no node of a
@@ -149,7 +155,7 @@ def ray_session(spec: SweepSpec, store: Store, address: str | None, remote: bool
     started = _init_ray(address, verbose, worker_preload(spec))
     live = None
     try:
-        if remote and not _this_machine_only():
+        if remote and not _trials_run_here(spec):
             preflight.check_on_cluster(spec, store)
         elif remote:  # every worker is on this machine: what the driver sees, the trials see
             missing = preflight.missing_files(spec)

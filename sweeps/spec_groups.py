@@ -4,6 +4,7 @@ strict pydantic model with its defaults; ``sweeps.spec.SweepSpec`` holds them.
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 from typing import Any
 from typing import Literal
@@ -202,6 +203,13 @@ class DataSpec(Group):
     test_subset: Annotated[int, Field(ge=0)] = 0
     validation: Annotated[int, Field(ge=0)] = 0
     shape: list[Annotated[int, Field(gt=0)]] = []
+
+    @field_validator("root", mode="after")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        """A relative root (or ``~``) is taken from the driver's current directory, as a local
+        ``storage`` is: the trials run in Tune's trial directories (RAY_FACTS §1)."""
+        return os.path.abspath(os.path.expanduser(value)) if value else value
 
     @field_validator("shape", mode="after")
     @classmethod

@@ -222,3 +222,16 @@ def test_python_m_sweeps_run_bad_spec_exits_2_and_writes_nothing(
     assert "sparsities[0]: must be in [0, 1)" in result.stderr
     assert "Traceback" not in result.stderr
     _assert_empty_or_missing(entry_point.storage)
+
+
+def test_the_resume_hint_of_an_interrupt_names_the_ray_the_run_used(monkeypatch) -> None:
+    from sweeps.cli import _resume_hint
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert _resume_hint("s", "results", None) == "`lottery resume s` continues the sweep"
+    assert _resume_hint("s", "s3://b/x", "10.0.0.1:6379") == \
+        "`lottery resume s --storage s3://b/x --address 10.0.0.1:6379` continues the sweep"
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:6379")  # as `ray job submit` sets it
+    hint = _resume_hint("s", "s3://b/x", None)
+    assert "on the same cluster" in hint and \
+        "`ray job submit ... -- lottery resume s --storage s3://b/x`" in hint

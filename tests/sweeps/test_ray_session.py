@@ -97,6 +97,27 @@ def test_transfer_targets_loaders_are_preloaded_too():
     assert "trainer.data.mnist_family" in worker_preload(spec)
 
 
+@pytest.mark.parametrize(("nodes", "cpus", "gpus", "here"), [
+    (["10.0.0.1"], 2, 0, True),              # `ray start --head` on this machine
+    (["10.0.0.1", "10.0.0.2"], 8, 0, False),  # another node: the worker checks
+    (["10.0.0.1"], 0, 0, False),             # an autoscaled cluster's head, no workers yet
+    (["10.0.0.1"], 2, 0.5, True),
+])
+def test_the_driver_checks_files_itself_only_where_every_trial_runs(monkeypatch, nodes, cpus,
+                                                                   gpus, here):
+    import ray
+
+    from sweeps import ray_session
+
+    monkeypatch.setattr(ray.util, "get_node_ip_address", lambda: "10.0.0.1")
+    monkeypatch.setattr(ray, "nodes", lambda: [{"NodeManagerAddress": n, "Alive": True}
+                                               for n in nodes]
+                        + [{"NodeManagerAddress": "10.9.9.9", "Alive": False}])
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": cpus, "GPU": gpus})
+    spec = _spec(resources={"cpu": 1, "gpu": 0.25 if gpus else 0})
+    assert ray_session._trials_run_here(spec) is here
+
+
 def test_tune_trial_runtime_env_is_emptied_inside_and_restored_after():
     from ray.tune.execution import class_cache
 

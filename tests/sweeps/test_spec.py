@@ -329,3 +329,13 @@ def test_one_field_keeps_each_of_its_problems() -> None:
     problems = _problems(raw)
     assert [f for f, _ in problems] == ["search", "search", "search.metric"], problems
     assert "not both" in problems[0][1] and "recipes axis" in problems[1][1]
+
+
+def test_a_relative_data_root_is_made_absolute_against_the_current_directory(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Trials run in Tune's trial directories, so a relative root would point elsewhere there."""
+    monkeypatch.chdir(tmp_path)
+    parsed = parse({"name": "x", "lrs": [0.1], "data": {"root": "data/fmnist"}})
+    assert parsed.data.root == str(tmp_path / "data" / "fmnist")
+    assert parse({"name": "x", "lrs": [0.1]}).data.root == ""  # the loader's default
+    assert parse({"name": "x", "lrs": [0.1], "data": {"root": "/abs"}}).data.root == "/abs"
