@@ -164,7 +164,8 @@ def ray_session(spec: SweepSpec, store: Store, address: str | None, remote: bool
         check_resources(spec, local=started)
         live, console = open_display(not verbose)
         store.put_json("spec.json", spec.to_json())  # only once the sweep can start
-        with _preloaded_actors():
+        here = started or _trials_run_here(spec)
+        with _preloaded_actors(), _pending_trials(pending_trials(spec, here)):
             yield live, console
     finally:
         if live is not None:
@@ -180,6 +181,35 @@ def ray_session(spec: SweepSpec, store: Store, address: str | None, remote: bool
             # second so that the workers' last log lines reach the console, and this
             # connection does not print them (``log_to_driver`` is off unless verbose).
             ray.shutdown()
+
+
+# Trials kept pending on a cluster that may grow: Tune's own default for a grid
+# (``BasicVariantGenerator``) keeps at least 16, and the autoscaler sizes its demand by them.
+GROWING_PENDING = 16
+
+
+def pending_trials(spec: SweepSpec, here: bool) -> int:
+    """How many trials Tune keeps pending (``TUNE_MAX_PENDING_TRIALS_PG``): one per slot where
+    every trial runs on this machine's Ray; on a cluster at least ``GROWING_PENDING``, since
+    its autoscaler adds nodes only for pending trials (a cluster of a CPU-less head has one
+    slot by ``slots``, and would grow one node at a time)."""
+    return slots(spec) if here else max(slots(spec), GROWING_PENDING)
+
+
+@contextlib.contextmanager
+def _pending_trials(n: int) -> Iterator[None]:
+    """Tune keeps one trial pending for a custom Searcher: with short trials the next one is
+    then created only after a slot frees (RAY_FACTS §11). Keep ``n`` waiting instead, unless
+    the user set ``TUNE_MAX_PENDING_TRIALS_PG``; restored on exit."""
+    key = "TUNE_MAX_PENDING_TRIALS_PG"
+    if key in os.environ:
+        yield
+        return
+    os.environ[key] = str(n)
+    try:
+        yield
+    finally:
+        os.environ.pop(key, None)
 
 
 def slots(spec: SweepSpec) -> int:

@@ -39,7 +39,6 @@ from sweeps.preflight_child import ModelCheck
 from sweeps.progress import Counts
 from sweeps.progress import ProgressCallback
 from sweeps.ray_session import ray_session
-from sweeps.ray_session import slots
 from sweeps.spec import SweepSpec
 from sweeps.store import Store
 from sweeps.tail import TailCompaction
@@ -204,9 +203,6 @@ def _fit(trainable_fn: Any, searcher: Any, trials: int, phase: str, spec: SweepS
     experiment with the spec's resources, retries and concurrency."""
     from ray import tune
 
-    # Tune keeps one trial pending for a custom Searcher: with short trials the next one is
-    # then created only after a slot frees. Keep one per slot waiting instead (RAY_FACTS §11).
-    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(slots(spec)))
     # The rows are the results: Tune's per-trial CSV/JSON/TensorBoard loggers would only add
     # five files per trial to storage and work to the driver (set it to 0 to have them).
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")

@@ -179,3 +179,25 @@ def test_the_command_exits_with_its_code_and_whole_output_after_importing_torch(
     proc = lottery(["plan", "--check", str(bad)], env, tmp_path, check=False)
     assert proc.returncode == 2
     assert "pruning.keep_dense[0]" in proc.stderr
+
+
+def test_pending_trials_one_per_slot_here_and_enough_for_an_autoscaler_elsewhere(monkeypatch):
+    import os
+
+    import ray
+
+    from sweeps import ray_session
+
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 4})
+    spec = _spec(resources={"cpu": 1})
+    assert ray_session.pending_trials(spec, here=True) == 4
+    assert ray_session.pending_trials(spec, here=False) == ray_session.GROWING_PENDING
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 0})  # a CPU-less head
+    assert ray_session.pending_trials(spec, here=False) == ray_session.GROWING_PENDING
+    monkeypatch.delenv("TUNE_MAX_PENDING_TRIALS_PG", raising=False)
+    with ray_session._pending_trials(3):
+        assert os.environ["TUNE_MAX_PENDING_TRIALS_PG"] == "3"
+    assert "TUNE_MAX_PENDING_TRIALS_PG" not in os.environ  # restored for the next run
+    monkeypatch.setenv("TUNE_MAX_PENDING_TRIALS_PG", "7")  # the user's value wins
+    with ray_session._pending_trials(3):
+        assert os.environ["TUNE_MAX_PENDING_TRIALS_PG"] == "7"
