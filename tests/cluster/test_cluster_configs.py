@@ -440,3 +440,18 @@ def test_no_config_carries_a_token_or_key() -> None:
         text = path.read_text()
         assert not re.search(r"AKIA[0-9A-Z]{16}|aws_secret_access_key|BEGIN [A-Z ]*PRIVATE", text)
         assert not re.search(r"RAY_AUTH_TOKEN\s*[:=]\s*['\"]?[0-9a-f]{16,}", text), path.name
+
+
+def test_sbatch_head_address_skips_loopback(tmp_path: Path) -> None:
+    """`hostname --ip-address` gives 127.0.1.1 on Debian-style /etc/hosts: the head must
+    bind a routable address (from `hostname -I`), or no worker can ever join."""
+    srun = ('echo "srun $*" >> "$HOME/called"\n'
+            'case "$*" in *"hostname --ip-address"*) echo 127.0.1.1;;\n'
+            '  *"hostname -I"*) echo "10.7.7.7 172.17.0.1";; *) exit 97;; esac\n')
+    tools = {"srun": srun, "scontrol": "echo n1\n", "ray": 'echo "ray $*" >> "$HOME/called"\n',
+             "python": "exit 97\n"}
+    env = write_tools(tmp_path / "bin", tools) | {"RAY_WAIT_S": "0", "RAY_POLL_S": "0"}
+    run_sbatch(env, "spec.yaml", "/shared/store")
+    called = (tmp_path / "called").read_text()
+    assert "--node-ip-address=10.7.7.7" in called or "10.7.7.7:6379" in called, called
+    assert "127.0.1.1:" not in called and "=127.0.1.1" not in called
