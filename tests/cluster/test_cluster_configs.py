@@ -420,9 +420,12 @@ def test_readme_gives_the_command(command: str) -> None:
 
 def test_readme_matches_the_configs() -> None:
     text = readme()
-    for kind, name in MANIFESTS.items():
-        service = f"svc/{one_doc(name, kind)['metadata']['name']}-head-svc 8265:8265"
-        assert f"kubectl port-forward {service}" in text
+    cluster = one_doc(MANIFESTS["RayCluster"], "RayCluster")["metadata"]["name"]
+    assert f"kubectl port-forward svc/{cluster}-head-svc 8265:8265" in text
+    # a RayJob's head Service is named after its generated cluster before KubeRay 1.5
+    job = one_doc(MANIFESTS["RayJob"], "RayJob")["metadata"]["name"]
+    assert f'kubectl port-forward "svc/$(kubectl get rayjob {job} \\\n' \
+           f"    -o jsonpath='{{.status.rayClusterName}}')-head-svc\" 8265:8265" in text
     for path in set(re.findall(r"\bcluster/[\w.-]+\.(?:yaml|sbatch|md)", text)):
         assert (REPO / path).is_file(), path
     configs = "".join(p.read_text() for p in CLUSTER.iterdir() if p.suffix != ".md")
