@@ -26,6 +26,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 AddressOpt = Annotated[str | None, typer.Option(
     "--address", help="Ray cluster address (e.g. auto, 10.0.0.1:6379); default: a local Ray.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", help="Show Ray's own console output.")]
+DataRootOpt = Annotated[str | None, typer.Option(
+    "--data-root", help="Dataset directory instead of the spec's `data.root`, as the nodes "
+                        "that run the trials see it (a relative one: from here).")]
+DownloadOpt = Annotated[bool | None, typer.Option(
+    "--download/--no-download", help="Let the trials download missing dataset files "
+                                     "(instead of the spec's `data.download`).")]
 # The modules only the `train` extra installs (pip install "lottery-sweeps[train]").
 TRAIN_ONLY = ("torch", "torchvision", "ray", "optuna", "sklearn")
 
@@ -173,22 +179,37 @@ def _resume_hint(name: str, where: str, address: str | None) -> str:
 
 @app.command()
 def run(spec: Path, storage: StorageOpt = None, address: AddressOpt = None,
-        verbose: VerboseOpt = False) -> None:
+        verbose: VerboseOpt = False, data_root: DataRootOpt = None,
+        download: DownloadOpt = None) -> None:
     """Run SPEC through Ray Tune (re-running continues an interrupted sweep), then report."""
     with ModelCheck() as models:  # torch and the models in a child while this one goes on
-        _run(_load(spec), storage, address, verbose, str(spec), models)
+        _run(_with_data(_load(spec), data_root, download), storage, address, verbose,
+             str(spec), models)
+
+
+def _with_data(sweep, data_root: str | None, download: bool | None):
+    """``sweep`` with ``--data-root`` / ``--download`` in place of its ``data.root`` /
+    ``data.download`` (where the files are, not what they are: a sweep may change them)."""
+    from sweeps.spec_groups import DataSpec
+
+    over = {k: v for k, v in (("root", data_root), ("download", download)) if v is not None}
+    if not over:
+        return sweep
+    return sweep.model_copy(update={"data": DataSpec(**{**sweep.data.model_dump(), **over})})
 
 
 @app.command()
 def resume(name: str, storage: NamedStorageOpt = None, address: AddressOpt = None,
-           verbose: VerboseOpt = False) -> None:
+           verbose: VerboseOpt = False, data_root: DataRootOpt = None,
+           download: DownloadOpt = None) -> None:
     """Continue sweep NAME from its stored spec: finished trials are not run again."""
     with ModelCheck() as models:  # as in `run`
-        _resume(name, storage, address, verbose, models)
+        _resume(name, storage, address, verbose, models, data_root, download)
 
 
 def _resume(name: str, storage: str | None, address: str | None, verbose: bool,
-            models: ModelCheck) -> None:
+            models: ModelCheck, data_root: str | None = None,
+            download: bool | None = None) -> None:
     from sweeps import spec as spec_module
 
     store, raw = sweep_store(name, storage)
@@ -196,8 +217,8 @@ def _resume(name: str, storage: str | None, address: str | None, verbose: bool,
         sweep = spec_module.parse(raw, store.join("spec.json"))
     except SpecError as err:
         fail(str(err))
-    _run(sweep, storage or raw.get("storage"), address, verbose, store.join("spec.json"),
-         models)
+    _run(_with_data(sweep, data_root, download), storage or raw.get("storage"), address,
+         verbose, store.join("spec.json"), models)
 
 
 @app.command()

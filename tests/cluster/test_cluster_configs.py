@@ -452,9 +452,10 @@ def test_sbatch_head_address_skips_loopback(tmp_path: Path) -> None:
             'case "$*" in *"hostname --ip-address"*) echo 127.0.1.1;;\n'
             '  *"hostname -I"*) echo "10.7.7.7 172.17.0.1";; *) exit 97;; esac\n')
     tools = {"srun": srun, "scontrol": "echo n1\n", "ray": 'echo "ray $*" >> "$HOME/called"\n',
-             "python": "exit 97\n"}
-    env = write_tools(tmp_path / "bin", tools) | {"RAY_WAIT_S": "0", "RAY_POLL_S": "0"}
+             "python": 'echo "python $*" >> "$HOME/called"; exit 97\n'}
+    # the wait for the head polls its address (in the foreground, unlike the head's start)
+    env = write_tools(tmp_path / "bin", tools) | {"RAY_WAIT_S": "2", "RAY_POLL_S": "1"}
     run_sbatch(env, "spec.yaml", "/shared/store")
     called = (tmp_path / "called").read_text()
-    assert "--node-ip-address=10.7.7.7" in called or "10.7.7.7:6379" in called, called
+    assert "python - 10.7.7.7:6379" in called, called
     assert "127.0.1.1:" not in called and "=127.0.1.1" not in called

@@ -235,3 +235,28 @@ def test_the_resume_hint_of_an_interrupt_names_the_ray_the_run_used(monkeypatch)
     hint = _resume_hint("s", "s3://b/x", None)
     assert "on the same cluster" in hint and \
         "`ray job submit ... -- lottery resume s --storage s3://b/x`" in hint
+
+
+def test_data_root_and_download_options_replace_the_specs(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--data-root` / `--download` change where the files are (a relative root from the
+    current directory), nothing else; the preflight then looks there."""
+    import yaml
+
+    from sweeps import spec as spec_module
+    from sweeps.cli import _with_data
+
+    monkeypatch.chdir(tmp_path)
+    spec = spec_module.parse({"name": "d", "dataset": "mnist", "lrs": [0.1],
+                              "sparsities": [0.5]})
+    assert _with_data(spec, None, None) is spec
+    moved = _with_data(spec, "here/data", True)
+    assert (moved.data.root, moved.data.download) == (str(tmp_path / "here" / "data"), True)
+    assert moved.model_copy(update={"data": spec.data}) == spec  # only the data moved
+    path = tmp_path / "d.yaml"
+    path.write_text(yaml.safe_dump({"name": "d", "dataset": "mnist", "lrs": [0.1],
+                                    "methods": ["dense"], "training": {"epochs": 1}}))
+    result = CliRunner().invoke(app, ["run", str(path), "--storage", str(tmp_path / "r"),
+                                      "--data-root", "empty-dir", "--no-download"])
+    assert result.exit_code == 2, result.output
+    assert str(tmp_path / "empty-dir") in result.output  # the preflight looked there
