@@ -459,3 +459,20 @@ def test_sbatch_head_address_skips_loopback(tmp_path: Path) -> None:
     called = (tmp_path / "called").read_text()
     assert "python - 10.7.7.7:6379" in called, called
     assert "127.0.1.1:" not in called and "=127.0.1.1" not in called
+
+
+def test_every_gpu_spec_shares_a_gpu_worker_four_ways() -> None:
+    """The shipped specs that ask for a GPU fill the GPU workers of the cluster configs as the
+    configs say (four trials per node), not one CPU-bound trial on a quarter of the GPU."""
+    from sweeps import spec as spec_module
+
+    config = aws_config()
+    workers = [t["resources"] for t in config["available_node_types"].values()
+               if t["resources"].get("GPU", 0) >= 1]
+    specs = [spec_module.load(p) for p in sorted((REPO / "sweeps" / "configs").rglob("*.yaml"))]
+    gpu_specs = [s for s in specs if s.resources.gpu > 0]
+    assert gpu_specs, "no shipped spec asks for a GPU"
+    for s in gpu_specs:
+        for w in workers:
+            per_node = min(w["CPU"] // s.resources.cpu, w["GPU"] // s.resources.gpu)
+            assert per_node >= 4, (s.name, s.resources, w)
