@@ -26,12 +26,15 @@ BOOTSTRAP_RESAMPLES = 10_000
 _SEED = 0
 
 
-def interval(values: Sequence[float] | np.ndarray, level: float = LEVEL) -> dict[str, object]:
+def interval(values: Sequence[float] | np.ndarray, level: float = LEVEL,
+             bounds: tuple[float, float] | None = None) -> dict[str, object]:
     """Mean of ``values`` with its confidence interval.
 
     Args:
         values: One value per seed (NaN values are dropped).
         level: Coverage, e.g. 0.95.
+        bounds: The values' range, e.g. (0, 1) for an accuracy: the interval is clipped to it
+            (a t interval of a few seeds, one of them far off, can pass it); None: unclipped.
     Returns:
         ``{"mean", "low", "high", "n", "ci_method"}``: ``ci_method`` is ``"t"`` (Student t,
         n < ``BOOTSTRAP_MIN_N``), ``"bootstrap"`` (percentile, seeded) or ``"none"`` (n < 2:
@@ -51,13 +54,25 @@ def interval(values: Sequence[float] | np.ndarray, level: float = LEVEL) -> dict
         from scipy import stats
 
         half = float(stats.t.ppf(0.5 + level / 2, n - 1)) * float(x.std(ddof=1)) / math.sqrt(n)
-        return {"mean": mean, "low": mean - half, "high": mean + half, "n": n,
-                "ci_method": "t"}
-    rng = np.random.default_rng(_SEED)
-    means = x[rng.integers(0, n, size=(BOOTSTRAP_RESAMPLES, n))].mean(axis=1)
-    low, high = np.quantile(means, [(1 - level) / 2, (1 + level) / 2])
-    return {"mean": mean, "low": float(low), "high": float(high), "n": n,
-            "ci_method": "bootstrap"}
+        low, high, method = mean - half, mean + half, "t"
+    else:
+        rng = np.random.default_rng(_SEED)
+        means = x[rng.integers(0, n, size=(BOOTSTRAP_RESAMPLES, n))].mean(axis=1)
+        low, high = (float(q) for q in np.quantile(means, [(1 - level) / 2, (1 + level) / 2]))
+        method = "bootstrap"
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return {"mean": mean, "low": low, "high": high, "n": n, "ci_method": method}
+
+
+def value_bounds(column: str, difference: bool = False) -> tuple[float, float] | None:
+    """The range of ``column``'s values (``analysis.schema.UNIT_INTERVAL``: [0, 1]), or of a
+    difference of two of them ([-1, 1]); None for an unbounded column."""
+    from analysis.schema import UNIT_INTERVAL
+
+    if column not in UNIT_INTERVAL:
+        return None
+    return (-1.0, 1.0) if difference else (0.0, 1.0)
 
 
 def probability_of_improvement(x: Sequence[float], y: Sequence[float]) -> float:
@@ -72,13 +87,14 @@ def probability_of_improvement(x: Sequence[float], y: Sequence[float]) -> float:
     return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
 
 
-def summarize(frame: pd.DataFrame, keys: list[str], column: str,
-              level: float = LEVEL) -> pd.DataFrame:
+def summarize(frame: pd.DataFrame, keys: list[str], column: str, level: float = LEVEL,
+              bounds: tuple[float, float] | None = None) -> pd.DataFrame:
     """``interval`` of ``column`` for every group of ``keys``, over seeds.
 
     Replicates are seeds: when ``frame`` has a ``seed`` column, the rows of one group and
     seed (the same grid point loaded from two sweeps) count once, as their mean, so ``n`` is
-    the number of seeds with a value.
+    the number of seeds with a value. Intervals are clipped to ``bounds``, by default the
+    column's range (``value_bounds``: [0, 1] for accuracies).
 
     Returns:
         One row per group: ``keys``, ``mean``, ``low``, ``high``, ``n``, ``ci_method``.
@@ -91,11 +107,12 @@ def summarize(frame: pd.DataFrame, keys: list[str], column: str,
     if "seed" in frame.columns and "seed" not in keys:
         frame = frame.groupby([*keys, "seed"], sort=True, dropna=False,
                               observed=True)[column].mean().reset_index()
+    bounds = bounds or value_bounds(column)
     rows = []
     for key, group in frame.groupby(keys, sort=True, dropna=False, observed=True):
         key = key if isinstance(key, tuple) else (key,)
         rows.append({**dict(zip(keys, key, strict=True)),
-                     **interval(group[column].to_numpy(), level)})
+                     **interval(group[column].to_numpy(), level, bounds)})
     return pd.DataFrame(rows, columns=[*keys, "mean", "low", "high", "n", "ci_method"])
 
 
@@ -111,8 +128,9 @@ def paired_difference(frame: pd.DataFrame, keys: list[str], arm: str, a: str, b:
         column: The compared value.
     Returns:
         One row per group having both arms on at least one common seed: ``keys``, the paired
-        difference's ``mean``, ``low``, ``high``, ``n`` (paired seeds), ``ci_method``, and
-        ``p_improvement`` (P(a > b) over all runs of the two arms).
+        difference's ``mean``, ``low``, ``high`` (clipped to [-1, 1] for a fraction column,
+        ``value_bounds``), ``n`` (paired seeds), ``ci_method``, and ``p_improvement`` (P(a > b)
+        over all runs of the two arms).
     Raises:
         ValueError: ``frame`` lacks a column of ``keys``, ``seed``, ``arm`` or ``column``.
     """
@@ -130,7 +148,8 @@ def paired_difference(frame: pd.DataFrame, keys: list[str], arm: str, a: str, b:
         diff = (wide[a] - wide[b]).dropna()
         if diff.empty:
             continue
-        out.append({**dict(zip(keys, key, strict=True)), **interval(diff.to_numpy(), level),
+        out.append({**dict(zip(keys, key, strict=True)),
+                    **interval(diff.to_numpy(), level, value_bounds(column, difference=True)),
                     "p_improvement": probability_of_improvement(
                         group.loc[group[arm] == a, column], group.loc[group[arm] == b, column])})
     return pd.DataFrame(out, columns=[*keys, "mean", "low", "high", "n", "ci_method",

@@ -149,6 +149,15 @@ _LAYERS_COLUMNS: tuple[tuple[str, pa.DataType, str], ...] = (
 
 _COLUMNS = {"runs": _RUNS_COLUMNS, "curves": _CURVES_COLUMNS, "layers": _LAYERS_COLUMNS}
 
+# Columns whose every value is a fraction in [0, 1] (accuracies, sparsities, R_p overlaps):
+# ``analysis.intervals`` clips an interval over seeds of one to [0, 1] (a difference of two
+# to [-1, 1]).
+UNIT_INTERVAL: frozenset[str] = frozenset({
+    "target_sparsity", "sparsity", "test_acc", "best_test_acc", "val_acc",
+    "test_acc_at_best_val", "rp_run_p20", "rp_init_vs_pf_p20", "rp_reinit_vs_pf_p20",
+    "rp_pf_vs_init_p20", "rp_pf_vs_dense_p20",
+    *(f"rp_dense_p{pct}" for pct in (10, 20, 30, 40, 50))})
+
 # Columns added after lottery-sweeps 0.1: a part written before them lacks them, and readers
 # fill them with nulls. Every other column must be in every part. Add new columns here.
 ADDED: dict[str, frozenset[str]] = {

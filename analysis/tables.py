@@ -140,7 +140,7 @@ def correlation(runs: pd.DataFrame) -> pd.DataFrame:
     long = per_seed.reset_index().melt(id_vars=[*CELL, "lr", "seed"], var_name="column",
                                        value_name="rp")
     long["p"] = long["column"].str.removeprefix("rp_dense_p").astype(int) / 100
-    return summarize(long, [*CELL, "lr", "p"], "rp")
+    return summarize(long, [*CELL, "lr", "p"], "rp", bounds=(0.0, 1.0))
 
 
 def mechanism(runs: pd.DataFrame) -> pd.DataFrame:

@@ -59,3 +59,22 @@ def test_differences_are_paired_by_seed() -> None:
 def test_format_interval_in_percent() -> None:
     assert intervals.format_interval(0.8812, 0.87, 0.89) == "88.12 [87.00, 89.00]"
     assert intervals.format_interval(0.5, math.nan, math.nan) == "50.00"
+
+
+def test_intervals_of_fractions_stay_in_their_range() -> None:
+    """Three seeds, one collapsed (a thin small-dense net): the t interval of the mean would
+    run below 0 and above 1; an accuracy's is clipped to [0, 1], a difference's to [-1, 1]."""
+    accs = [0.10, 0.88, 0.89]
+    raw = intervals.interval(accs)
+    assert raw["low"] < 0 and raw["high"] > 1
+    clipped = intervals.interval(accs, bounds=(0.0, 1.0))
+    assert (clipped["low"], clipped["high"], clipped["mean"]) == (0.0, 1.0, raw["mean"])
+    frame = pd.DataFrame({"arm": ["sdt"] * 3 + ["lth"] * 3, "seed": [0, 1, 2] * 2,
+                          "test_acc": accs + [0.90, 0.91, 0.92], "loss": accs + accs})
+    acc = intervals.summarize(frame, ["arm"], "test_acc").set_index("arm")
+    assert acc.loc["sdt", "low"] == 0.0 and acc.loc["sdt", "high"] == 1.0
+    loss = intervals.summarize(frame, ["arm"], "loss").set_index("arm")  # not a fraction
+    assert loss.loc["sdt", "low"] < 0
+    frame["k"] = 1
+    diff = intervals.paired_difference(frame, ["k"], "arm", "lth", "sdt").iloc[0]
+    assert -1.0 <= diff["low"] and diff["high"] <= 1.0 and diff["high"] == 1.0
