@@ -23,8 +23,6 @@ from dataclasses import dataclass
 from dataclasses import replace
 from typing import Any
 
-import torch
-
 from trainer import seeding
 from trainer.hparams import DataHparams
 from trainer.hparams import parse_dataset
@@ -88,6 +86,8 @@ def start(src: Sources) -> Start:
     new_head = hp.regime == "freeze" or any(src.init[n].shape != params[n].shape for n in head)
     state, mask = dict(base), dict(src.mask)
     if new_head:  # dense, and still in the mask, so the row's sparsity counts it as lth's does
+        import torch  # imported by the trial, not by the registry
+
         state.update({n: params[n].detach().clone() for n in head})
         mask.update({n: torch.ones(params[n].shape, dtype=torch.bool, device=mask[n].device)
                      for n in head if n in mask})
