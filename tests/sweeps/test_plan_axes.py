@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from typing import Any
 
 import pytest
+from plan_helpers import branches
+from plan_helpers import only_chain
+from plan_helpers import small_spec
 
 from sweeps.errors import SpecError
 from sweeps.keys import mask_blob
@@ -19,30 +21,12 @@ from sweeps.keys import stage_dir
 from sweeps.keys import trunk_key
 from sweeps.plan import Plan
 from sweeps.plan import make_plan
-from sweeps.spec import SweepSpec
-from sweeps.spec import parse
 from trainer import levels
 from trainer.hparams import RecipeHparams
-from trainer.jobs import BranchJob
 from trainer.jobs import ChainJob
 from trainer.jobs import curves_part
 
 LS = ("ls", RecipeHparams(label_smoothing=0.1))
-
-
-def _spec(**overrides: Any) -> SweepSpec:
-    return parse({"name": "t", "lrs": [0.1], "seeds": [0], "training": {"epochs": 3},
-                  **overrides})
-
-
-def _only_chain(plan: Plan) -> ChainJob:
-    (chain,) = plan.chains
-    return chain
-
-
-def _branches(plan: Plan, method: str, s: float | None = None) -> list[BranchJob]:
-    return [b for b in plan.branches if b.point.method == method
-            and (s is None or b.point.target_sparsity == s)]
 
 
 # --- stage_dir --------------------------------------------------------------------------------
@@ -71,12 +55,13 @@ RECIPE_GRID = {"methods": RECIPE_METHODS, "sparsities": [0.36, 0.5]}
 
 @pytest.fixture(scope="module")
 def plain() -> Plan:
-    return make_plan(_spec(**RECIPE_GRID))
+    return make_plan(small_spec(**RECIPE_GRID))
 
 
 @pytest.fixture(scope="module")
 def recipes() -> Plan:
-    return make_plan(_spec(**RECIPE_GRID, recipes={"base": {}, "ls": {"label_smoothing": 0.1}}))
+    return make_plan(small_spec(**RECIPE_GRID,
+                                recipes={"base": {}, "ls": {"label_smoothing": 0.1}}))
 
 
 def test_every_method_sparsity_and_recipe_is_one_point(recipes: Plan) -> None:
@@ -96,7 +81,7 @@ def test_base_recipe_points_keep_the_keys_and_trial_ids_of_a_sweep_without_recip
     assert {b.trial_id for b in recipes.branches if b.point.recipe == "base"} == \
         {b.trial_id for b in plain.branches}
     assert [c.trial_id for c in recipes.chains] == [c.trial_id for c in plain.chains]
-    trunk = _only_chain(recipes).trunk
+    trunk = only_chain(recipes).trunk
     for b in recipes.branches:
         if b.point.recipe == "base":
             hp = recipes.spec.method_hparams(b.point.method)
@@ -105,7 +90,7 @@ def test_base_recipe_points_keep_the_keys_and_trial_ids_of_a_sweep_without_recip
 
 
 def test_other_recipes_enter_the_point_key(recipes: Plan) -> None:
-    trunk = _only_chain(recipes).trunk
+    trunk = only_chain(recipes).trunk
     others = [b for b in recipes.branches if b.point.recipe == "ls"]
     assert len(others) == 8
     for b in others:
@@ -118,10 +103,10 @@ def test_other_recipes_enter_the_point_key(recipes: Plan) -> None:
 
 
 def test_plain_lth_on_an_imp_level_is_a_chain_point_only_for_base(recipes: Plan) -> None:
-    chain = _only_chain(recipes)
+    chain = only_chain(recipes)
     assert [(p.method, p.target_sparsity, p.recipe) for p in chain.points] == \
         [("dense", 0.0, "base"), ("lth", 0.36, "base")]
-    (on_level,) = _branches(recipes, "lth", 0.36)
+    (on_level,) = branches(recipes, "lth", 0.36)
     assert on_level.point.recipe == "ls"
     assert on_level.mask_blob == mask_blob(0.36)
     assert on_level.stage_dir.startswith("level_2/lth-sparsity_0.36-")
@@ -143,13 +128,13 @@ def test_trial_ids_of_other_recipes_name_the_recipe(recipes: Plan) -> None:
 
 def test_rst_shares_its_prepare_dir_across_recipes_but_not_its_stage_dir(recipes: Plan) -> None:
     for s in (0.36, 0.5):
-        base, ls = sorted(_branches(recipes, "rst", s), key=lambda b: b.point.recipe)
+        base, ls = sorted(branches(recipes, "rst", s), key=lambda b: b.point.recipe)
         assert (base.point.recipe, ls.point.recipe) == ("base", "ls")
         assert base.prepare_dir == ls.prepare_dir != ""
         assert base.prepare_dir == f"{base.stage_dir}/prepare"  # named by the base point
         assert base.stage_dir != ls.stage_dir
         assert ls.stage_dir.startswith(f"random/rst-sparsity_{s:g}-")
-    assert len({b.prepare_dir for b in _branches(recipes, "rst")}) == 2
+    assert len({b.prepare_dir for b in branches(recipes, "rst")}) == 2
 
 
 def test_methods_without_a_phase_of_their_own_have_no_prepare_dir(recipes: Plan) -> None:
@@ -158,7 +143,7 @@ def test_methods_without_a_phase_of_their_own_have_no_prepare_dir(recipes: Plan)
 
 def test_recipe_branches_stand_on_the_same_trunk_levels_as_base(recipes: Plan) -> None:
     for method in ("lth", "pf"):
-        base, ls = sorted(_branches(recipes, method, 0.5), key=lambda b: b.point.recipe)
+        base, ls = sorted(branches(recipes, method, 0.5), key=lambda b: b.point.recipe)
         assert base.point.curves[:-1] == ls.point.curves[:-1]
         assert ls.point.curves[-1] == ls.trial_id
         assert base.mask_blob == ls.mask_blob == mask_blob(0.5)
@@ -167,10 +152,10 @@ def test_recipe_branches_stand_on_the_same_trunk_levels_as_base(recipes: Plan) -
 # --- sdt --------------------------------------------------------------------------------------
 
 def test_sdt_is_a_branch_under_small_dense_without_a_mask() -> None:
-    plan = make_plan(_spec(methods=["dense", "sdt"], sparsities=[0.36, 0.5]))
-    chain = _only_chain(plan)
+    plan = make_plan(small_spec(methods=["dense", "sdt"], sparsities=[0.36, 0.5]))
+    chain = only_chain(plan)
     assert chain.levels == 0 and chain.targets == ()
-    sdt = _branches(plan, "sdt")
+    sdt = branches(plan, "sdt")
     assert [b.point.target_sparsity for b in sdt] == [0.36, 0.5]
     for b in sdt:
         assert b.mask_blob == ""
@@ -188,7 +173,7 @@ TRANSFER = {"dataset": ["digits[0-4]", "digits[5-9]"], "methods": ["dense", "lth
 
 @pytest.fixture(scope="module")
 def transfer() -> Plan:
-    return make_plan(_spec(**TRANSFER))
+    return make_plan(small_spec(**TRANSFER))
 
 
 def _chain_for(plan: Plan, label: str) -> ChainJob:
@@ -197,27 +182,27 @@ def _chain_for(plan: Plan, label: str) -> ChainJob:
 
 
 def test_transfer_points_come_only_from_sources_other_than_the_target(transfer: Plan) -> None:
-    arms = _branches(transfer, "transfer")
+    arms = branches(transfer, "transfer")
     assert {b.trunk.data.label for b in arms} == {"digits[0-4]"}
     assert {b.method_hparams["target"] for b in arms} == {"digits[5-9]"}
     assert len(arms) == 2 * 3 * 2  # sparsities x inits x regimes
     for s in (0.36, 0.5):
         pairs = [(b.method_hparams["init"], b.method_hparams["regime"])
-                 for b in _branches(transfer, "transfer", s)]
+                 for b in branches(transfer, "transfer", s)]
         assert pairs == [(i, r) for i in ("late_reset", "init", "reinit")
                          for r in ("finetune", "freeze")]
 
 
 def test_a_transfer_onto_the_only_dataset_is_refused_naming_the_target() -> None:
     with pytest.raises(SpecError) as info:
-        _spec(**{**TRANSFER, "dataset": "digits[5-9]"})
+        small_spec(**{**TRANSFER, "dataset": "digits[5-9]"})
     assert [field for field, _ in info.value.problems] == ["transfer.targets[0]"]
 
 
 def test_transfer_arms_train_the_source_chains_imp_mask(transfer: Plan) -> None:
     source = _chain_for(transfer, "digits[0-4]")
     blobs = {t.sparsity: t.mask_blob for t in source.targets if t.producer == "imp"}
-    for b in _branches(transfer, "transfer"):
+    for b in branches(transfer, "transfer"):
         assert b.trunk == source.trunk
         assert b.mask_blob == blobs[b.point.target_sparsity]
         level = levels.mask_level(b.point.target_sparsity, 0.2)
@@ -227,7 +212,7 @@ def test_transfer_arms_train_the_source_chains_imp_mask(transfer: Plan) -> None:
 
 
 def test_transfer_arms_have_distinct_keys_per_init_and_regime(transfer: Plan) -> None:
-    arms = _branches(transfer, "transfer", 0.36)
+    arms = branches(transfer, "transfer", 0.36)
     assert len({b.point.config_hash for b in arms}) == len({b.stage_dir for b in arms}) == 6
     trunk = arms[0].trunk
     hp = transfer.spec.method_variants("transfer")[3]
@@ -248,8 +233,8 @@ def test_artifact_dirs_and_trial_ids_use_the_selection_slug(transfer: Plan) -> N
 def test_class_selections_are_separate_trunks(transfer: Plan) -> None:
     keys = {trunk_key(c.trunk) for c in transfer.chains}
     assert len(keys) == 2
-    whole = make_plan(_spec(methods=["dense"], sparsities=[]))
-    assert trunk_key(_only_chain(whole).trunk) not in keys
+    whole = make_plan(small_spec(methods=["dense"], sparsities=[]))
+    assert trunk_key(only_chain(whole).trunk) not in keys
 
 
 # --- Plan.tickets -----------------------------------------------------------------------------
@@ -265,12 +250,12 @@ def test_tickets_list_each_ticket_once_across_recipes(recipes: Plan) -> None:
 def test_the_ticket_of_an_on_level_lth_is_the_chains_mask(recipes: Plan) -> None:
     (ticket,) = recipes.tickets("lth", 0.36, seed=0)
     assert ticket.mask_blob == mask_blob(0.36)
-    assert ticket.trial_id == _only_chain(recipes).trial_id
+    assert ticket.trial_id == only_chain(recipes).trial_id
 
 
 def test_the_ticket_of_rst_points_at_the_shared_prepare_dir(recipes: Plan) -> None:
     (ticket,) = recipes.tickets("rst", 0.5, seed=0)
-    assert ticket.prepare_dir == _branches(recipes, "rst", 0.5)[0].prepare_dir != ""
+    assert ticket.prepare_dir == branches(recipes, "rst", 0.5)[0].prepare_dir != ""
 
 
 def test_tickets_filter_transfer_arms_by_their_hparams(transfer: Plan) -> None:
@@ -286,11 +271,11 @@ def test_tickets_filter_transfer_arms_by_their_hparams(transfer: Plan) -> None:
 
 def test_a_class_selection_is_one_grid_point_however_it_is_written() -> None:
     with pytest.raises(SpecError) as info:
-        _spec(dataset=["digits[0-4]", "digits[0,1,2,3,4]"], methods=["dense"], sparsities=[])
+        small_spec(dataset=["digits[0-4]", "digits[0,1,2,3,4]"], methods=["dense"], sparsities=[])
     assert [field for field, _ in info.value.problems] == ["dataset"]
-    spelled = make_plan(_spec(**{**TRANSFER, "transfer": {"targets": ["digits[5,6,7,8,9]"]}}))
-    written = make_plan(_spec(**TRANSFER))
-    keys = {b.point.config_hash for b in _branches(written, "transfer")}
-    assert keys == {b.point.config_hash for b in _branches(spelled, "transfer")}
-    assert {b.method_hparams["target"] for b in _branches(spelled, "transfer")} == \
+    spelled = make_plan(small_spec(**{**TRANSFER, "transfer": {"targets": ["digits[5,6,7,8,9]"]}}))
+    written = make_plan(small_spec(**TRANSFER))
+    keys = {b.point.config_hash for b in branches(written, "transfer")}
+    assert keys == {b.point.config_hash for b in branches(spelled, "transfer")}
+    assert {b.method_hparams["target"] for b in branches(spelled, "transfer")} == \
         {"digits[5-9]"}
