@@ -120,7 +120,9 @@ class StageOptions:
         frozen: Parameter names that are not trained (no gradient, not in the optimizer).
         start_step: The first step to train, 0-based: the schedule, the data order and the
             epoch numbers continue from there (rewinding to θk trains steps k.., open_lth's
-            ``train_start_step``).
+            ``train_start_step``). Augmentation draws restart at the epoch's first batch, so
+            a k inside an epoch gets that epoch's draws shifted by the skipped batches (exact
+            for a k on an epoch boundary, as ``pruning.rewind.epochs`` gives).
         end_step: Train up to this step (exclusive); None = the run's length
             (``TrainHparams.steps``: ``iterations``, or ``epochs`` full epochs).
         on_step: Called after every optimizer step (e.g. to keep θk of a dense run).

@@ -140,7 +140,13 @@ def test_the_digits_split_is_kept_per_scikit_learn_version_and_read_back_unchang
     monkeypatch.setenv("LOTTERY_DATA_CACHE", str(tmp_path))
     path = digits.split_cache()
     assert path.parent == tmp_path / "digits"
-    assert path.name == f"split-scikit-learn-{importlib.metadata.version('scikit-learn')}.npz"
+    assert path.name.startswith(
+        f"split-scikit-learn-{importlib.metadata.version('scikit-learn')}-")
+    # another split rule is another file: a split made by the old rule is never read
+    monkeypatch.setitem(digits.SPLIT, "random_state", 1)
+    assert digits.split_cache() != path
+    monkeypatch.setitem(digits.SPLIT, "random_state", 0)
+    assert digits.split_cache() == path
     made = digits.load(DataHparams())  # no file yet: made by scikit-learn, then kept
     assert path.is_file()
     read = digits.load(DataHparams())

@@ -220,6 +220,20 @@ def test_smallnorb_round_trips_real_binary_files(tmp_path):
     assert d.augment.fill == pytest.approx((-mean / std,))
 
 
+def test_smallnorb_expanded_to_three_channels_still_augments(tmp_path):
+    """A one-channel set with `data.shape: [3, 32, 32]` (Mehta's smallNORB target of a CIFAR
+    ticket) keeps its one-value fill: the border of every channel is the black pixel."""
+    _write_norb(tmp_path, np.random.default_rng(2))
+    d = data.load(DataHparams(name="smallnorb", root=str(tmp_path), shape=(3, 32, 32)))
+    assert d.train_x.shape == (6, 3, 32, 32) and len(d.augment.fill) == 1
+    gen = torch.Generator().manual_seed(0)
+    out = d.augment(d.train_x, gen)
+    assert out.shape == d.train_x.shape
+    black = torch.tensor(d.augment.fill[0])
+    shifted = torch.tensor([not torch.equal(a, b) for a, b in zip(out, d.train_x, strict=True)])
+    assert shifted.any() and (out == black).any(dim=(1, 2, 3))[shifted].all()
+
+
 def test_smallnorb_downsamples_the_first_camera_by_area_averaging(tmp_path):
     written = _write_norb(tmp_path, np.random.default_rng(3))
     ramp = np.add.outer(np.arange(96), 2 * np.arange(96)).astype(np.uint8)  # (96, 96) not flat

@@ -42,7 +42,8 @@ class RandomFlipCrop:
     moved to the batch's device, and applied with one gather: no loop over samples.
 
     Attributes:
-        fill: Per-channel value of the padded border, length C (``-mean / std``).
+        fill: Per-channel value of the padded border, length C (``-mean / std``), or length 1
+            for every channel (a one-channel set expanded to C channels by ``data.shape``).
         padding: Border width in pixels; crop offsets are uniform in [0, 2 * padding].
         flip: Flip half the samples horizontally. False = crop only (digits, e.g. SVHN); the
             flip flags are still drawn, so the crop offsets of a seed do not depend on it.
@@ -71,7 +72,9 @@ class RandomFlipCrop:
         dx = torch.randint(0, 2 * p + 1, (b,), generator=generator)
         flip, dy, dx = flip.to(x.device), dy.to(x.device), dx.to(x.device)
 
-        fill = torch.tensor(self.fill, dtype=x.dtype, device=x.device).view(1, c, 1, 1)
+        fill = torch.tensor(self.fill, dtype=x.dtype, device=x.device)
+        # one value for every channel: a one-channel set expanded to C channels (``data.shape``)
+        fill = (fill.expand(c) if fill.numel() == 1 else fill).reshape(1, c, 1, 1)
         padded = fill.expand(b, c, h + 2 * p, w + 2 * p).clone()
         padded[:, :, p : p + h, p : p + w] = x
 

@@ -1,13 +1,16 @@
 """scikit-learn's bundled 8x8 handwritten digits: tiny, offline, the default dataset.
 
-The split is made by scikit-learn once per installed scikit-learn version and kept as an
-``.npz`` in the data cache (``_common.cache_dir()``), so later processes (every Ray worker of
-every sweep) load it without importing scikit-learn and SciPy, about a second of CPU each.
+The split is made by scikit-learn once per installed scikit-learn version and split rule, and
+kept as an ``.npz`` in the data cache (``_common.cache_dir()``), so later processes (every Ray
+worker of every sweep) load it without importing scikit-learn and SciPy, about a second of CPU
+each.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
+import json
 import zipfile
 from pathlib import Path
 
@@ -21,6 +24,9 @@ from trainer.data.base import InMemoryData
 from trainer.hparams import DataHparams
 
 KEYS = ("x_train", "x_test", "y_train", "y_test")
+# The split rule (``train_test_split``'s arguments and the pixel scale). Its digest is part of
+# the cache file's name, so a changed rule never reads a split made by the old one.
+SPLIT = {"test_size": 0.2, "stratify": True, "random_state": 0, "scale": 16.0}
 
 
 def load(hp: DataHparams) -> InMemoryData:
@@ -66,21 +72,24 @@ def split() -> dict[str, np.ndarray]:
     from sklearn.model_selection import train_test_split
 
     bunch = load_digits()
-    x = (bunch.images / 16.0).astype(np.float32)[:, None]  # (1797, 8, 8) -> (1797, 1, 8, 8)
+    x = (bunch.images / SPLIT["scale"]).astype(np.float32)[:, None]  # (1797, 1, 8, 8)
     y = bunch.target.astype(np.int64)
-    parts = train_test_split(x, y, test_size=0.2, stratify=y, random_state=0)
+    parts = train_test_split(x, y, test_size=SPLIT["test_size"],
+                             stratify=y if SPLIT["stratify"] else None,
+                             random_state=SPLIT["random_state"])
     return {key: np.ascontiguousarray(a) for key, a in zip(KEYS, parts, strict=True)}
 
 
 def split_cache() -> Path:
-    """Where the split of the installed scikit-learn version is kept (the data and the split
-    rule ship with scikit-learn, so its version names the file).
+    """Where the split is kept: named by the installed scikit-learn version (the data and
+    ``train_test_split`` ship with it) and a digest of ``SPLIT`` (our rule).
 
     Raises:
         importlib.metadata.PackageNotFoundError: scikit-learn is not installed.
     """
     version = importlib.metadata.version("scikit-learn")
-    return cache_dir() / "digits" / f"split-scikit-learn-{version}.npz"
+    rule = hashlib.sha256(json.dumps(SPLIT, sort_keys=True).encode()).hexdigest()[:12]
+    return cache_dir() / "digits" / f"split-scikit-learn-{version}-{rule}.npz"
 
 
 def _read(path: Path) -> dict[str, np.ndarray] | None:
