@@ -54,8 +54,14 @@ def _slug(*parts: object) -> str:
 
 def _focus(ax, means: pd.Series) -> None:
     """Y limits around the means (an interval band wider than that is clipped: one collapsed
-    seed must not flatten every line; the tables have the numbers)."""
-    low, high = float(means.min()), float(means.max())
+    seed must not flatten every line; the tables have the numbers). Means further than three
+    interquartile ranges out (a collapsed arm's) fall off the axis too."""
+    means = means.dropna()
+    if means.empty:
+        return
+    q1, q3 = (float(q) for q in means.quantile([0.25, 0.75]))
+    low = max(float(means.min()), q1 - 3 * (q3 - q1))
+    high = min(float(means.max()), q3 + 3 * (q3 - q1))
     pad = max(0.15 * (high - low), 0.5)
     ax.set_ylim(low - pad, high + pad)
     ax.set_autoscaley_on(False)

@@ -19,12 +19,17 @@ from analysis.stats import require_columns
 CELL = ["model", "dataset"]
 POINT = ["model", "dataset", "lr", "target_sparsity"]
 # (a, b) of the differences the papers ask about: Liu et al. (lth - random_reinit, pf - lth),
-# Bai et al. (rst - random_pruning), Frankle & Carbin (lth - dense).
+# Bai et al. (rst - random_pruning), Frankle & Carbin (lth - dense), Ma et al. (the OMP
+# ticket vs its random reinit, criterion (3); the ticket vs the small-dense net, criterion
+# (2); IMP vs one-shot masks).
 DIFFERENCES = (("lth", "random_reinit"), ("pf", "lth"), ("rst", "random_pruning"),
-               ("lth", "dense"))
-BUDGET_ARMS = ("lth", "pf", "rst", "rst_iter", "omp_lth", "omp_pf", "omp_random_reinit",
-               "lth_rewind")
+               ("lth", "dense"), ("omp_lth", "omp_random_reinit"), ("lth", "sdt"),
+               ("lth", "omp_lth"))
 
+
+# A run this far below the median of its point's other seeds (a fraction: 10 points of
+# accuracy) is named in the warnings.
+COLLAPSE = 0.10
 
 # What every table reads of a runs table (``analysis.schema.RUNS``).
 NEEDED = ["model", "dataset", "method", "lr", "target_sparsity", "seed"]
@@ -72,7 +77,8 @@ def differences(runs: pd.DataFrame, column: str = "test_acc") -> pd.DataFrame:
     Raises:
         ValueError: ``runs`` lacks a key column or ``column``.
     Source: Liu et al. 2021 §4 (lth vs random_reinit, pf vs lth), Bai et al. 2022 (rst vs
-    random_pruning), Frankle & Carbin 2019 (lth vs dense); pairing and P(X > Y): rliable.
+    random_pruning), Frankle & Carbin 2019 (lth vs dense), Ma et al. 2021 §2.2 (omp_lth vs
+    omp_random_reinit, lth vs sdt, lth vs omp_lth); pairing and P(X > Y): rliable.
     """
     r = prepare(runs, column)
     out = []
@@ -96,32 +102,37 @@ def differences(runs: pd.DataFrame, column: str = "test_acc") -> pd.DataFrame:
 
 
 def budgets(runs: pd.DataFrame) -> pd.DataFrame:
-    """Equal-budget comparison of the pf / lth / rst / omp / rewind arms: per point, each arm's
-    total epochs (checked from the rows, not assumed) and test accuracy with its interval, and
-    whether every arm at the point had the same budget.
+    """Budgets of every sparse arm: per point, each arm's total epochs (checked from the rows,
+    not assumed) and test accuracy with its interval, and its epochs beside the ticket's.
 
     Returns:
         Columns model, dataset, lr, target_sparsity, arm, ``total_epochs`` (an int, or
         ``"min-max"`` when the arm's rows differ), ``mean``, ``low``, ``high``, ``n``,
-        ``ci_method``, ``equal_budget``.
+        ``ci_method``, ``vs_lth`` (the arm's total epochs minus lth's at the point: 0 is
+        Liu et al.'s equal budget; None without an lth arm there or with varying epochs).
     Raises:
         ValueError: ``runs`` lacks a key column, test_acc or total_epochs.
     Source: Liu et al. 2021 §5 (P&F vs lottery-ticket retraining at the same total epochs).
     """
     r = prepare(runs, "test_acc", "total_epochs")
-    r = r[r["arm"].isin(BUDGET_ARMS)]
+    r = r[r["arm"] != "dense"]
     if r.empty:
         return pd.DataFrame(columns=[*POINT, "arm", "total_epochs", "mean", "low", "high", "n",
-                                     "ci_method", "equal_budget"])
+                                     "ci_method", "vs_lth"])
     acc = summarize(r, [*POINT, "arm"], "test_acc")
-    epochs = r.groupby([*POINT, "arm"], observed=True)["total_epochs"].agg(
-        lambda s: int(s.max()) if s.nunique() == 1 else f"{s.min()}-{s.max()}")
+    spread = r.groupby([*POINT, "arm"], observed=True)["total_epochs"].agg(["min", "max"])
+    epochs = spread.apply(lambda s: int(s["max"]) if s["min"] == s["max"]
+                          else f"{int(s['min'])}-{int(s['max'])}", axis=1)
     table = acc.merge(epochs.rename("total_epochs").reset_index(), on=[*POINT, "arm"])
-    equal = table.groupby(POINT, observed=True)["total_epochs"].transform(
-        lambda s: s.astype(str).nunique() == 1)
-    return table.assign(equal_budget=equal.astype(bool))[
-        [*POINT, "arm", "total_epochs", "mean", "low", "high", "n", "ci_method",
-         "equal_budget"]]
+    fixed = spread[spread["min"] == spread["max"]]["max"]
+    lth = fixed.xs("lth", level="arm") if "lth" in fixed.index.get_level_values("arm") \
+        else pd.Series(dtype=float)
+    own = table.set_index([*POINT, "arm"]).index.map(lambda k: fixed.get(k))
+    ref = table.set_index(POINT).index.map(lambda k: lth.get(k))
+    vs = [None if a is None or b is None or pd.isna(a) or pd.isna(b) else int(a - b)
+          for a, b in zip(own, ref, strict=True)]
+    return table.assign(vs_lth=pd.Series(vs, index=table.index, dtype=object))[
+        [*POINT, "arm", "total_epochs", "mean", "low", "high", "n", "ci_method", "vs_lth"]]
 
 
 def correlation(runs: pd.DataFrame) -> pd.DataFrame:
@@ -181,13 +192,17 @@ def early_stopping(runs: pd.DataFrame) -> pd.DataFrame:
 
 def warnings(runs: pd.DataFrame, failed: list[str] | None = None) -> list[str]:
     """What a reader must know before trusting the tables: points with too few seeds for an
-    interval, arms missing at a sparsity others have, and failed trials.
+    interval, runs far below the other seeds of their point (``COLLAPSE``: a collapsed or
+    diverged run, which the means and intervals include), arms missing at a sparsity others
+    have, and failed trials.
 
     Raises:
         ValueError: ``runs`` lacks a key column.
     """
     r = prepare(runs)
     out = []
+    if "test_acc" in r.columns:
+        out += _collapsed(r)
     n = r.groupby([*CELL, "lr", "arm", "target_sparsity"], observed=True)["seed"].nunique()
     few = n[n < 2]
     for key, count in few.items():
@@ -203,3 +218,24 @@ def warnings(runs: pd.DataFrame, failed: list[str] | None = None) -> list[str]:
                            f"{', '.join(missing)} (failed or not yet run)")
     out += [f"failed trial: {name}" for name in failed or []]
     return out
+
+
+def _collapsed(r: pd.DataFrame) -> list[str]:
+    """Runs whose test accuracy is more than ``COLLAPSE`` below the median of the other
+    seeds of their point and arm (each seed's rows averaged first)."""
+    keys = [*CELL, "lr", "arm", "target_sparsity"]
+    per_seed = r.groupby([*keys, "seed"], observed=True)["test_acc"].mean().dropna()
+    out = []
+    for key, group in per_seed.groupby(level=keys, observed=True):
+        if len(group) < 2:
+            continue
+        model, dataset, lr, arm, s = key
+        for (*_, seed), value in group.items():
+            others = float(group.drop(index=group.index[group.index.get_level_values("seed")
+                                                         == seed]).median())
+            if value < others - COLLAPSE:
+                out.append(f"{model} / {dataset} lr {lr:g} {arm} at {s:g}: seed {seed} ends "
+                           f"at {100 * value:.1f} % against {100 * others:.1f} % for the other "
+                           "seeds (collapsed?); the mean and interval include it")
+    return out
+

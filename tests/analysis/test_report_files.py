@@ -40,7 +40,8 @@ def test_tables_carry_intervals_budgets_and_pairs(sweep: Path) -> None:
     assert set(diffs.comparison) == {"lth - random_reinit", "pf - lth", "lth - dense"}
     assert (diffs.n == 2).all()
     budget = tables.budgets(runs)
-    assert budget.equal_budget.all()  # pf and lth train the same epochs at each point
+    pf = budget[budget.arm == "pf"]
+    assert not pf.empty and (pf.vs_lth == 0).all()  # pf and lth train the same epochs
     corr = tables.correlation(runs)
     assert sorted(corr.p.unique()) == [0.1, 0.2, 0.3, 0.4, 0.5] and (corr.n == 2).all()
     assert set(tables.mechanism(runs).pair) == {"init", "reinit"}
@@ -129,3 +130,47 @@ def test_report_out_where_it_cannot_write_exits_2_naming_it(sweep: Path, tmp_pat
     result = CliRunner().invoke(app, ["report", str(sweep), "--out", str(taken)])
     assert result.exit_code == 2
     assert f"cannot write {taken}:" in result.stderr and "Traceback" not in result.output
+
+
+def test_budgets_compare_every_sparse_arm_with_the_tickets_epochs() -> None:
+    rows = [{"model": "m", "dataset": "d", "method": method, "lr": 0.1,
+             "target_sparsity": 0.0 if method == "dense" else 0.8, "seed": seed,
+             "test_acc": 0.9, "total_epochs": epochs}
+            for method, epochs in (("dense", 6), ("lth", 30), ("pf", 30), ("omp_lth", 12),
+                                   ("random_reinit", 30))
+            for seed in (0, 1)]
+    rows[-1]["total_epochs"] = 31  # one random_reinit row differs: no single budget
+    budget = tables.budgets(pd.DataFrame(rows)).set_index("arm")
+    assert "dense" not in budget.index
+    assert budget.loc["pf", "vs_lth"] == 0 and budget.loc["lth", "vs_lth"] == 0
+    assert budget.loc["omp_lth", "vs_lth"] == -18
+    assert budget.loc["random_reinit", "total_epochs"] == "30-31"
+    assert budget.loc["random_reinit", "vs_lth"] is None
+    no_ticket = tables.budgets(pd.DataFrame([r for r in rows if r["method"] != "lth"]))
+    assert no_ticket["vs_lth"].isna().all()
+
+
+def test_warnings_name_a_run_far_below_its_other_seeds() -> None:
+    rows = [{"model": "m", "dataset": "d", "method": "sdt", "lr": 0.1, "target_sparsity": 0.9,
+             "seed": seed, "test_acc": acc} for seed, acc in ((0, 0.84), (1, 0.10), (2, 0.85))]
+    rows += [{**rows[0], "method": "lth", "seed": s, "test_acc": 0.88 - 0.05 * s}
+             for s in range(3)]  # 5 points apart: noise, not a collapse
+    found = tables.warnings(pd.DataFrame(rows))
+    assert len(found) == 1 and "sdt at 0.9: seed 1 ends at 10.0 % against 84.5 %" in found[0]
+
+
+def test_accuracy_axes_leave_a_collapsed_arms_mean_off_scale() -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from analysis.figures import _focus
+
+    fig, ax = plt.subplots()
+    _focus(ax, pd.Series([88.2, 88.6, 89.0, 89.4, 87.9, 88.1, 47.1]))
+    low, high = ax.get_ylim()
+    assert 80 < low < 87.9 and 89.4 < high < 91  # the other arms keep their spread
+    _focus(ax, pd.Series([81.2, 83.0, 85.1, 87.2]))  # a genuine spread stays whole
+    assert ax.get_ylim()[0] < 81.2 and ax.get_ylim()[1] > 87.2
+    plt.close(fig)
