@@ -66,7 +66,11 @@ def overlap(layers: pd.DataFrame, vary: str = "arm") -> pd.DataFrame:
             other two and (model, dataset, target_sparsity) are held equal.
     Returns:
         ``COLUMNS``: one row per pair of masks (a < b) and layer, plus a ``(pooled)`` row per
-        pair over all its layers; ``fixed`` names the held values (e.g. ``seed=0, lr=0.1``).
+        pair over its layers but those dense in both masks (``keep_dense``), whose chance value
+        sums each layer's expected intersection and union (Σ n d_a d_b / Σ n (d_a + d_b -
+        d_a d_b)): layers of very different densities, as global pruning gives, make it
+        higher than the pooled densities' ``random_jaccard``; ``fixed`` names the held values
+        (e.g. ``seed=0, lr=0.1``).
         Rows without a mask (dense) and layers whose sizes differ (sdt) are left out.
     Raises:
         ValueError: ``vary`` is not one of ``VARY``.
@@ -89,19 +93,23 @@ def overlap(layers: pd.DataFrame, vary: str = "arm") -> pd.DataFrame:
         for a, b in combinations(sorted(masks), 2):
             common = sorted(set(masks[a]) & set(masks[b]))
             inter = union = total = 0
-            kept_a = kept_b = 0
+            chance_inter = chance_union = 0.0
             for layer in common:
                 (ma, n), (mb, nb) = masks[a][layer], masks[b][layer]
                 if n != nb:
                     continue
-                j = jaccard(ma, mb)
-                out.append([model, dataset, s, vary, label, a, b, layer, j,
-                            random_jaccard(ma.mean(), mb.mean()), n])
+                da, db = float(ma.mean()), float(mb.mean())
+                out.append([model, dataset, s, vary, label, a, b, layer, jaccard(ma, mb),
+                            random_jaccard(da, db), n])
+                if da == db == 1.0:  # kept dense in both (keep_dense): says nothing
+                    continue
                 inter += int(np.logical_and(ma, mb).sum())
                 union += int(np.logical_or(ma, mb).sum())
-                kept_a, kept_b, total = kept_a + int(ma.sum()), kept_b + int(mb.sum()), total + n
+                chance_inter += n * da * db
+                chance_union += n * (da + db - da * db)
+                total += n
             if total:
                 out.append([model, dataset, s, vary, label, a, b, POOLED,
                             1.0 if union == 0 else inter / union,
-                            random_jaccard(kept_a / total, kept_b / total), total])
+                            1.0 if chance_union == 0 else chance_inter / chance_union, total])
     return pd.DataFrame(out, columns=COLUMNS)

@@ -208,8 +208,9 @@ def _overlaps(layers: pd.DataFrame) -> Section:
     from analysis.masks import overlap
 
     s = Section("Mask overlap (Jaccard)", ["|a ∩ b| / |a ∪ b| of the kept weights, pooled over "
-                                           "the layers, beside the value of two independent "
-                                           "random masks of the same densities."])
+                                           "the layers either mask prunes, beside the value of "
+                                           "two independent random masks of the same per-layer "
+                                           "densities (`random_jaccard`)."])
     for vary in ("seed", "lr"):
         o = overlap(layers, vary)
         o = o[o["layer"] == POOLED].drop(columns=["layer", "vary"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import run_in_process
@@ -71,3 +72,24 @@ def test_jaccard_and_its_random_value() -> None:
     assert masks.jaccard(x, y) == pytest.approx(masks.random_jaccard(0.3, 0.5), abs=0.005)
     with pytest.raises(ValueError, match="fewer"):
         masks.unpack(b"\xff", 9)
+
+
+def test_the_pooled_chance_value_sums_each_layers_expectation() -> None:
+    """Global pruning leaves layers of very different densities: two independent masks
+    (3 % and 60 % kept per layer) overlap at the per-layer-summed chance value, well above
+    what the pooled densities give; a layer kept dense in both is left out of the pool."""
+    rng = np.random.default_rng(0)
+    sizes, densities = {"fc1": 200_000, "fc2": 20_000, "fc3": 1_000}, \
+        {"fc1": 0.03, "fc2": 0.6, "fc3": 1.0}
+    rows = [{"model": "m", "dataset": "d", "method": "lth", "lr": 0.1, "target_sparsity": 0.9,
+             "seed": seed, "layer": layer, "n_weights": n,
+             "mask_bits": np.packbits(rng.random(n) < densities[layer]).tobytes()}
+            for seed in (0, 1) for layer, n in sizes.items()]
+    pooled = masks.overlap(pd.DataFrame(rows), "seed").set_index("layer").loc[masks.POOLED]
+    assert pooled.n_weights == 220_000  # fc3, dense in both, is not pooled
+    expected = sum(sizes[k] * densities[k] ** 2 for k in ("fc1", "fc2")) / sum(
+        sizes[k] * (2 * densities[k] - densities[k] ** 2) for k in ("fc1", "fc2"))
+    assert pooled.random_jaccard == pytest.approx(expected, rel=0.01)
+    assert pooled.jaccard == pytest.approx(pooled.random_jaccard, abs=0.01)  # at chance
+    kept = (0.03 * 200_000 + 0.6 * 20_000) / 220_000
+    assert pooled.random_jaccard > 1.5 * masks.random_jaccard(kept, kept)
