@@ -184,10 +184,16 @@ def _grid_sections(runs: pd.DataFrame, curves: pd.DataFrame, fig_dir: Path) -> l
                       "and θ0' ⊙ m (reinit); null 0.2.")
         c.tables.append(("mechanism", _fmt(mech, ["mean", "low", "high"], points=False)))
     out.append(c)
-    es = tables.early_stopping(runs)
+    es = tables.early_stopping(runs, curves)
     if not es.empty:
+        note = ""
+        if es["censored"].notna().any():
+            k, n = int(es["censored"].fillna(0).sum()), int(es["n"].sum())
+            note = (f" Validation is read once per epoch; {k} of {n} runs had their minimum at "
+                    "their last epoch (`censored`: they may still be improving, so the mean "
+                    "of a cell holding one is a lower bound and has no interval).")
         e = Section("Early stopping", ["Iteration of minimum validation loss (Frankle & Carbin "
-                                       "2019), mean [95 % interval]."])
+                                       "2019), mean [95 % interval]." + note])
         e.tables.append(("early-stopping iteration", _fmt(es, ["mean", "low", "high"],
                                                           points=False, digits=0)))
         for path in figures.early_stopping_vs_remaining(es, acc, fig_dir)[::2]:

@@ -174,20 +174,44 @@ def mechanism(runs: pd.DataFrame) -> pd.DataFrame:
     return table[["pair", *POINT, "mean", "low", "high", "n", "ci_method"]]
 
 
-def early_stopping(runs: pd.DataFrame) -> pd.DataFrame:
+def early_stopping(runs: pd.DataFrame, curves: pd.DataFrame | None = None) -> pd.DataFrame:
     """Frankle & Carbin's early-stopping iteration (minimum validation loss) per point and
     arm, with intervals; empty without a validation split.
 
+    Validation is read once per epoch, so a run whose minimum is at its last epoch may still
+    be improving: its early-stopping iteration is only known to be at least that (censored).
+    Given the curves table, ``censored`` counts such runs, and a group holding one gets no
+    interval (its mean is a lower bound).
+
     Returns:
         Columns model, dataset, lr, arm, target_sparsity, ``mean``, ``low``, ``high``, ``n``,
-        ``ci_method`` of ``best_val_iteration`` (the schedule's step at the best epoch's end).
+        ``ci_method`` (``censored`` for a cell holding a censored run) of
+        ``best_val_iteration`` (the schedule's step at the best epoch's end), and ``censored``
+        (runs at their last epoch; None without curves).
     Raises:
         ValueError: ``runs`` lacks a key column or best_val_iteration.
     Source: Frankle & Carbin 2019 §2 (early-stopping iteration: minimum validation loss).
     """
     r = prepare(runs, "best_val_iteration")
     r = r[r["best_val_iteration"].notna()]
-    return summarize(r, [*CELL, "lr", "arm", "target_sparsity"], "best_val_iteration")
+    keys = [*CELL, "lr", "arm", "target_sparsity"]
+    table = summarize(r, keys, "best_val_iteration",
+                      bounds=(0.0, float("inf"))).assign(censored=None)
+    stage = ["trial_id", "level", "method", "target_sparsity"]
+    if curves is None or curves.empty or r.empty or \
+            not {*stage, "epoch"} <= set(curves.columns) or "best_val_epoch" not in r.columns:
+        return table
+    c = plain(curves).assign(target_sparsity=curves["target_sparsity"].round(12))
+    last = c.groupby(stage, observed=True)["epoch"].max().rename("last_epoch").reset_index()
+    r = r.merge(last, on=stage, how="left")
+    r = r.assign(at_last=(r["best_val_epoch"] >= r["last_epoch"]).astype(int))
+    censored = r.groupby(keys, observed=True)["at_last"].sum().rename("n_censored")
+    table = table.drop(columns="censored").merge(censored.reset_index(), on=keys, how="left")
+    table = table.rename(columns={"n_censored": "censored"})
+    hit = table["censored"] > 0
+    table.loc[hit, ["low", "high"]] = float("nan")
+    table.loc[hit, "ci_method"] = "censored"
+    return table
 
 
 def warnings(runs: pd.DataFrame, failed: list[str] | None = None) -> list[str]:

@@ -174,3 +174,23 @@ def test_accuracy_axes_leave_a_collapsed_arms_mean_off_scale() -> None:
     _focus(ax, pd.Series([81.2, 83.0, 85.1, 87.2]))  # a genuine spread stays whole
     assert ax.get_ylim()[0] < 81.2 and ax.get_ylim()[1] > 87.2
     plt.close(fig)
+
+
+def test_early_stopping_at_the_last_epoch_is_censored() -> None:
+    """A minimum of the validation loss at the last epoch says only "at least here": such a
+    cell keeps its mean as a lower bound and loses its interval."""
+    base = {"model": "m", "dataset": "d", "method": "lth", "lr": 0.1, "target_sparsity": 0.5,
+            "level": 3}
+    runs = pd.DataFrame([{**base, "seed": s, "trial_id": f"t{s}", "best_val_epoch": e,
+                          "best_val_iteration": 100 * e}
+                         for s, e in ((0, 4), (1, 6), (2, 5))]
+                        + [{**base, "target_sparsity": 0.8, "seed": s, "trial_id": f"u{s}",
+                            "best_val_epoch": e, "best_val_iteration": 100 * e}
+                           for s, e in ((0, 2), (1, 3), (2, 4))])
+    curves = pd.DataFrame([{**base, "target_sparsity": r.target_sparsity, "trial_id": r.trial_id,
+                            "epoch": e} for r in runs.itertuples() for e in range(1, 7)])
+    es = tables.early_stopping(runs, curves).set_index("target_sparsity")
+    assert es.loc[0.5, "censored"] == 1 and es.loc[0.5, "ci_method"] == "censored"
+    assert pd.isna(es.loc[0.5, "low"]) and es.loc[0.5, "mean"] == 500
+    assert es.loc[0.8, "censored"] == 0 and es.loc[0.8, "low"] >= 0  # clipped at step 0
+    assert tables.early_stopping(runs)["censored"].isna().all()  # no curves: unknown
