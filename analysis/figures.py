@@ -82,7 +82,7 @@ def _remaining_axis(ax) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
     if low < high:
         ax.invert_xaxis()
-    ax.set_xlabel("weights remaining (%)")
+    ax.set_xlabel("weights remaining (%, measured; layers kept dense count)")
 
 
 def _panels(n: int):

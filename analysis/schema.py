@@ -25,7 +25,8 @@ _DATASET = ("dataset", _STR, "Dataset registry key, e.g. cifar10.")
 _LR = ("lr", _F64, "Initial learning rate of the run's training (before any schedule).")
 _SEED = ("seed", _I64, "Replicate index; seeds θ0, data order and masks.")
 _TARGET = ("target_sparsity", _F64, "Requested sparsity, fraction in [0, 1); 0 for dense.")
-_SPARSITY = ("sparsity", _F64, "Measured fraction of prunable weights removed, in [0, 1].")
+_SPARSITY = ("sparsity", _F64, "Measured fraction of the conv / linear weights removed (layers "
+                               "kept dense count as kept), in [0, 1].")
 _LEVEL = ("level", _I64, "IMP pruning rounds behind the mask (random_pruning: of the IMP mask "
                          "whose per-layer sparsity it draws, trained or not), 1 for one-shot "
                          "masks, RST's cycles; 0 for dense and sdt.")
