@@ -3,7 +3,8 @@ per cell, each cell's history, and a search-history figure.
 
 A search row has ``search`` (the search's name), ``search_trial`` (its number in the cell's
 study) and ``search_params`` (the picked values as JSON); a cell is (search, model, dataset,
-method, target_sparsity, seed). The metric is a validation column (``val_acc`` maximized,
+source_dataset, method, target_sparsity, seed): a transfer cell is its source, trained and
+measured on the target ``dataset``. The metric is a validation column (``val_acc`` maximized,
 ``val_loss`` minimized); test accuracy is only reported beside it, never used to choose.
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-CELL = ["search", "model", "dataset", "method", "target_sparsity", "seed"]
+CELL = ["search", "model", "dataset", "source_dataset", "method", "target_sparsity", "seed"]
 
 
 def search_rows(runs: pd.DataFrame) -> pd.DataFrame:
@@ -51,6 +52,8 @@ def history(runs: pd.DataFrame, metric: str = "val_acc") -> pd.DataFrame:
     rows = plain(search_rows(runs))
     if rows.empty:
         return pd.DataFrame(columns=[*CELL, "search_trial", metric, "best_so_far", "test_acc"])
+    source = rows["source_dataset"] if "source_dataset" in rows else rows["dataset"]
+    rows = rows.assign(source_dataset=source.fillna(rows["dataset"]))  # older parts: null
     params = pd.DataFrame([json.loads(p) for p in rows["search_params"]], index=rows.index)
     out = pd.concat([rows[[*CELL, "search_trial", metric, "test_acc"]], params], axis=1)
     for column in CELL:
@@ -104,8 +107,7 @@ def plot_history(runs: pd.DataFrame, path: str | Path, metric: str = "val_acc") 
     h = history(runs, metric)
     if h.empty:
         raise ValueError("no search rows to plot")
-    panels = list(h.groupby(["search", "model", "dataset", "method", "target_sparsity"],
-                            sort=True))
+    panels = list(h.groupby([c for c in CELL if c != "seed"], sort=True))
     cols = min(3, len(panels))
     rows = -(-len(panels) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
@@ -113,8 +115,9 @@ def plot_history(runs: pd.DataFrame, path: str | Path, metric: str = "val_acc") 
         for seed, g in group.groupby("seed", sort=True):
             ax.scatter(g["search_trial"], g[metric], s=14, alpha=0.6)
             ax.plot(g["search_trial"], g["best_so_far"], label=f"seed {seed}")
-        _, model, dataset, method, sparsity = key
-        ax.set_title(f"{method} s={sparsity:g}\n{model} / {dataset}", fontsize=9)
+        _, model, dataset, source, method, sparsity = key
+        data = dataset if source == dataset else f"{source} -> {dataset}"
+        ax.set_title(f"{method} s={sparsity:g}\n{model} / {data}", fontsize=9)
         ax.set_xlabel("trial")
         ax.set_ylabel(metric)
         ax.legend(fontsize=7)
@@ -144,8 +147,9 @@ def format_search(runs: pd.DataFrame, metric: str = "val_acc") -> str:
     h = history(runs, metric)
     lines.append(f"\n--- history: best {metric} after each trial, per cell ---")
     for key, group in h.groupby(CELL, sort=True):
-        search, model, dataset, method, sparsity, seed = key
+        search, model, dataset, source, method, sparsity, seed = key
         curve = " ".join(f"{v:.4g}" for v in group["best_so_far"])
-        lines.append(f"{search} {method} s={sparsity:g} seed {seed} ({model} / {dataset}): "
+        data = dataset if source == dataset else f"{source} -> {dataset}"
+        lines.append(f"{search} {method} s={sparsity:g} seed {seed} ({model} / {data}): "
                      f"{curve}")
     return "\n".join(lines)

@@ -74,10 +74,14 @@ def cells(spec: SweepSpec) -> list[Cell]:
     if spec.search is None:
         raise ValueError(f"sweep {spec.name!r} has no search")
     out = []
+    targets = {data_hparams(t).label for t in spec.transfer.targets}
     for model, dataset, seed, method in product(spec.models, spec.datasets, spec.seeds,
                                                 spec.methods):
+        label = data_hparams(dataset).label
+        if method == "transfer" and not targets - {label}:
+            continue  # a transfer cell is its source: no target but itself, no point
         for s in [0.0] if method == "dense" else sorted(spec.sparsities):
-            out.append(Cell(model, data_hparams(dataset).label, method, s, seed))
+            out.append(Cell(model, label, method, s, seed))
     return out
 
 
@@ -127,8 +131,9 @@ def history(store: Store, spec: SweepSpec) -> dict[Cell, list[Tried]]:
     runs = runs[runs.search.astype("object") == spec.search.name]
     metric = spec.search.metric
     for row in runs.itertuples(index=False):
-        cell = Cell(row.model, str(row.dataset), row.method, float(row.target_sparsity),
-                    int(row.seed))
+        source = getattr(row, "source_dataset", None)  # a transfer row's cell is its source
+        dataset = str(source) if isinstance(source, str) and source else str(row.dataset)
+        cell = Cell(row.model, dataset, row.method, float(row.target_sparsity), int(row.seed))
         value = getattr(row, metric)
         value = None if value is None or not math.isfinite(value) else float(value)
         out.setdefault(cell, []).append(Tried(int(row.search_trial),
@@ -136,10 +141,20 @@ def history(store: Store, spec: SweepSpec) -> dict[Cell, list[Tried]]:
     return {c: sorted(t, key=lambda x: x.number) for c, t in out.items()}
 
 
+def inside(spec: SweepSpec, tried: list[Tried]) -> list[Tried]:
+    """The finished trials that lie inside the current search space (the same fields, every
+    value within its range): the ones a study learns from and a budget counts."""
+    ranges = spec.search.space()
+    return [t for t in tried if set(t.params) == set(ranges) and
+            all(ranges[k].low <= v <= ranges[k].high for k, v in t.params.items())]
+
+
 def todo(spec: SweepSpec, done: dict[Cell, list[Tried]]) -> list[tuple[Cell, int]]:
-    """(cell, trials still to run) for every cell below its budget, in ``cells`` order."""
-    return [(c, spec.search.trials - len(done.get(c, [])))
-            for c in cells(spec) if len(done.get(c, [])) < spec.search.trials]
+    """(cell, trials still to run) for every cell below its budget, in ``cells`` order; the
+    budget counts the finished trials inside the current space (``inside``)."""
+    have = {c: len(inside(spec, done.get(c, []))) for c in cells(spec)}
+    return [(c, spec.search.trials - have[c]) for c in cells(spec)
+            if have[c] < spec.search.trials]
 
 
 def distributions(spec: SweepSpec) -> dict[str, Any]:
@@ -156,19 +171,29 @@ def distributions(spec: SweepSpec) -> dict[str, Any]:
 
 
 def study(spec: SweepSpec, cell: Cell, tried: list[Tried]) -> Any:
-    """The cell's ``OptunaSearch`` (TPE seeded by the replicate seed), warm-started with its
-    finished trials that lie inside the current search space (failed ones as failures)."""
+    """The cell's ``OptunaSearch``: TPE, warm-started with its finished trials inside the
+    current search space (``inside``; a trial without a finite metric as pruned, as Tune
+    reports it live, so TPE still counts it as bad).
+
+    The sampler is seeded by the replicate seed and the number of finished trials: a fresh
+    study draws the same first picks in every cell of a seed (equal picks share their trunks),
+    and a resumed or extended one draws new picks rather than repeating the trials it has
+    (after an interruption its picks differ from an uninterrupted run's). TPE's random
+    start-up takes a third of the trials (at most Optuna's default of 10), so a small budget
+    is still partly model-based.
+    """
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    ranges = spec.search.space()
-    inside = [t for t in tried if set(t.params) == set(ranges) and
-              all(ranges[k].low <= v <= ranges[k].high for k, v in t.params.items())]
+    known = inside(spec, tried)
+    seed = cell.seed if not known else hash((cell.seed, len(known))) % 2**31
+    sampler = optuna.samplers.TPESampler(
+        seed=seed, n_startup_trials=min(10, max(1, spec.search.trials // 3)))
     searcher = OptunaSearch(space=distributions(spec), metric=spec.search.metric,
-                            mode=spec.search.mode, seed=cell.seed)
-    for t in inside:
-        searcher.add_evaluated_point(t.params, t.value, error=t.value is None)
+                            mode=spec.search.mode, sampler=sampler)
+    for t in known:
+        searcher.add_evaluated_point(t.params, t.value, pruned=t.value is None)
     return searcher
 
 

@@ -15,10 +15,13 @@ from sweeps.spec import SweepSpec
 class CellSearcher(TableSearcher):
     """A Tune ``Searcher`` over many cells, each with its own ``OptunaSearch``.
 
-    ``suggest`` asks the first cell with trials left (so a cell's trials run before the next
-    cell's start, sharing the trunks of equal picks), numbers the trial after the cell's
-    finished ones and returns the trial's whole config; ``on_trial_complete`` tells the
-    cell's study the result. ``Searcher.FINISHED`` once every cell's budget is released.
+    ``suggest`` asks the first cell with trials left whose (model, dataset, seed) has no
+    earlier cell with trials left or running: a fresh study of that seed picks what the
+    earlier cell picked, so its trials stand on the same trunks, which must be trained once,
+    not by two trials at a time (``None``, wait, until they finish; cells of other seeds go
+    on meanwhile). It numbers the trial after the cell's finished ones and returns the
+    trial's whole config; ``on_trial_complete`` tells the cell's study the result.
+    ``Searcher.FINISHED`` once every cell's budget is released.
 
     Args:
         spec: The search spec.
@@ -39,17 +42,31 @@ class CellSearcher(TableSearcher):
                       for c in self._order}
         self._studies: dict[search.Cell, Any] = {}
         self._owner: dict[str, search.Cell] = {}
+        self._running = dict.fromkeys(self._order, 0)
+
+    def _ready(self, cell: search.Cell) -> bool:
+        """No earlier cell of ``cell``'s (model, dataset, seed) has trials left or running."""
+        group = (cell.model, cell.dataset, cell.seed)
+        for c in self._order:
+            if c == cell:
+                return True
+            if (c.model, c.dataset, c.seed) == group and (self._left[c] or self._running[c]):
+                return False
+        return True
 
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        cell = next((c for c in self._order if self._left[c] > 0), None)
-        if cell is None:
+        if not any(self._left.values()):
             return Searcher.FINISHED
+        cell = next((c for c in self._order if self._left[c] > 0 and self._ready(c)), None)
+        if cell is None:
+            return None  # their trunks are in training: asked again when a trial ends
         if cell not in self._studies:
             self._studies[cell] = search.study(self._spec, cell, self._done.get(cell, []))
         params = self._studies[cell].suggest(trial_id)
         number = self._next[cell]
         self._next[cell] += 1
         self._left[cell] -= 1
+        self._running[cell] += 1
         self._owner[trial_id] = cell
         return {**self._base, "cell": vars(cell).copy(), "params": params, "number": number,
                 "trial_id": search.trial_name(cell, number)}
@@ -59,6 +76,7 @@ class CellSearcher(TableSearcher):
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None,
                           error: bool = False) -> None:
-        cell = self._owner.get(trial_id)
+        cell = self._owner.pop(trial_id, None)
         if cell is not None:
+            self._running[cell] -= 1
             self._studies[cell].on_trial_complete(trial_id, result, error)

@@ -240,6 +240,21 @@ SEARCH_FLOATS = ("momentum", "weight_decay", "gamma", "warmup_epochs")
 SEARCH_INTS = ("epochs", "batch_size")
 
 
+def _training_range(name: str, r: RangeSpec) -> list[str]:
+    """The problem of a searched training field whose bounds ``training.<name>`` refuses
+    (momentum must stay below 1, gamma above 0, ...), or nothing."""
+    import pydantic
+
+    for value in (r.low, r.high):
+        try:
+            TrainingSpec(**{name: int(value) if name in SEARCH_INTS else float(value)})
+        except pydantic.ValidationError as err:
+            reason = err.errors()[0]["msg"]
+            return [f".{name}: must stay a valid training.{name} ({reason}), got {r.low} to "
+                    f"{r.high}"]
+    return []
+
+
 class SearchSpec(Group):
     """``search:`` an Optuna TPE search (through Ray Tune's ``OptunaSearch``) instead of the
     ``lrs`` grid: per (model, dataset, method, sparsity, seed) cell, ``trials`` configurations
@@ -262,12 +277,15 @@ class SearchSpec(Group):
     @model_validator(mode="after")
     def _bounds(self) -> SearchSpec:
         ints = {n: r for n in SEARCH_INTS if (r := getattr(self, n)) is not None}
-        fractions = {n: r for n in ("momentum", "gamma") if (r := getattr(self, n)) is not None}
-        raise_all([f".{n}: an integer field needs integer bounds >= 1, got {r.low} and {r.high}"
-                   for n, r in ints.items()
-                   if r.low != int(r.low) or r.high != int(r.high) or r.low < 1],
-                  [f".{n}: must stay within [0, 1.0], got {r.low} to {r.high}"
-                   for n, r in fractions.items() if r.low < 0 or r.high > 1])
+        bad_ints = [n for n, r in ints.items()
+                    if r.low != int(r.low) or r.high != int(r.high) or r.low < 1]
+        raise_all([f".{n}: an integer field needs integer bounds >= 1, got {ints[n].low} and "
+                   f"{ints[n].high}" for n in bad_ints],
+                  [f".lr: must stay > 0, got {self.lr.low} to {self.lr.high}"]
+                  if self.lr.low <= 0 else [],
+                  [problem for n in (*SEARCH_FLOATS, *SEARCH_INTS)
+                   if (r := getattr(self, n)) is not None and n not in bad_ints
+                   for problem in _training_range(n, r)])
         return self
 
     @property

@@ -50,7 +50,10 @@ def test_a_search_needs_a_validation_split() -> None:
     ("lr", {"low": 0.3, "high": 0.1}, "below"),
     ("lr", {"low": 0.0, "high": 0.1, "log": True}, "log scale"),
     ("epochs", {"low": 1.5, "high": 4}, "integer bounds"),
-    ("momentum", {"low": 0.5, "high": 1.5}, "within"),
+    ("momentum", {"low": 0.5, "high": 1.0}, "valid training.momentum"),
+    ("gamma", {"low": 0.0, "high": 0.5}, "valid training.gamma"),
+    ("weight_decay", {"low": -0.1, "high": 0.1}, "valid training.weight_decay"),
+    ("lr", {"low": 0.0, "high": 0.1}, "stay > 0"),
     ("kind", "grid", "kind"),
     ("trials", 0, "trials"),
     ("metric", "test_acc", "metric"),
@@ -103,9 +106,10 @@ def test_history_todo_and_warm_studies_come_from_the_tables(tmp_path: Path) -> N
     done = search.history(store, spec)
     assert [t.number for t in done[lth]] == [0, 1] and done[rr] == []
     assert done[lth][0].value == value and 0 <= value <= 1
-    assert search.todo(spec, done) == [(rr, 2)]
+    # the budget counts the trials inside the current space: lr 0.5 is not one of them
+    assert search.todo(spec, done) == [(lth, 1), (rr, 2)]
     assert search.todo(spec.model_copy(update={"search": spec.search.model_copy(
-        update={"trials": 3})}), done) == [(lth, 1), (rr, 3)]
+        update={"trials": 3})}), done) == [(lth, 2), (rr, 3)]
     study = search.study(spec, lth, done[lth])
     assert len(study._ot_study.trials) == 1  # the trial outside the space is not fed back
     picked = study.suggest("t")
@@ -175,3 +179,48 @@ def test_a_search_runs_through_tune_resumes_and_continues(tmp_path: Path, ray_en
     assert (out / "figures" / "search_history.png").stat().st_size > 1000
     assert "figures/search_history.png" in (out / "report.md").read_text()
     assert "best configuration per cell" in (out / "report.html").read_text()
+
+
+# --- the searcher and its studies (no Ray: Tune's Searcher called directly) -------------------
+
+def test_cells_of_a_seed_wait_for_the_trunks_an_earlier_cell_is_training() -> None:
+    """A fresh study picks what the seed's earlier cell picked, so lth's trial 0 stands on
+    dense trial 0's trunk: it waits for it; the other seed's cells go on meanwhile."""
+    from sweeps.search_tune import CellSearcher
+
+    spec = _spec(methods=["dense", "lth"], seeds=[0, 1])
+    done: dict = {}
+    searcher = CellSearcher(spec, search.todo(spec, done), done, {})
+    handed = {f"t{i}": searcher.suggest(f"t{i}") for i in range(5)}
+    cells = [(c["cell"]["method"], c["cell"]["seed"]) if c else None for c in handed.values()]
+    assert cells == [("dense", 0), ("dense", 0), ("dense", 1), ("dense", 1), None]
+    searcher.on_trial_complete("t0", {"val_acc": 0.5})
+    assert searcher.suggest("t5") is None  # dense seed 0's trial 1 still trains the trunk
+    searcher.on_trial_complete("t1", {"val_acc": 0.6})
+    lth = searcher.suggest("t6")
+    assert (lth["cell"]["method"], lth["cell"]["seed"], lth["number"]) == ("lth", 0, 0)
+    assert lth["params"] == handed["t0"]["params"]  # the same pick: the same trunk
+
+
+def test_a_resumed_study_draws_new_picks_and_keeps_diverged_trials_as_bad() -> None:
+    import optuna
+
+    spec = _spec()
+    lth, _ = search.cells(spec)
+    first = search.study(spec, lth, []).suggest("a")
+    again = search.study(spec, lth, []).suggest("b")
+    assert first == again  # a fresh study of a seed is reproducible
+    resumed = search.study(spec, lth, [search.Tried(0, first, 0.5)])
+    assert resumed.suggest("c") != first  # not trial 0 again
+    diverged = search.study(spec, lth, [search.Tried(0, first, None)])
+    assert [t.state for t in diverged._ot_study.trials] == [optuna.trial.TrialState.PRUNED]
+
+
+def test_a_transfer_search_cell_is_its_source() -> None:
+    spec = _spec(dataset=["digits[0-4]", "digits[5-9]"], methods=["transfer"],
+                 transfer={"targets": ["digits[5-9]"], "inits": ["init"],
+                           "regimes": ["finetune"]})
+    (cell,) = search.cells(spec)  # digits[5-9] has no target but itself: no cell
+    assert cell.dataset == "digits[0-4]"
+    plan = search.trial_plan(spec, cell, {"lr": 0.05}, 0)
+    assert len(plan.points) == 1 and plan.points[0].method == "transfer"
