@@ -45,7 +45,7 @@ MIN_SPARSITY = 0.5
 PLATEAU = 0.25
 PAIRS = (("lth", "random_reinit", "IMP"), ("omp_lth", "omp_random_reinit", "OMP"))
 VERDICT_COLUMNS = ["model", "dataset", "target_sparsity", "mask", "verdict", "c1", "c2", "c3",
-                   "c4", "c5", "reasons"]
+                   "c4", "c5", "c2_pt", "c3_pt", "c4_pt", "c5_pt", "reasons"]
 
 
 def tolerance(dataset: str) -> float:
@@ -68,6 +68,10 @@ def ticket_verdicts(runs: pd.DataFrame, min_sparsity: float = MIN_SPARSITY,
             plateau check of the dense runs; None checks only their final vs best epoch.
     Returns:
         ``VERDICT_COLUMNS``: ``c1``..``c5`` are True / False / None (not decidable);
+        ``c2_pt``..``c5_pt`` the margin each criterion compares with its threshold, in
+        accuracy points (NaN when not decidable): the best drop LT - sdt over the lrs (> gap),
+        best LT - best RR (> gap), the closest LT - dense of its lr (>= -tolerance) and best
+        LT - best dense (>= -tolerance), so a verdict decided by a hair shows as one;
         ``verdict`` is jackpot | secondary prize | none | not decidable; ``reasons`` explains
         each criterion that failed or could not be decided.
     Raises:
@@ -153,6 +157,7 @@ def _verdict(means: pd.Series, dense: pd.Series, converged: tuple[bool | None, s
              gap: float) -> dict[str, object]:
     ticket, random, small = _at(means, lt, s), _at(means, rr, s), _at(means, "sdt", s)
     c: dict[str, bool | None] = {}
+    pt = dict.fromkeys(("c2_pt", "c3_pt", "c4_pt", "c5_pt"), math.nan)
     reasons = []
     enough, why = converged
     if s < min_sparsity:
@@ -168,6 +173,7 @@ def _verdict(means: pd.Series, dense: pd.Series, converged: tuple[bool | None, s
     else:
         drop = ticket.reindex(small.index) - small
         c["c2"] = bool((drop > gap).any())
+        pt["c2_pt"] = 100 * float(drop.max())
         if not c["c2"]:
             reasons.append(f"(2) sdt is within {100 * gap:g} pt of {lt} at every lr "
                            f"(best drop {100 * drop.max():.2f} pt)")
@@ -177,6 +183,7 @@ def _verdict(means: pd.Series, dense: pd.Series, converged: tuple[bool | None, s
     else:
         margin = ticket.max() - random.max()
         c["c3"] = bool(margin > gap)
+        pt["c3_pt"] = 100 * float(margin)
         if not c["c3"]:
             reasons.append(f"(3) best {lt} beats the best {rr} (any lr) by {100 * margin:.2f} pt"
                            f", not > {100 * gap:g}")
@@ -186,6 +193,7 @@ def _verdict(means: pd.Series, dense: pd.Series, converged: tuple[bool | None, s
     else:
         same = (ticket - dense.reindex(ticket.index)).dropna()
         c["c4"] = bool((same >= -tol - 1e-12).any()) if not same.empty else None
+        pt["c4_pt"] = 100 * float(same.max()) if not same.empty else math.nan
         if c["c4"] is None:
             reasons.append(f"(4) not decidable: no dense run at the lrs of {lt}")
         elif not c["c4"]:
@@ -193,9 +201,11 @@ def _verdict(means: pd.Series, dense: pd.Series, converged: tuple[bool | None, s
                            f"{100 * tol:g} pt at every lr (closest {100 * same.max():+.2f})")
         best = ticket.max() - dense.max()
         c["c5"] = bool(best >= -tol - 1e-12)
+        pt["c5_pt"] = 100 * float(best)
         if not c["c5"]:
             reasons.append(f"(5) best {lt} is {100 * best:+.2f} pt from the best dense net")
-    return {"verdict": _name(c), **c, "reasons": "; ".join(reasons)}
+    return {"verdict": _name(c), **c, **{k: round(v, 2) for k, v in pt.items()},
+            "reasons": "; ".join(reasons)}
 
 
 def _name(c: dict[str, bool | None]) -> str:

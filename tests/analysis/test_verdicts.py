@@ -126,3 +126,12 @@ def test_each_seed_counts_once() -> None:
     runs.loc[seed0, "test_acc"] = runs.loc[seed0, "best_test_acc"] = 0.92
     v = _one(pd.concat([runs, runs[seed0], runs[seed0]], ignore_index=True))
     assert _is(v.c3, False) and "by 0.17 pt" in v.reasons, v.reasons
+
+
+def test_each_criterion_shows_its_margin_in_points() -> None:
+    v = _one(_runs(BASE))
+    # sdt drop 0.915 - 0.88; best LT 0.921 - best RR 0.905; closest LT - dense of its lr
+    # (0.915 - 0.90 at lr 0.01); best LT 0.921 - best dense 0.92
+    assert (v.c2_pt, v.c3_pt, v.c4_pt, v.c5_pt) == (3.5, 1.6, 1.5, 0.1)
+    missing = _one(_runs({k: x for k, x in BASE.items() if k[0] != "sdt"}))
+    assert pd.isna(missing.c2_pt) and missing.c3_pt == 1.6
