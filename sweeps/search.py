@@ -252,6 +252,7 @@ def space_text(spec: SweepSpec) -> str:
                      for k, r in spec.search.space().items())
 
 
-def trial_name(cell: Cell, number: int) -> str:
-    """The Tune trial name of trial ``number`` of ``cell``."""
-    return f"search-{cell.label}-t{number}"
+def trial_name(name: str, cell: Cell, number: int) -> str:
+    """The Tune trial name (and ``trials/`` record) of trial ``number`` of ``cell`` in the
+    search ``name`` (``search.name``: two searches of one sweep never share a record)."""
+    return f"search-{name}-{cell.label}-t{number}"

@@ -69,7 +69,7 @@ class CellSearcher(TableSearcher):
         self._running[cell] += 1
         self._owner[trial_id] = cell
         return {**self._base, "cell": vars(cell).copy(), "params": params, "number": number,
-                "trial_id": search.trial_name(cell, number)}
+                "trial_id": search.trial_name(self._spec.search.name, cell, number)}
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         pass  # progress reports carry no metric; only the final one counts

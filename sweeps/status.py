@@ -93,7 +93,7 @@ def _search_rows(store: Store, spec: spec_module.SweepSpec,
     for cell in search.cells(spec):
         numbers = {t.number for t in finished.get(cell, [])}
         for n in range(max(spec.search.trials, max(numbers, default=-1) + 1)):
-            trial_id = search.trial_name(cell, n)
+            trial_id = search.trial_name(spec.search.name, cell, n)
             recorded = store.get_json(f"trials/{trial_id}.json") or {}
             state = _state(recorded, n in numbers, driver)
             age = round(now - recorded["updated"]) if "updated" in recorded else None

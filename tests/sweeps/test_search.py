@@ -224,3 +224,10 @@ def test_a_transfer_search_cell_is_its_source() -> None:
     assert cell.dataset == "digits[0-4]"
     plan = search.trial_plan(spec, cell, {"lr": 0.05}, 0)
     assert len(plan.points) == 1 and plan.points[0].method == "transfer"
+
+
+def test_trial_names_carry_the_search_name() -> None:
+    lth, _ = search.cells(_spec())
+    names = {search.trial_name(n, lth, 0) for n in ("optuna", "wide")}
+    assert len(names) == 2 and all(n.startswith("search-") and n.endswith("-t0") for n in names)
+    assert "optuna" in search.trial_name("optuna", lth, 0)
