@@ -208,6 +208,11 @@ def _grid_sections(runs: pd.DataFrame, curves: pd.DataFrame, fig_dir: Path) -> l
     return out
 
 
+# The arm pairs whose masks the report compares: IMP vs one-shot (Ma et al. §3), IMP with
+# reset vs rewinding, and the ticket vs a random mask of its per-layer sparsity.
+ARM_PAIRS = {("lth", "omp_lth"), ("lth", "lth_rewind"), ("lth", "random_pruning")}
+
+
 def _overlaps(layers: pd.DataFrame) -> Section:
     """Pooled Jaccard overlaps of the masks between seeds and between lrs."""
     from analysis.masks import POOLED
@@ -217,9 +222,11 @@ def _overlaps(layers: pd.DataFrame) -> Section:
                                            "the layers either mask prunes, beside the value of "
                                            "two independent random masks of the same per-layer "
                                            "densities (`random_jaccard`)."])
-    for vary in ("seed", "lr"):
+    for vary in ("seed", "lr", "arm"):
         o = overlap(layers, vary)
         o = o[o["layer"] == POOLED].drop(columns=["layer", "vary"])
+        if vary == "arm":  # the masks found differently (random reinit keeps lth's: 1.0)
+            o = o[[(a, b) in ARM_PAIRS for a, b in zip(o["a"], o["b"], strict=True)]]
         if not o.empty:
             s.tables.append((f"between {vary}s", o))
     if not s.tables:

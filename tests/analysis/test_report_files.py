@@ -194,3 +194,23 @@ def test_early_stopping_at_the_last_epoch_is_censored() -> None:
     assert pd.isna(es.loc[0.5, "low"]) and es.loc[0.5, "mean"] == 500
     assert es.loc[0.8, "censored"] == 0 and es.loc[0.8, "low"] >= 0  # clipped at step 0
     assert tables.early_stopping(runs)["censored"].isna().all()  # no curves: unknown
+
+
+def test_the_mask_overlap_section_compares_masks_found_differently() -> None:
+    """Between arms, only masks found in different ways (IMP vs one-shot, vs a random mask):
+    random reinit keeps the ticket's mask, a trivial 1.0."""
+    import numpy as np
+
+    from analysis.report_files import _overlaps
+
+    rng = np.random.default_rng(0)
+    rows = [{"model": "m", "dataset": "d", "method": method, "lr": 0.1, "target_sparsity": 0.8,
+             "seed": 0, "layer": "fc1", "n_weights": 800,
+             "mask_bits": np.packbits(rng.random(800) < 0.2).tobytes()}
+            for method in ("lth", "omp_lth", "random_reinit")]
+    section = _overlaps(pd.DataFrame(rows))
+    tables_by_name = dict(section.tables)
+    assert set(tables_by_name) == {"between arms"}  # one seed, one lr
+    pairs = set(zip(tables_by_name["between arms"].a, tables_by_name["between arms"].b,
+                    strict=True))
+    assert pairs == {("lth", "omp_lth")}
