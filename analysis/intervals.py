@@ -20,6 +20,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from analysis.stats import per_seed
+
 LEVEL = 0.95
 BOOTSTRAP_MIN_N = 10
 BOOTSTRAP_RESAMPLES = 10_000
@@ -104,9 +106,7 @@ def summarize(frame: pd.DataFrame, keys: list[str], column: str, level: float = 
     missing = [c for c in [*keys, column] if c not in frame.columns]
     if missing:
         raise ValueError(f"summarize: the table lacks columns {missing}")
-    if "seed" in frame.columns and "seed" not in keys:
-        frame = frame.groupby([*keys, "seed"], sort=True, dropna=False,
-                              observed=True)[column].mean().reset_index()
+    frame = per_seed(frame, keys, [column])
     bounds = bounds or value_bounds(column)
     rows = []
     for key, group in frame.groupby(keys, sort=True, dropna=False, observed=True):

@@ -48,12 +48,12 @@ def history(runs: pd.DataFrame, metric: str = "val_acc") -> pd.DataFrame:
     if metric not in ("val_acc", "val_loss"):
         raise ValueError(f"search metric must be val_acc or val_loss, got {metric!r}")
     from analysis.stats import plain
+    from analysis.stats import source_datasets
 
     rows = plain(search_rows(runs))
     if rows.empty:
         return pd.DataFrame(columns=[*CELL, "search_trial", metric, "best_so_far", "test_acc"])
-    source = rows["source_dataset"] if "source_dataset" in rows else rows["dataset"]
-    rows = rows.assign(source_dataset=source.fillna(rows["dataset"]))  # older parts: null
+    rows = rows.assign(source_dataset=source_datasets(rows))
     params = pd.DataFrame([json.loads(p) for p in rows["search_params"]], index=rows.index)
     out = pd.concat([rows[[*CELL, "search_trial", metric, "test_acc"]], params], axis=1)
     for column in CELL:

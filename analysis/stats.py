@@ -9,6 +9,7 @@ stored values never splits a group.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -36,14 +37,13 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         ValueError: a required column is missing.
     """
     require_columns(runs, [*GRID_KEYS, "seed", *_SPREAD_COLUMNS, "total_epochs"], "summarize")
-    per_seed = _round_keys(runs).groupby([*GRID_KEYS, "seed"], sort=True, dropna=False)[
-        [*_SPREAD_COLUMNS, "total_epochs"]].mean().reset_index()
+    seeds = per_seed(_round_keys(runs), GRID_KEYS, [*_SPREAD_COLUMNS, "total_epochs"])
     aggregations: dict[str, tuple[str, str]] = {"n": ("test_acc", "count")}
     for column in _SPREAD_COLUMNS:
         aggregations[f"{column}_mean"] = (column, "mean")
         aggregations[f"{column}_std"] = (column, "std")
     aggregations["total_epochs_mean"] = ("total_epochs", "mean")
-    grouped = per_seed.groupby(list(GRID_KEYS), sort=True, dropna=False)
+    grouped = seeds.groupby(list(GRID_KEYS), sort=True, dropna=False)
     return grouped.agg(**aggregations).reset_index()
 
 
@@ -69,10 +69,8 @@ def dense_correlation(runs: pd.DataFrame) -> pd.DataFrame:
     keys = ["model", "dataset", "lr"]
     require_columns(runs, [*keys, "seed", *RP_DENSE_COLUMNS], "dense_correlation")
     runs = plain(runs)
-    if "source_dataset" in runs.columns:  # older parts: null, i.e. the row's own dataset
-        runs = runs.assign(dataset=runs["source_dataset"].fillna(runs["dataset"]))
-    by_seed = _round_keys(runs).groupby([*keys, "seed"], sort=True)[list(RP_DENSE_COLUMNS)]
-    grouped = by_seed.mean().reset_index().groupby(keys, sort=True)
+    runs = runs.assign(dataset=source_datasets(runs))
+    grouped = per_seed(_round_keys(runs), keys, RP_DENSE_COLUMNS).groupby(keys, sort=True)
     result = grouped[list(RP_DENSE_COLUMNS)].mean()
     result.insert(0, "n_seeds", grouped["seed"].nunique())
     return result.reset_index()
@@ -116,9 +114,23 @@ def winning_ticket(runs: pd.DataFrame, tolerance: float = DEFAULT_TOLERANCE) -> 
     return table.assign(winning_ticket=verdict.astype(bool))
 
 
+def per_seed(frame: pd.DataFrame, keys: Sequence[str], columns: Sequence[str]) -> pd.DataFrame:
+    """Replicates are seeds: one row per group of ``keys`` and seed, each of ``columns`` the
+    mean of that seed's rows (one grid point loaded from two sweeps counts once; NaN values
+    are skipped). A frame without a ``seed`` column, or grouped by it already, is returned
+    as it is.
+
+    Returns:
+        Columns ``keys``, ``seed`` and ``columns``, sorted by the keys and the seed.
+    """
+    if "seed" not in frame.columns or "seed" in keys:
+        return frame
+    return frame.groupby([*keys, "seed"], sort=True, dropna=False, observed=True)[
+        list(columns)].mean().reset_index()
+
+
 def seed_means(runs: pd.DataFrame, keys: list[str], column: str = "test_acc") -> pd.Series:
-    """Mean of ``column`` over seeds per ``keys``, each seed counted once: a seed's rows (one
-    point loaded from two sweeps) are averaged first. Without a ``seed`` column, over rows.
+    """Mean of ``column`` over seeds per ``keys``, each seed counted once (``per_seed``).
 
     Args:
         runs: A table with ``keys``, ``column`` and, normally, ``seed``.
@@ -127,9 +139,16 @@ def seed_means(runs: pd.DataFrame, keys: list[str], column: str = "test_acc") ->
     Returns:
         A Series indexed by ``keys`` (sorted).
     """
-    if "seed" in runs.columns:
-        runs = runs.groupby([*keys, "seed"], sort=True)[column].mean().reset_index()
-    return runs.groupby(list(keys), sort=True)[column].mean()
+    return per_seed(runs, keys, [column]).groupby(list(keys), sort=True)[column].mean()
+
+
+def source_datasets(runs: pd.DataFrame) -> pd.Series:
+    """The dataset each row's trunk (θ0, θT, the mask) comes from: ``source_dataset``, which
+    differs from ``dataset`` on transfer rows; the row's own dataset where it is null (parts
+    older than the column) or the table lacks it."""
+    if "source_dataset" not in runs.columns:
+        return runs["dataset"]
+    return runs["source_dataset"].fillna(runs["dataset"])
 
 
 def _arm_accuracies(runs: pd.DataFrame) -> pd.DataFrame:

@@ -13,6 +13,7 @@ from analysis.intervals import paired_difference
 from analysis.intervals import summarize
 from analysis.stats import RP_DENSE_COLUMNS
 from analysis.stats import arm_labels
+from analysis.stats import per_seed
 from analysis.stats import plain
 from analysis.stats import require_columns
 
@@ -120,17 +121,17 @@ def budgets(runs: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=[*POINT, "arm", "total_epochs", "mean", "low", "high", "n",
                                      "ci_method", "vs_lth"])
     acc = summarize(r, [*POINT, "arm"], "test_acc")
-    spread = r.groupby([*POINT, "arm"], observed=True)["total_epochs"].agg(["min", "max"])
-    epochs = spread.apply(lambda s: int(s["max"]) if s["min"] == s["max"]
-                          else f"{int(s['min'])}-{int(s['max'])}", axis=1)
-    table = acc.merge(epochs.rename("total_epochs").reset_index(), on=[*POINT, "arm"])
-    fixed = spread[spread["min"] == spread["max"]]["max"]
-    lth = fixed.xs("lth", level="arm") if "lth" in fixed.index.get_level_values("arm") \
-        else pd.Series(dtype=float)
-    own = table.set_index([*POINT, "arm"]).index.map(lambda k: fixed.get(k))
-    ref = table.set_index(POINT).index.map(lambda k: lth.get(k))
-    vs = [None if a is None or b is None or pd.isna(a) or pd.isna(b) else int(a - b)
-          for a, b in zip(own, ref, strict=True)]
+    spread = r.groupby([*POINT, "arm"], observed=True)["total_epochs"].agg(
+        ["min", "max"]).reset_index()
+    one = spread["min"] == spread["max"]
+    spread["total_epochs"] = [int(hi) if same else f"{int(lo)}-{int(hi)}"
+                              for lo, hi, same in zip(spread["min"], spread["max"], one,
+                                                      strict=True)]
+    spread["fixed"] = spread["max"].where(one)  # NaN: the arm's rows differ
+    lth = spread.loc[spread["arm"] == "lth", [*POINT, "fixed"]].rename(columns={"fixed": "lth"})
+    table = acc.merge(spread[[*POINT, "arm", "total_epochs", "fixed"]], on=[*POINT, "arm"]) \
+        .merge(lth, on=POINT, how="left")
+    vs = [None if pd.isna(d) else int(d) for d in table["fixed"] - table["lth"]]
     return table.assign(vs_lth=pd.Series(vs, index=table.index, dtype=object))[
         [*POINT, "arm", "total_epochs", "mean", "low", "high", "n", "ci_method", "vs_lth"]]
 
@@ -195,19 +196,17 @@ def early_stopping(runs: pd.DataFrame, curves: pd.DataFrame | None = None) -> pd
     r = prepare(runs, "best_val_iteration")
     r = r[r["best_val_iteration"].notna()]
     keys = [*CELL, "lr", "arm", "target_sparsity"]
-    table = summarize(r, keys, "best_val_iteration",
-                      bounds=(0.0, float("inf"))).assign(censored=None)
+    table = summarize(r, keys, "best_val_iteration", bounds=(0.0, float("inf")))
     stage = ["trial_id", "level", "method", "target_sparsity"]
     if curves is None or curves.empty or r.empty or \
             not {*stage, "epoch"} <= set(curves.columns) or "best_val_epoch" not in r.columns:
-        return table
+        return table.assign(censored=None)
     c = plain(curves).assign(target_sparsity=curves["target_sparsity"].round(12))
     last = c.groupby(stage, observed=True)["epoch"].max().rename("last_epoch").reset_index()
     r = r.merge(last, on=stage, how="left")
-    r = r.assign(at_last=(r["best_val_epoch"] >= r["last_epoch"]).astype(int))
-    censored = r.groupby(keys, observed=True)["at_last"].sum().rename("n_censored")
-    table = table.drop(columns="censored").merge(censored.reset_index(), on=keys, how="left")
-    table = table.rename(columns={"n_censored": "censored"})
+    censored = (r["best_val_epoch"] >= r["last_epoch"]).astype(int).groupby(
+        [r[k] for k in keys], observed=True).sum().rename("censored")
+    table = table.merge(censored.reset_index(), on=keys, how="left")
     hit = table["censored"] > 0
     table.loc[hit, ["low", "high"]] = float("nan")
     table.loc[hit, "ci_method"] = "censored"
@@ -248,9 +247,9 @@ def _collapsed(r: pd.DataFrame) -> list[str]:
     """Runs whose test accuracy is more than ``COLLAPSE`` below the median of the other
     seeds of their point and arm (each seed's rows averaged first)."""
     keys = [*CELL, "lr", "arm", "target_sparsity"]
-    per_seed = r.groupby([*keys, "seed"], observed=True)["test_acc"].mean().dropna()
+    seeds = per_seed(r, keys, ["test_acc"]).set_index([*keys, "seed"])["test_acc"].dropna()
     out = []
-    for key, group in per_seed.groupby(level=keys, observed=True):
+    for key, group in seeds.groupby(level=keys, observed=True):
         if len(group) < 2:
             continue
         model, dataset, lr, arm, s = key

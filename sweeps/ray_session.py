@@ -155,7 +155,8 @@ def ray_session(spec: SweepSpec, store: Store, address: str | None, remote: bool
     started = _init_ray(address, verbose, worker_preload(spec))
     live = None
     try:
-        if remote and not _trials_run_here(spec):
+        here = started or _trials_run_here(spec)  # a local Ray's trials run here
+        if not here:
             preflight.check_on_cluster(spec, store)
         elif remote:  # every worker is on this machine: what the driver sees, the trials see
             missing = preflight.missing_files(spec)
@@ -164,7 +165,6 @@ def ray_session(spec: SweepSpec, store: Store, address: str | None, remote: bool
         check_resources(spec, local=started)
         live, console = open_display(not verbose)
         store.put_json("spec.json", spec.to_json())  # only once the sweep can start
-        here = started or _trials_run_here(spec)
         with _preloaded_actors(), _pending_trials(pending_trials(spec, here)):
             yield live, console
     finally:

@@ -121,6 +121,8 @@ def trial_plan(spec: SweepSpec, cell: Cell, params: dict[str, Any], number: int,
 def history(store: Store, spec: SweepSpec) -> dict[Cell, list[Tried]]:
     """The committed trials of ``spec``'s search in ``store``, by cell, in trial order."""
     from analysis.load import load_runs
+    from analysis.stats import plain
+    from analysis.stats import source_datasets
 
     out: dict[Cell, list[Tried]] = {c: [] for c in cells(spec)}
     if not store.list("runs"):
@@ -128,12 +130,12 @@ def history(store: Store, spec: SweepSpec) -> dict[Cell, list[Tried]]:
     runs = load_runs(store.uri)
     if "search" not in runs or runs.empty:
         return out
-    runs = runs[runs.search.astype("object") == spec.search.name]
+    runs = plain(runs[runs.search.astype("object") == spec.search.name])
     metric = spec.search.metric
-    for row in runs.itertuples(index=False):
-        source = getattr(row, "source_dataset", None)  # a transfer row's cell is its source
-        dataset = str(source) if isinstance(source, str) and source else str(row.dataset)
-        cell = Cell(row.model, dataset, row.method, float(row.target_sparsity), int(row.seed))
+    # a transfer row's cell is its source
+    for row, dataset in zip(runs.itertuples(index=False), source_datasets(runs), strict=True):
+        cell = Cell(row.model, str(dataset), row.method, float(row.target_sparsity),
+                    int(row.seed))
         value = getattr(row, metric)
         value = None if value is None or not math.isfinite(value) else float(value)
         out.setdefault(cell, []).append(Tried(int(row.search_trial),
@@ -153,8 +155,7 @@ def todo(spec: SweepSpec, done: dict[Cell, list[Tried]]) -> list[tuple[Cell, int
     """(cell, trials still to run) for every cell below its budget, in ``cells`` order; the
     budget counts the finished trials inside the current space (``inside``)."""
     have = {c: len(inside(spec, done.get(c, []))) for c in cells(spec)}
-    return [(c, spec.search.trials - have[c]) for c in cells(spec)
-            if have[c] < spec.search.trials]
+    return [(c, spec.search.trials - n) for c, n in have.items() if n < spec.search.trials]
 
 
 def distributions(spec: SweepSpec) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
+from pydantic import ValidationError
 from pydantic import field_validator
 from pydantic import model_validator
 
@@ -243,12 +244,10 @@ SEARCH_INTS = ("epochs", "batch_size")
 def _training_range(name: str, r: RangeSpec) -> list[str]:
     """The problem of a searched training field whose bounds ``training.<name>`` refuses
     (momentum must stay below 1, gamma above 0, ...), or nothing."""
-    import pydantic
-
     for value in (r.low, r.high):
         try:
             TrainingSpec(**{name: int(value) if name in SEARCH_INTS else float(value)})
-        except pydantic.ValidationError as err:
+        except ValidationError as err:
             reason = err.errors()[0]["msg"]
             return [f".{name}: must stay a valid training.{name} ({reason}), got {r.low} to "
                     f"{r.high}"]

@@ -206,11 +206,19 @@ def passes(iterations: int, n_train: int, hp: RSTHparams) -> int:
 ITERATIVE = "iterative"
 
 
+def from_group(group: dict[str, Any], iterative: bool) -> RSTHparams:
+    """The ``rst:`` group as hparams: its own values, and for ``rst_iter`` (``iterative``) the
+    values of ``rst.iterative`` that are set in their place."""
+    own = {k: v for k, v in group.items() if k != ITERATIVE}
+    if iterative:
+        own.update({k: v for k, v in (group.get(ITERATIVE) or {}).items() if v is not None})
+    return RSTHparams(**own)
+
+
 def configure(group: dict[str, Any]) -> list[RSTHparams]:
     """The ``rst:`` group (but its ``iterative`` overrides); ``rst`` is its one-cycle
     transformation."""
-    own = {k: v for k, v in group.items() if k != ITERATIVE}
-    return [replace(RSTHparams(**own), cycles=1)]
+    return [replace(from_group(group, iterative=False), cycles=1)]
 
 
 def rounds(hp: RSTHparams) -> int:

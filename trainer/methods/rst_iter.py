@@ -24,9 +24,7 @@ def configure(group: dict[str, Any]) -> list[rst.RSTHparams]:
     """``rst:`` as given, ``cycles`` cycles (5 by default, DLTH's README), with the values of
     ``rst.iterative`` that are set in place of the group's (DLTH's README runs RST_Iter with
     ``reg_interval`` 1 and ``stabilize_iterations`` 10,000)."""
-    own = {k: v for k, v in group.items() if k != rst.ITERATIVE}
-    overrides = {k: v for k, v in (group.get(rst.ITERATIVE) or {}).items() if v is not None}
-    return [rst.RSTHparams(**{**own, **overrides})]
+    return [rst.from_group(group, iterative=True)]
 
 
 METHOD = Method(name="rst_iter", start=rst.start, needs_trained_mask=never,
