@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from sweeps import cli_results
+from sweeps import loopback
 from sweeps.cli_common import NamedStorageOpt
 from sweeps.cli_common import StorageOpt
 from sweeps.cli_common import fail
@@ -126,6 +127,8 @@ def _run_length(training) -> str:
 
 def _run(sweep, storage: str | None, address: str | None, verbose: bool,
          source: str, models: ModelCheck) -> None:
+    if loopback.own_ray(address):
+        loopback.use()  # before Ray is first imported (by sweeps.run)
     from sweeps.lease import SweepInUse
     from sweeps.run import run_sweep
     from sweeps.store import Store
@@ -171,7 +174,7 @@ def _resume_hint(name: str, where: str, address: str | None) -> str:
     cmd = f"lottery resume {name}" + (f" --storage {where}" if where != "results" else "")
     if address:
         return f"`{cmd} --address {address}` continues the sweep"
-    if os.environ.get("RAY_ADDRESS"):
+    if not loopback.own_ray(None):
         return (f"`{cmd}` on the same cluster (e.g. `ray job submit ... -- {cmd}`) "
                 "continues the sweep")
     return f"`{cmd}` continues the sweep"

@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Iterator
 
+from sweeps import loopback
 from sweeps import preflight
 from sweeps.errors import SpecError
 from sweeps.progress import open_display
@@ -28,7 +29,9 @@ def _init_ray(address: str | None, verbose: bool, preload: tuple[str, ...] = ())
     and the trainer already imported while the driver finishes its own checks. Ray's default
     idle-worker limit counts free CPUs, so it would kill those workers once Tune's placement
     groups reserve the CPUs, just before the trial actors could take them; the limit is one
-    worker per CPU instead (``num_workers_soft_limit``).
+    worker per CPU instead (``num_workers_soft_limit``). It listens on loopback only when this
+    process imported Ray after ``sweeps.loopback.use()`` (as ``lottery run`` does); else a
+    warning names the address it took.
 
     Returns:
         True when this call started a local Ray that we must shut down.
@@ -37,13 +40,18 @@ def _init_ray(address: str | None, verbose: bool, preload: tuple[str, ...] = ())
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     level = logging.INFO if verbose else logging.ERROR
-    if address or os.environ.get("RAY_ADDRESS"):
+    if not loopback.own_ray(address):
         ray.init(address=address, logging_level=level, log_to_driver=verbose)
         return False
     ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", logging_level=level,
              log_to_driver=verbose,
              _system_config={"preload_python_modules": list(preload),
                              "num_workers_soft_limit": os.cpu_count() or 1})
+    host = ray.util.get_node_ip_address()
+    if not loopback.is_loopback(host):
+        logging.getLogger(__name__).warning(
+            "the local Ray listens on %s, not only on loopback: set %s=0 before Ray is "
+            "imported (`lottery run` does)", host, loopback.ENV)
     return True
 
 

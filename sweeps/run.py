@@ -26,6 +26,7 @@ import pyarrow.fs as pafs
 
 from sweeps import __version__
 from sweeps import integrity
+from sweeps import loopback
 from sweeps import preflight
 from sweeps import spec as spec_module
 from sweeps.compact import compact
@@ -260,7 +261,7 @@ def run_sweep(spec: SweepSpec, storage: str | None = None, address: str | None =
     """
     if storage:
         spec = spec.model_copy(update={"storage": storage})
-    remote = bool(address or os.environ.get("RAY_ADDRESS"))
+    remote = not loopback.own_ray(address)
     preflight.check(spec, files=not remote, models=models or True)
     store = sweep_store(spec, None)
     existed = store.fs.get_file_info(store.path).type != pafs.FileType.NotFound

@@ -19,6 +19,8 @@ import pytest
 import torch
 import yaml
 
+from sweeps import loopback
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -82,7 +84,9 @@ def ray_env(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
     env = {**os.environ, "RAY_TMPDIR": tmp, "RAY_USAGE_STATS_ENABLED": "0", "HOME": str(home),
            "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
-           "LOTTERY_DATA_CACHE": str(tmp_path_factory.getbasetemp() / "data-cache")}
+           "LOTTERY_DATA_CACHE": str(tmp_path_factory.getbasetemp() / "data-cache"),
+           # every Ray a test starts listens on loopback only (sweeps.loopback)
+           loopback.ENV: "0"}
     yield env
     kill_tree(tmp)
     time.sleep(0.5)

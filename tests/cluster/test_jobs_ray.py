@@ -8,6 +8,7 @@ every Ray on the machine; RAY_FACTS.md §9).
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import secrets
 import shutil
@@ -29,6 +30,7 @@ from conftest import lottery
 from conftest import write_spec
 
 from analysis.load import load_runs
+from sweeps import loopback
 
 pytestmark = pytest.mark.ray
 
@@ -57,13 +59,19 @@ def http_status(url: str, token: str | None = None) -> int:
 
 
 def listening_addresses(port: int) -> set[str]:
-    """Local IPv4 addresses with a TCP socket in LISTEN state on ``port`` (/proc/net/tcp)."""
+    """Local addresses with a TCP socket in LISTEN state on ``port`` (/proc/net/tcp and tcp6;
+    an IPv4-mapped IPv6 address as its IPv4 one)."""
     found = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        local, state = line.split()[1], line.split()[3]
-        host, hexport = local.split(":")
-        if state == "0A" and int(hexport, 16) == port:
-            found.add(socket.inet_ntoa(bytes.fromhex(host)[::-1]))
+    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
+        for line in Path("/proc/net", table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            host, hexport = local.split(":")
+            if state != "0A" or int(hexport, 16) != port:
+                continue
+            raw = bytes.fromhex(host)  # 32-bit words in host (little-endian) order
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+            ip = ipaddress.ip_address(socket.inet_ntop(family, raw))
+            found.add(str(getattr(ip, "ipv4_mapped", None) or ip))
     return found
 
 
@@ -72,7 +80,9 @@ def head(tmp_path, ray_env):
     """A Ray head on 127.0.0.1 with token auth; yields (dashboard URL, env, token)."""
     temp_dir = tempfile.mkdtemp(prefix="lsh", dir="/tmp")
     token = secrets.token_hex(16)
-    env = {**ray_env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
+    # Ray's single-machine mode keeps every port of this stand-in head on loopback
+    # (``sweeps.loopback``); a real cluster's head leaves it unset so that workers can join.
+    env = {**ray_env, loopback.ENV: "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{ray_env['PATH']}"}
     port, dash = free_port(), free_port()
     proc = subprocess.Popen(
@@ -110,9 +120,10 @@ def head(tmp_path, ray_env):
 
 
 def test_ray_job_submit_runs_a_sweep_on_the_cluster(tmp_path, head):
-    url, env, token, dash, _ = head
+    url, env, token, dash, port = head
     # The dashboard (Jobs API) answers only on loopback, and only with the token.
     assert listening_addresses(dash) == {"127.0.0.1"}
+    assert listening_addresses(port) == {"127.0.0.1"}  # the GCS too (sweeps.loopback)
     assert http_status(f"{url}/api/version") == 401
     spec_path = write_spec(tmp_path / "jobs.yaml", SPEC)
     storage = tmp_path / "results"

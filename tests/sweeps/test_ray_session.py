@@ -201,3 +201,15 @@ def test_pending_trials_one_per_slot_here_and_enough_for_an_autoscaler_elsewhere
     monkeypatch.setenv("TUNE_MAX_PENDING_TRIALS_PG", "7")  # the user's value wins
     with ray_session._pending_trials(3):
         assert os.environ["TUNE_MAX_PENDING_TRIALS_PG"] == "7"
+
+
+def test_the_readme_ray_start_line_keeps_its_ray_on_loopback():
+    """The README's `ray start` for repeated runs sets the single-machine switch that
+    `lottery run` sets for its own Ray (``sweeps.loopback``): `--node-ip-address 127.0.0.1`
+    alone still listens on every interface."""
+    from sweeps import loopback
+
+    readme = (ROOT / "README.md").read_text()
+    block = readme[readme.index(f"export {loopback.ENV}=0"):]
+    assert block.splitlines()[1].startswith("ray start --head")
+    assert "--address auto" in block.splitlines()[3]  # the driver shares the setting
