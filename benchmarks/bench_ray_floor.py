@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -57,7 +58,7 @@ def command(address: str | None, out: Path, slots: int) -> None:
     from sweeps import ray_session
 
     started = ray_session._init_ray(address, verbose=False, preload=PRELOAD)
-    ray_session.logging.getLogger("ray.tune").setLevel(ray_session.logging.ERROR)
+    logging.getLogger("ray.tune").setLevel(logging.ERROR)
     with ray_session._preloaded_actors(), ray_session._pending_trials(slots):
         tuner = tune.Tuner(
             tune.with_resources(trial, {"cpu": 1}),
@@ -70,15 +71,15 @@ def command(address: str | None, out: Path, slots: int) -> None:
     ray.shutdown()
 
 
-def run_floor(address: str | None, slots: int) -> tuple[float, float, float, float]:
+def run_floor(address: list[str], slots: int) -> tuple[float, float, float, float]:
     """(first trial's start, last trial's start, after the last trial's end, whole command),
-    seconds from the command's start."""
+    seconds from the command's start; ``address``: ``["--address", ADDR]`` or empty."""
     out = Path(tempfile.mkdtemp(prefix="bench-floor-"))
-    env_address = ["--address", address] if address else []
     start = time.time()
     proc = subprocess.run([sys.executable, "-m", "benchmarks.bench_ray_floor", "--command",
-                           str(out), "--slots", str(slots), *env_address],
-                          env={**_env(), "RAY_AIR_NEW_OUTPUT": "0"},
+                           str(out), "--slots", str(slots), *address],
+                          env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0",
+                               "RAY_AIR_NEW_OUTPUT": "0"},
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     end = time.time()
     if proc.returncode != 0:
@@ -87,10 +88,6 @@ def run_floor(address: str | None, slots: int) -> tuple[float, float, float, flo
     starts = sorted(t["started"] - start for t in times)
     last_end = max(t["ended"] for t in times)
     return starts[0], starts[-1], end - last_end, end - start
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 def main() -> None:
@@ -107,13 +104,13 @@ def main() -> None:
         command(args.address, args.command, args.slots)
         _exit(0)
     where = f"on the running Ray at {args.address}" if args.address else "with its own Ray"
+    address = ["--address", args.address] if args.address else []
     for _ in range(args.repeat):
-        first, last, after, whole = run_floor(args.address, args.slots)
+        first, last, after, whole = run_floor(address, args.slots)
         print(f"floor {where}: first trial at {first:.1f} s, last of {args.slots} at "
               f"{last:.1f} s, {after:.1f} s after the last ended; whole command {whole:.1f} s, "
               f"{first + after:.1f} s outside the trials", flush=True)
         if args.sweep:
-            address = ["--address", args.address] if args.address else []
             subprocess.run([sys.executable, "-m", "benchmarks.bench_efficiency",
                             str(args.sweep), "--slots", str(args.slots), *address], check=True)
 

@@ -22,6 +22,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
 from conftest import ROOT
@@ -30,7 +31,6 @@ from conftest import lottery
 from conftest import write_spec
 
 from analysis.load import load_runs
-from sweeps import loopback
 
 pytestmark = pytest.mark.ray
 
@@ -59,18 +59,12 @@ def http_status(url: str, token: str | None = None) -> int:
 
 
 def listening_addresses(port: int) -> set[str]:
-    """Local addresses with a TCP socket in LISTEN state on ``port`` (/proc/net/tcp and tcp6;
-    an IPv4-mapped IPv6 address as its IPv4 one)."""
+    """Local addresses with a TCP socket in LISTEN state on ``port`` (an IPv4-mapped IPv6
+    address as its IPv4 one)."""
     found = set()
-    for table, family in (("tcp", socket.AF_INET), ("tcp6", socket.AF_INET6)):
-        for line in Path("/proc/net", table).read_text().splitlines()[1:]:
-            local, state = line.split()[1], line.split()[3]
-            host, hexport = local.split(":")
-            if state != "0A" or int(hexport, 16) != port:
-                continue
-            raw = bytes.fromhex(host)  # 32-bit words in host (little-endian) order
-            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
-            ip = ipaddress.ip_address(socket.inet_ntop(family, raw))
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port:
+            ip = ipaddress.ip_address(conn.laddr.ip)
             found.add(str(getattr(ip, "ipv4_mapped", None) or ip))
     return found
 
@@ -80,9 +74,9 @@ def head(tmp_path, ray_env):
     """A Ray head on 127.0.0.1 with token auth; yields (dashboard URL, env, token)."""
     temp_dir = tempfile.mkdtemp(prefix="lsh", dir="/tmp")
     token = secrets.token_hex(16)
-    # Ray's single-machine mode keeps every port of this stand-in head on loopback
+    # ray_env's single-machine mode keeps every port of this stand-in head on loopback
     # (``sweeps.loopback``); a real cluster's head leaves it unset so that workers can join.
-    env = {**ray_env, loopback.ENV: "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
+    env = {**ray_env, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{ray_env['PATH']}"}
     port, dash = free_port(), free_port()
     proc = subprocess.Popen(

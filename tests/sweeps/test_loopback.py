@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from sweeps import loopback
@@ -18,8 +20,6 @@ def test_a_run_starts_its_own_ray_without_an_address_or_ray_address(monkeypatch)
 def test_use_sets_single_machine_mode_unless_the_user_chose(monkeypatch) -> None:
     monkeypatch.delenv(loopback.ENV, raising=False)
     loopback.use()
-    import os
-
     assert os.environ[loopback.ENV] == "0"
     monkeypatch.setenv(loopback.ENV, "1")
     loopback.use()
