@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+
 from sweeps.progress import Counts
 from sweeps.progress import ProgressCallback
 
@@ -21,8 +23,10 @@ def test_running_is_what_the_scheduler_runs_and_eta_uses_the_rate_per_slot():
     assert counts.running == {"a", "b", "search-x"} and counts.slots == 3
     counts.tick({"a", "b"}, now=counts._ticked + 10.0)  # 3 slots busy for 10 s
     counts.epochs_by_trial.update(a=5, b=5)  # 10 epochs in 30 slot-seconds
-    assert counts.busy_s == 30.0
-    assert counts.eta_s() == 30 * (30.0 / 10) / 3  # 30 epochs left, 3 s each, 3 slots
+    # `now` is on the monotonic clock (seconds since boot), so `now - _ticked` is 10 s only
+    # to within a rounding step of that clock value; CI once got 30.00000000000273.
+    assert counts.busy_s == pytest.approx(30.0)
+    assert counts.eta_s() == pytest.approx(30 * (30.0 / 10) / 3)  # 30 left, 3 s each, 3 slots
 
 
 def test_counts_follow_trial_events():
