@@ -17,6 +17,7 @@ from sweeps.cli_common import NamedStorageOpt
 from sweeps.cli_common import StorageOpt
 from sweeps.cli_common import fail
 from sweeps.cli_common import sweep_store
+from sweeps.errors import ClusterUnreachable
 from sweeps.errors import SpecError
 from sweeps.preflight_child import ModelCheck
 
@@ -145,7 +146,7 @@ def _run(sweep, storage: str | None, address: str | None, verbose: bool,
                             models=models)
     except SpecError as err:  # the preflight names the spec by its name: show the file
         fail(str(SpecError(source, err.problems) if err.source == sweep.name else err))
-    except SweepInUse as err:
+    except (SweepInUse, ClusterUnreachable) as err:
         fail(str(err))
     for line in outcome.repaired:
         typer.echo(f"repaired: {line}", err=True)

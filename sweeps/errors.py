@@ -15,3 +15,13 @@ class SpecError(ValueError):
     def __reduce__(self) -> tuple:
         # Ray copies and pickles a trial's exception: rebuild it from both arguments
         return (type(self), (self.source, self.problems))
+
+
+class ClusterUnreachable(ConnectionError):
+    """No Ray answers at the address a run was given (``sweeps.ray_address.check``); ``source``
+    names the address and where it came from (``--address X`` or ``RAY_ADDRESS=X``)."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        self.source = source
+        self.reason = reason
+        super().__init__(f"{source}: {reason}")

@@ -28,6 +28,7 @@ from sweeps import __version__
 from sweeps import integrity
 from sweeps import loopback
 from sweeps import preflight
+from sweeps import ray_address
 from sweeps import spec as spec_module
 from sweeps.compact import compact
 from sweeps.compact import compaction_id
@@ -241,8 +242,9 @@ def run_sweep(spec: SweepSpec, storage: str | None = None, address: str | None =
               verbose: bool = False, models: ModelCheck | None = None) -> Outcome:
     """Run (or resume) ``spec`` through Ray Tune and return what happened.
 
-    Order: preflight (nothing written), the lease, the fixed-settings check, repair of corrupt
-    files, then Ray; a refusal after the lease leaves nothing behind in a new sweep directory.
+    Order: preflight (nothing written), the Ray address (``sweeps.ray_address``), the lease,
+    the fixed-settings check, repair of corrupt files, then Ray; a refusal after the lease
+    leaves nothing behind in a new sweep directory.
     At the end (failed trials or not) the loose parts are compacted (``execution.compact``;
     most of them already in the sweep's tail, ``sweeps.tail``).
 
@@ -258,11 +260,15 @@ def run_sweep(spec: SweepSpec, storage: str | None = None, address: str | None =
         SpecError: the preflight fails, the existing sweep has other fixed settings, or
             resources cannot be met.
         SweepInUse: another live driver holds the sweep.
+        ClusterUnreachable: no Ray answers at ``address`` (or RAY_ADDRESS), checked before
+            anything is written.
     """
     if storage:
         spec = spec.model_copy(update={"storage": storage})
     remote = not loopback.own_ray(address)
     preflight.check(spec, files=not remote, models=models or True)
+    if remote:
+        ray_address.check(address)  # seconds, where ray.init would wait minutes
     store = sweep_store(spec, None)
     existed = store.fs.get_file_info(store.path).type != pafs.FileType.NotFound
     lease = Lease(store, spec.name)

@@ -31,6 +31,7 @@ from conftest import lottery
 from conftest import write_spec
 
 from analysis.load import load_runs
+from sweeps import loopback
 
 pytestmark = pytest.mark.ray
 
@@ -161,6 +162,23 @@ def test_with_address_missing_data_on_the_workers_is_refused_before_any_trial(tm
     plan = lottery(["plan", "--check", str(spec)], env, tmp_path)  # plan only warns
     assert "warning: dataset: mnist files missing" in plan.stderr
 
+
+
+def test_a_driver_outside_single_machine_mode_is_told_what_to_set_at_once(tmp_path, head):
+    """The head runs in single-machine mode, on loopback only (``sweeps.loopback``). A driver
+    without the variable turns 127.0.0.1 into the routable address, where ``ray.init`` would
+    retry for minutes; ``sweeps.ray_address`` fails in seconds and names the fix."""
+    _, env, _, _, port = head
+    env = {k: v for k, v in env.items() if k != loopback.ENV}
+    spec = write_spec(tmp_path / "outside.yaml", {**SPEC, "name": "outside",
+                                                   "resources": {"cpu": 1, "gpu": 0}})
+    storage = tmp_path / "results"
+    proc = lottery(["run", str(spec), "--storage", str(storage), "--address",
+                    f"127.0.0.1:{port}"], env, tmp_path, timeout=120, check=False)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert (f"a Ray listens on 127.0.0.1:{port} only (single-machine mode): set "
+            f"{loopback.ENV}=0 for this command too") in proc.stderr
+    assert "Traceback" not in proc.stderr and not (storage / "outside").exists()
 
 DISCONNECT = """
 import sys

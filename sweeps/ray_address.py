@@ -1,0 +1,109 @@
+"""Whether the Ray that ``--address`` (or ``RAY_ADDRESS``) names answers, in seconds.
+
+``ray.init(address=...)`` to an address where no Ray listens does not fail: Ray 2.60 retries
+its GCS connection for minutes, printing "Failed to connect to GCS" lines. A run that connects
+first opens a TCP connection to the GCS (or Ray Client server) that the address names, resolved
+as ``ray.init`` resolves it, and fails at once when nothing answers there.
+
+The usual cause on one machine: a Ray started in single-machine mode (``sweeps.loopback``)
+listens on 127.0.0.1 only, and a driver without ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` turns
+127.0.0.1 (and ``auto``'s recorded address) into the machine's routable address. The error then
+says to set the variable.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from urllib.parse import urlsplit
+
+from sweeps import loopback
+from sweeps.errors import ClusterUnreachable
+
+TIMEOUT_S = 5.0  # seconds for the GCS to accept a TCP connection (a reachable head takes ms)
+CLIENT_PORT = 10001  # Ray Client's default port (``ray://host`` without one)
+
+
+def given(address: str | None) -> tuple[str, str]:
+    """The address ``ray.init(address=address)`` uses, and where it came from (``--address X``
+    or ``RAY_ADDRESS=X``): ``RAY_ADDRESS`` overrides none or ``auto``
+    (``ray._private.worker.init``). ('', '') when neither is set."""
+    env = os.environ.get("RAY_ADDRESS")
+    if env and address in (None, "auto"):
+        return env, f"RAY_ADDRESS={env}"
+    return (address, f"--address {address}") if address else ("", "")
+
+
+def check(address: str | None, timeout_s: float = TIMEOUT_S) -> None:
+    """Raise unless a TCP connection to the Ray that ``address`` names opens in ``timeout_s``.
+
+    ``host:port`` and ``auto`` (the last ``ray start`` on this machine, else its one running
+    GCS) are resolved by Ray (``ray._private.services.canonicalize_bootstrap_address``, which
+    turns a loopback host into the routable address outside single-machine mode); ``ray://``
+    addresses are tried as written. Other schemes are left to Ray. Imports Ray.
+
+    Args:
+        address: ``--address``; None uses ``RAY_ADDRESS``.
+        timeout_s: Seconds to wait for the connection.
+    Raises:
+        ClusterUnreachable: the address is malformed, ``auto`` finds no running Ray, or nothing
+            accepts the connection; the message names what was tried and why.
+    """
+    name, source = given(address)
+    if not name:  # no address: the run starts its own Ray
+        return
+    url = urlsplit(name) if "://" in name else None
+    if url is not None:
+        if url.scheme != "ray":
+            return
+        try:
+            host, port = url.hostname, url.port or CLIENT_PORT
+        except ValueError as err:  # a port that is not a number
+            raise ClusterUnreachable(source, str(err)) from None
+        if not host:
+            raise ClusterUnreachable(source, "no host in the address")
+    else:
+        host, port = _bootstrap(name, source)
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as err:
+        raise ClusterUnreachable(source, _why(host, port, err, timeout_s)) from None
+
+
+def _bootstrap(name: str, source: str) -> tuple[str, int]:
+    """(host, port) of the GCS that ``ray.init(address=name)`` connects to."""
+    from ray._private.services import canonicalize_bootstrap_address
+
+    try:
+        resolved = canonicalize_bootstrap_address(name)
+    except (ConnectionError, ValueError) as err:  # auto: no Ray; not host:port
+        raise ClusterUnreachable(source, str(err)) from None
+    if resolved is None:  # "local": ray.init would start a Ray, not connect
+        raise ClusterUnreachable(source, "names no running Ray (leave --address out to start one)")
+    host, _, port = resolved.rpartition(":")
+    try:
+        return host.strip("[]"), int(port)
+    except ValueError:
+        raise ClusterUnreachable(source, f"{resolved!r} has no port number") from None
+
+
+def _why(host: str, port: int, err: OSError, timeout_s: float) -> str:
+    """The reason nothing answered at ``host:port``, with the fix for a single-machine Ray."""
+    why = (f"no answer from {host}:{port} in {timeout_s:g} s" if isinstance(err, TimeoutError)
+           else f"nothing answers at {host}:{port} ({err.strerror or err})")
+    try:
+        routable = not loopback.is_loopback(host)
+    except ValueError:  # a host name: not what Ray made of 127.0.0.1
+        routable = False
+    if routable and _answers("127.0.0.1", port):
+        why += (f"; a Ray listens on 127.0.0.1:{port} only (single-machine mode): set "
+                f"{loopback.ENV}=0 for this command too")
+    return why
+
+
+def _answers(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=1.0).close()
+    except OSError:
+        return False
+    return True
