@@ -89,6 +89,8 @@ def _bootstrap(name: str, source: str) -> tuple[str, int]:
 
 def _why(host: str, port: int, err: OSError, timeout_s: float) -> str:
     """The reason nothing answered at ``host:port``, with the fix for a single-machine Ray."""
+    if isinstance(err, socket.gaierror):
+        return f"cannot resolve {host} ({err.strerror or err})"
     why = (f"no answer from {host}:{port} in {timeout_s:g} s" if isinstance(err, TimeoutError)
            else f"nothing answers at {host}:{port} ({err.strerror or err})")
     try:

@@ -88,6 +88,7 @@ def test_ray_client_addresses_are_tried_as_written(listener, monkeypatch):
 
 @pytest.mark.parametrize(("address", "reason"), [
     ("local", "names no running Ray"), ("not an address", "Invalid address"),
+    ("no-such-host.invalid:6379", "cannot resolve no-such-host.invalid"),  # RFC 2606: never
 ])
 def test_addresses_that_name_no_cluster_fail(address, reason, monkeypatch):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
