@@ -22,6 +22,9 @@ from sweeps.errors import ClusterUnreachable
 
 TIMEOUT_S = 5.0  # seconds for the GCS to accept a TCP connection (a reachable head takes ms)
 CLIENT_PORT = 10001  # Ray Client's default port (``ray://host`` without one)
+HTTP_ADDRESS = ("an HTTP address is the dashboard's, for `ray job submit`; a run needs the "
+                "GCS address (HOST:6379), auto, or ray://HOST:10001 (unset RAY_ADDRESS on a "
+                "Ray node)")
 
 
 def given(address: str | None) -> tuple[str, str]:
@@ -40,20 +43,23 @@ def check(address: str | None, timeout_s: float = TIMEOUT_S) -> None:
     ``host:port`` and ``auto`` (the last ``ray start`` on this machine, else its one running
     GCS) are resolved by Ray (``ray._private.services.canonicalize_bootstrap_address``, which
     turns a loopback host into the routable address outside single-machine mode); ``ray://``
-    addresses are tried as written. Other schemes are left to Ray. Imports Ray.
+    addresses are tried as written; ``http(s)://`` (the dashboard's, which ``ray job submit``
+    takes and ``ray.init`` refuses) is refused. Other schemes are left to Ray. Imports Ray.
 
     Args:
         address: ``--address``; None uses ``RAY_ADDRESS``.
         timeout_s: Seconds to wait for the connection.
     Raises:
-        ClusterUnreachable: the address is malformed, ``auto`` finds no running Ray, or nothing
-            accepts the connection; the message names what was tried and why.
+        ClusterUnreachable: the address is malformed or HTTP, ``auto`` finds no running Ray,
+            or nothing accepts the connection; the message names what was tried and why.
     """
     name, source = given(address)
     if not name:  # no address: the run starts its own Ray
         return
     url = urlsplit(name) if "://" in name else None
     if url is not None:
+        if url.scheme in ("http", "https"):
+            raise ClusterUnreachable(source, HTTP_ADDRESS)
         if url.scheme != "ray":
             return
         try:

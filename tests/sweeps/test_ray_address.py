@@ -86,6 +86,14 @@ def test_ray_client_addresses_are_tried_as_written(listener, monkeypatch):
     ray_address.check("anyscale://some-cluster")  # other schemes: Ray's own business
 
 
+def test_the_dashboards_http_address_is_refused_with_what_to_give_instead(monkeypatch):
+    # the Ray docs have users export RAY_ADDRESS=http://127.0.0.1:8265 for `ray job submit`
+    monkeypatch.setenv("RAY_ADDRESS", "http://127.0.0.1:8265")
+    with pytest.raises(ClusterUnreachable, match=r"^RAY_ADDRESS=http://127.0.0.1:8265: an "
+                                                 r"HTTP address is the dashboard's.*HOST:6379"):
+        ray_address.check(None)
+
+
 @pytest.mark.parametrize(("address", "reason"), [
     ("local", "names no running Ray"), ("not an address", "Invalid address"),
     ("no-such-host.invalid:6379", "cannot resolve no-such-host.invalid"),  # RFC 2606: never
