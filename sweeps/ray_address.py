@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import socket
+from urllib.parse import SplitResult
 from urllib.parse import urlsplit
 
 from sweeps import loopback
@@ -56,24 +57,35 @@ def check(address: str | None, timeout_s: float = TIMEOUT_S) -> None:
     name, source = given(address)
     if not name:  # no address: the run starts its own Ray
         return
-    url = urlsplit(name) if "://" in name else None
-    if url is not None:
-        if url.scheme in ("http", "https"):
-            raise ClusterUnreachable(source, HTTP_ADDRESS)
-        if url.scheme != "ray":
+    if "://" in name:
+        target = _client(urlsplit(name), source)
+        if target is None:
             return
-        try:
-            host, port = url.hostname, url.port or CLIENT_PORT
-        except ValueError as err:  # a port that is not a number
-            raise ClusterUnreachable(source, str(err)) from None
-        if not host:
-            raise ClusterUnreachable(source, "no host in the address")
     else:
-        host, port = _bootstrap(name, source)
+        target = _bootstrap(name, source)
     try:
-        socket.create_connection((host, port), timeout=timeout_s).close()
+        socket.create_connection(target, timeout=timeout_s).close()
     except OSError as err:
-        raise ClusterUnreachable(source, _why(host, port, err, timeout_s)) from None
+        why = _why(*target, err, timeout_s)
+        if "://" not in name and _single_machine_ray_meant(*target):
+            why += (f"; a Ray listens on 127.0.0.1:{target[1]} only (single-machine mode): set "
+                    f"{loopback.ENV}=0 for this command too")
+        raise ClusterUnreachable(source, why) from None
+
+
+def _client(url: SplitResult, source: str) -> tuple[str, int] | None:
+    """(host, port) of a ``ray://`` address as written; None for schemes left to Ray."""
+    if url.scheme in ("http", "https"):
+        raise ClusterUnreachable(source, HTTP_ADDRESS)
+    if url.scheme != "ray":
+        return None
+    try:
+        host, port = url.hostname, url.port or CLIENT_PORT
+    except ValueError as err:  # a port that is not a number
+        raise ClusterUnreachable(source, str(err)) from None
+    if not host:
+        raise ClusterUnreachable(source, "no host in the address")
+    return host, port
 
 
 def _bootstrap(name: str, source: str) -> tuple[str, int]:
@@ -94,19 +106,21 @@ def _bootstrap(name: str, source: str) -> tuple[str, int]:
 
 
 def _why(host: str, port: int, err: OSError, timeout_s: float) -> str:
-    """The reason nothing answered at ``host:port``, with the fix for a single-machine Ray."""
+    """The reason nothing answered at ``host:port``."""
     if isinstance(err, socket.gaierror):
         return f"cannot resolve {host} ({err.strerror or err})"
-    why = (f"no answer from {host}:{port} in {timeout_s:g} s" if isinstance(err, TimeoutError)
-           else f"nothing answers at {host}:{port} ({err.strerror or err})")
-    try:
-        routable = not loopback.is_loopback(host)
-    except ValueError:  # a host name: not what Ray made of 127.0.0.1
-        routable = False
-    if routable and _answers("127.0.0.1", port):
-        why += (f"; a Ray listens on 127.0.0.1:{port} only (single-machine mode): set "
-                f"{loopback.ENV}=0 for this command too")
-    return why
+    if isinstance(err, TimeoutError):
+        return f"no answer from {host}:{port} in {timeout_s:g} s"
+    return f"nothing answers at {host}:{port} ({err.strerror or err})"
+
+
+def _single_machine_ray_meant(host: str, port: int) -> bool:
+    """Whether ``host`` is what Ray made of 127.0.0.1 (this machine's routable address) and a
+    Ray in single-machine mode answers on 127.0.0.1 at ``port`` instead."""
+    from ray._private.services import resolve_ip_for_localhost
+
+    return host == resolve_ip_for_localhost("127.0.0.1") != "127.0.0.1" and \
+        _answers("127.0.0.1", port)
 
 
 def _answers(host: str, port: int) -> bool:

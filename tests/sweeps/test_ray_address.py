@@ -115,3 +115,19 @@ def test_lottery_run_with_a_dead_address_exits_2_before_anything_is_written(tmp_
     assert f"--address 127.0.0.1:{port}: nothing answers at 127.0.0.1:{port}" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("listener", ["127.0.0.1"], indirect=True)
+def test_a_ray_on_loopback_only_gets_the_single_machine_hint_and_no_other_does(listener):
+    from ray._private.services import resolve_ip_for_localhost
+
+    if resolve_ip_for_localhost("127.0.0.1") == "127.0.0.1":  # no routable address here
+        ray_address.check(f"127.0.0.1:{listener}")  # nothing rewritten: it answers
+    else:  # this process is outside single-machine mode: Ray rewrites 127.0.0.1
+        with pytest.raises(ClusterUnreachable, match=rf"a Ray listens on 127.0.0.1:{listener} "
+                                                     rf"only \(single-machine mode\): set "):
+            ray_address.check(f"127.0.0.1:{listener}")
+    with pytest.raises(ClusterUnreachable) as refused:  # another host: no hint
+        ray_address.check(f"127.0.0.2:{listener}")
+    assert "nothing answers at 127.0.0.2" in str(refused.value)
+    assert "single-machine" not in str(refused.value)
