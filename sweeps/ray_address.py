@@ -57,20 +57,17 @@ def check(address: str | None, timeout_s: float = TIMEOUT_S) -> None:
     name, source = given(address)
     if not name:  # no address: the run starts its own Ray
         return
-    if "://" in name:
-        target = _client(urlsplit(name), source)
-        if target is None:
-            return
-    else:
-        target = _bootstrap(name, source)
-    try:
-        socket.create_connection(target, timeout=timeout_s).close()
-    except OSError as err:
+    client = "://" in name
+    target = _client(urlsplit(name), source) if client else _bootstrap(name, source)
+    if target is None:  # a scheme left to Ray
+        return
+    err = _refusal(*target, timeout_s)
+    if err is not None:
         why = _why(*target, err, timeout_s)
-        if "://" not in name and _single_machine_ray_meant(*target):
+        if not client and _single_machine_ray_meant(*target):
             why += (f"; a Ray listens on 127.0.0.1:{target[1]} only (single-machine mode): set "
                     f"{loopback.ENV}=0 for this command too")
-        raise ClusterUnreachable(source, why) from None
+        raise ClusterUnreachable(source, why)
 
 
 def _client(url: SplitResult, source: str) -> tuple[str, int] | None:
@@ -120,12 +117,13 @@ def _single_machine_ray_meant(host: str, port: int) -> bool:
     from ray._private.services import resolve_ip_for_localhost
 
     return host == resolve_ip_for_localhost("127.0.0.1") != "127.0.0.1" and \
-        _answers("127.0.0.1", port)
+        _refusal("127.0.0.1", port, 1.0) is None
 
 
-def _answers(host: str, port: int) -> bool:
+def _refusal(host: str, port: int, timeout_s: float) -> OSError | None:
+    """Why a TCP connection to ``host:port`` did not open within ``timeout_s``; None if it did."""
     try:
-        socket.create_connection((host, port), timeout=1.0).close()
-    except OSError:
-        return False
-    return True
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as err:
+        return err
+    return None

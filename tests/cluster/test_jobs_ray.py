@@ -163,7 +163,6 @@ def test_with_address_missing_data_on_the_workers_is_refused_before_any_trial(tm
     assert "warning: dataset: mnist files missing" in plan.stderr
 
 
-
 def test_a_driver_outside_single_machine_mode_is_told_what_to_set_at_once(tmp_path, head):
     """The head runs in single-machine mode, on loopback only (``sweeps.loopback``). A driver
     without the variable turns 127.0.0.1 into the routable address, where ``ray.init`` would
@@ -179,6 +178,7 @@ def test_a_driver_outside_single_machine_mode_is_told_what_to_set_at_once(tmp_pa
     assert (f"a Ray listens on 127.0.0.1:{port} only (single-machine mode): set "
             f"{loopback.ENV}=0 for this command too") in proc.stderr
     assert "Traceback" not in proc.stderr and not (storage / "outside").exists()
+
 
 DISCONNECT = """
 import sys
